@@ -1,0 +1,134 @@
+"""Command line: ``facedet3d fit | assets | export-onnx | bench``.
+
+Errors print one line on stderr (``facedet3d: error: ...``) and exit non-zero; a traceback
+only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import FaceDet3DError
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("--box takes LEFT,TOP,WIDTH,HEIGHT numbers") from None
+    if len(vals) != 4 or vals[2] <= 0 or vals[3] <= 0:
+        raise argparse.ArgumentTypeError("--box takes LEFT,TOP,WIDTH,HEIGHT with positive width and height")
+    return vals  # type: ignore[return-value]
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError("--face takes 1 (largest face), 2, 3, ...")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="facedet3d", description="One photo of a face -> animatable BFM face asset.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    f = sub.add_parser("fit", help="photo -> FaceAsset folder")
+    f.add_argument("photo")
+    f.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
+    f.add_argument("--box", type=_box, help="face box LEFT,TOP,WIDTH,HEIGHT in pixels")
+    f.add_argument("--face", type=_positive, default=1, help="N-th largest face (1 = largest)")
+    f.add_argument("--overlay", action="store_true", help="also write overlay.png and texture_preview.png")
+    f.add_argument("--texture-size", type=int, default=1024)
+    f.add_argument("--no-refine", action="store_true", help="plain two-pass 3DDFA_V2 fit, no refinement")
+    f.add_argument("--regressor", choices=("onnx", "torch"), default="onnx")
+
+    a = sub.add_parser("assets", help="face-model files")
+    a.add_argument("action", choices=("fetch", "status"))
+    a.add_argument("--mirror", help="local folder laid out like the upstream repos (default: $FACEDET3D_ASSET_MIRROR)")
+    a.add_argument("--force", action="store_true", help="fetch again even when cached")
+
+    sub.add_parser("export-onnx", help="build step: export the regressor to ONNX")
+
+    b = sub.add_parser("bench", help="benchmark; the last line is one JSON object")
+    b.add_argument("photo")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--repeats", type=int, default=7)
+    b.add_argument("--megapixels", type=float, help="resample the photo to this size first (e.g. 12)")
+    return ap
+
+
+def _cmd_fit(args) -> int:
+    from .service import Backend, FitRequest
+
+    req = FitRequest(photo=args.photo, box=args.box, face=args.face - 1, texture_size=args.texture_size,
+                     overlay=args.overlay, refine=not args.no_refine)
+    backend = Backend(regressor_backend=args.regressor)
+    path = backend.fit_to_disk(req, args.out)
+    meta = json.loads((path / "meta.json").read_text())
+    t = meta["timings_ms"]
+    print(f"wrote {path} (yaw {meta['pose']['yaw_deg']:.0f} deg, {sum(t.values()):.0f} ms: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + ")")
+    return 0
+
+
+def _cmd_assets(args) -> int:
+    from . import assets
+
+    if args.action == "fetch":
+        paths = assets.fetch(mirror=args.mirror, force=args.force, progress=lambda m: print(m, flush=True))
+        print(f"{len(paths)} face-model files verified in {assets.assets_dir()}")
+        return 0
+    st = assets.status()
+    for path, state in st.items():
+        print(f"{state:8s} {path}")
+    bad = [p for p, s in st.items() if s != "ok"]
+    if bad:
+        print(f"{len(bad)} file(s) not ready; {assets.FETCH_HINT}")
+    return 1 if bad else 0
+
+
+def _cmd_export(args) -> int:
+    from .regressor import export_onnx
+
+    print(f"wrote {export_onnx()}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"fit": _cmd_fit, "assets": _cmd_assets, "export-onnx": _cmd_export, "bench": _cmd_bench}
+    try:
+        return handlers[args.cmd](args)
+    except FaceDet3DError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"facedet3d: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("facedet3d: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"facedet3d: error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The backend's one typed, in-process API (used by the CLI, the benchmark, the server and
+the Blender add-on's client). Models load once per ``Backend`` and stay warm.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, assets, bfm as bfm_mod, faceasset, fit
+from .errors import BadImage, FaceDet3DError
+
+TEXTURE_SIZES = (256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """What to fit.
+
+    photo: path of any ordinary photo (JPEG/PNG/WebP/TIFF, any mode, EXIF honoured).
+    box: optional face box LEFT, TOP, WIDTH, HEIGHT in photo pixels (after EXIF rotation).
+    face: which face when several: 0 = largest, 1 = second largest, ...
+    texture_size: side of the UV texture / detail maps, texels.
+    overlay: also make overlay.png and texture_preview.png.
+    refine: flipped test-time augmentation + least-squares landmark refinement.
+    """
+
+    photo: str
+    box: tuple[float, float, float, float] | None = None
+    face: int = 0
+    texture_size: int = 1024
+    overlay: bool = False
+    refine: bool = True
+
+
+class _Timer:
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        self.ms[stage] = round(self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1000.0, 2)
+
+
+class Backend:
+    """Holds the loaded models. Construct once; call ``fit`` many times."""
+
+    def __init__(
+        self,
+        regressor_backend: str = "onnx",  # "onnx" (fast on CPU) or "torch" (CUDA when present)
+    ):
+        from .detect import FaceDetector
+        from .regressor import Regressor
+
+        self.bfm = bfm_mod.load_bfm()
+        self.regressor = Regressor(regressor_backend)
+        self.detector = FaceDetector()
+
+    def fit(self, req: FitRequest) -> faceasset.FaceAsset:
+        """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
+        from . import detail_input, photo as photo_mod, raster, texture
+        from .detect import select_face
+
+        if req.texture_size not in TEXTURE_SIZES:
+            raise BadImage(f"texture size {req.texture_size} is not one of {TEXTURE_SIZES}")
+        tm = _Timer()
+        with tm("load"):
+            ph = photo_mod.load_photo(req.photo)
+        rgb = ph.rgb
+        h, w = rgb.shape[:2]
+        with tm("detect"):
+            dets = self.detector(rgb)  # also with --box: it picks the best-overlapping detection
+            det = select_face(dets, face_index=req.face, box=req.box, image_size=(w, h))
+        with tm("regress"):
+            fp = fit.fit_face(rgb, np.asarray(det.box, np.float64), self.regressor, self.bfm, refine_landmarks=req.refine)
+        with tm("reconstruct"):
+            model_v = self.bfm.vertices(fp.shape, fp.exp)  # posed with the photo's expression
+            img_v = fit.project(model_v, fp.projection).astype(np.float32)
+            lm2d = img_v[self.bfm.landmarks, :2]
+            neutral = self.bfm.vertices(fp.shape, None) * bfm_mod.METRES_PER_UNIT
+            pose = fit.decompose(fp.projection)
+        with tm("unwrap"):
+            layout = texture.uv_layout(req.texture_size)
+            tex, mask = texture.unwrap(rgb, img_v, self.bfm.faces, layout)
+        with tm("detail_input"):
+            normals_cam = raster.vertex_normals(model_v @ pose["rotation"].T, self.bfm.faces)
+            detail = detail_input.estimate_detail(tex, mask, layout, normals_cam)
+        meta = faceasset.FaceMeta(
+            format_version=faceasset.FORMAT_VERSION,
+            photo=str(Path(req.photo).name),
+            image_size=[int(w), int(h)],
+            box=[float(v) for v in det.box],
+            box_source="detector" if det.landmarks5 is not None else "user",
+            detector_score=None if not np.isfinite(det.score) else float(det.score),
+            landmarks_2d=np.round(lm2d.astype(np.float64), 3).tolist(),
+            pose=faceasset.Pose(
+                projection=fp.projection.tolist(),
+                rotation=pose["rotation"].tolist(),
+                scale_px_per_m=pose["scale_px_per_unit"] / bfm_mod.METRES_PER_UNIT,
+                yaw_deg=pose["yaw_deg"], pitch_deg=pose["pitch_deg"], roll_deg=pose["roll_deg"],
+            ),
+            shape_coeffs=fp.shape.tolist(),
+            exp_coeffs=fp.exp.tolist(),
+            texture_size=req.texture_size,
+            observed_fraction=float((mask > 127).sum() / max(int(layout.chart.sum()), 1)),
+            versions={"facedet3d": __version__, "regressor": self.regressor.backend},
+            assets={e.path: e.sha256 for e in assets.manifest() if e.required_for == "fit"},
+        )
+        asset = faceasset.FaceAsset(
+            vertices=neutral.astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
+            texture=tex, texture_mask=mask, detail_input=detail, meta=meta,
+        )
+        if req.overlay:
+            from . import overlay
+
+            with tm("overlay"):
+                asset.extras["overlay.png"] = overlay.overlay(rgb, img_v, self.bfm.faces, lm2d, det.box)
+                asset.extras["texture_preview.png"] = overlay.texture_preview(tex, mask, detail)
+        meta.timings_ms = tm.ms
+        return asset
+
+    def fit_to_disk(self, req: FitRequest, out_dir: str | Path) -> Path:
+        """Fit and write the FaceAsset folder atomically; returns its path."""
+        asset = self.fit(req)
+        t0 = time.perf_counter()
+        path = faceasset.write(asset, out_dir)
+        asset.meta.timings_ms["write"] = round((time.perf_counter() - t0) * 1000.0, 2)
+        # record the write time too (meta.json is rewritten in place, the folder is complete)
+        faceasset.rewrite_meta(asset.meta, path)
+        return path
+
+
+__all__ = ["Backend", "FitRequest", "FaceDet3DError"]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent set-up: venv (.venv, Python 3.11), dependencies, the face-model assets and the
+# ONNX build step. Re-running is cheap: installs are skipped while the requirement files
+# are unchanged. Sourced by scripts/main.sh and scripts/test.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PY="${FACEDET3D_PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then PY="$cand"; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: Python 3.11 is required (bpy 5.0.1, Blender as a module, exists only for 3.11); set FACEDET3D_PYTHON" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPY="$ROOT/.venv/bin/python"
+stamp=.venv/.facedet3d-installed
+want="$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing dependencies into .venv (torch is large: a few minutes the first time)"
+  "$VPY" -m pip install -q --upgrade pip -c constraints.txt
+  "$VPY" -m pip install -q -c constraints.txt -r requirements.txt
+  "$VPY" -m pip install -q --no-deps facenet-pytorch==2.6.0
+  "$VPY" -m pip install -q --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+
+# Face-model files: the offline mirror beside the checkout when present, else the network.
+if [ -z "${FACEDET3D_ASSET_MIRROR:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
+  export FACEDET3D_ASSET_MIRROR="$(cd "$ROOT/../shared/assets" && pwd)"
+fi
+"$VPY" -m facedet3d.cli assets fetch | tail -n 1
+"$VPY" -c 'from facedet3d import regressor as r; p = r.onnx_path(); p.is_file() or r.export_onnx(p); print("setup: regressor ONNX at", p)' 2>&1 | grep -v Warning || true

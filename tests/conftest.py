@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests read face-model files through the asset cache; CI points
+FACEDET3D_ASSET_MIRROR at ../shared/assets and scripts/setup.sh fetches from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PHOTOS = SHARED / "photos"
+
+if not os.environ.get("FACEDET3D_ASSET_MIRROR") and (SHARED / "assets").is_dir():
+    os.environ["FACEDET3D_ASSET_MIRROR"] = str(SHARED / "assets")
+
+
+@pytest.fixture(scope="session")
+def bfm():
+    from facedet3d.bfm import load_bfm
+
+    return load_bfm()
+
+
+@pytest.fixture(scope="session")
+def backend():
+    from facedet3d.service import Backend
+
+    return Backend()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PHOTOS.glob("*.jpg"))}
