@@ -7,6 +7,7 @@ only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import traceback
@@ -65,12 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@functools.lru_cache(maxsize=2)
+def _backend(regressor: str):
+    """One warm Backend per process (in-process callers such as tests reuse it)."""
+    from .service import Backend
+
+    return Backend(regressor_backend=regressor)
+
+
 def _cmd_fit(args) -> int:
-    from .service import Backend, FitRequest
+    from .service import FitRequest
 
     req = FitRequest(photo=args.photo, box=args.box, face=args.face - 1, texture_size=args.texture_size,
                      overlay=args.overlay, refine=not args.no_refine)
-    backend = Backend(regressor_backend=args.regressor)
+    backend = _backend(args.regressor)
     path = backend.fit_to_disk(req, args.out)
     meta = json.loads((path / "meta.json").read_text())
     t = meta["timings_ms"]
