@@ -20,29 +20,44 @@ def _crop_box(box: np.ndarray, w: int, h: int, margin: float = 0.9) -> tuple[int
     return (max(int(cx - half), 0), max(int(cy - half), 0), min(int(cx + half), w), min(int(cy + half), h))
 
 
-def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks_2d: np.ndarray, box) -> np.ndarray:
-    """The photo around the face with the fitted mesh's wireframe (front-facing triangles,
-    blended) and the 68 landmarks (numbered dots every 5th)."""
+def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks_2d: np.ndarray, box,
+            uv: np.ndarray | None = None, grid: int = 24) -> np.ndarray:
+    """The photo around the face with the fitted mesh drawn over it: a z-buffered, shaded
+    render blended at 40 %, a wireframe of ``grid`` iso-u / iso-v lines of the UV layout
+    (the raw 76k-triangle wireframe is a moire at any viewable size), the mesh outline,
+    and the 68 landmarks (numbered every 5th)."""
+    from . import raster
+
     h, w = rgb.shape[:2]
     x1, y1, x2, y2 = _crop_box(np.asarray(box), w, h)
     s = OVERLAY_SIDE / max(x2 - x1, y2 - y1, 1)
     base = cv2.resize(np.ascontiguousarray(rgb[y1:y2, x1:x2]), None, fx=s, fy=s,
                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    v = (verts_img[:, :2] - [x1, y1]) * s
-    tri = v[faces]
-    # image y is down, so a camera-facing (CCW in model space) triangle is clockwise here
-    area = (tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1]) - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1])
-    front = tri[area < 0]
-    wire = base.copy()
-    # every 3rd triangle keeps the wireframe readable at this size (38k vertices)
-    pts = np.round(front[::3] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
-    cv2.polylines(wire, list(pts), True, _WIRE, 1, cv2.LINE_AA, shift=2)
-    out = cv2.addWeighted(base, 0.6, wire, 0.4, 0)
+    H, W = base.shape[:2]
+    v = (verts_img.astype(np.float64) - [x1, y1, 0]) * s
+    ras = raster.rasterize(v.astype(np.float32), faces, H, W)
+    inside = ras.tri_id >= 0
+    normals = raster.vertex_normals(v, faces)
+    shade = np.abs(raster.interpolate(ras, normals.astype(np.float32))[..., 2])  # light from the camera
+    render = (np.stack([0.55, 0.85, 0.6]) * 255 * (0.25 + 0.75 * shade[..., None])).astype(np.float32)
+    out = base.astype(np.float32)
+    out[inside] = 0.6 * out[inside] + 0.4 * render[inside]
+    lines = np.zeros((H, W), bool)
+    if uv is not None:
+        cell = np.floor(raster.interpolate(ras, uv.astype(np.float32)) * grid).astype(np.int32)
+        for axis in (0, 1):
+            c = cell[..., axis]
+            lines[:, 1:] |= (c[:, 1:] != c[:, :-1]) & inside[:, 1:] & inside[:, :-1]
+            lines[1:, :] |= (c[1:, :] != c[:-1, :]) & inside[1:, :] & inside[:-1, :]
+    edge = inside & ~cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out[lines] = 0.35 * out[lines] + 0.65 * np.array(_WIRE, np.float32)
+    out[edge] = _WIRE
+    out = np.clip(out, 0, 255).astype(np.uint8)
     for i, (x, y) in enumerate((landmarks_2d[:, :2] - [x1, y1]) * s):
         c = (int(round(x * 4)), int(round(y * 4)))
         cv2.circle(out, c, 3 * 4, _LM, -1, cv2.LINE_AA, shift=2)
         if i % 5 == 0:
-            cv2.putText(out, str(i), (c[0] // 4 + 4, c[1] // 4 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 0), 1, cv2.LINE_AA)
+            cv2.putText(out, str(i), (c[0] // 4 + 4, c[1] // 4 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
     return out
 
 

@@ -120,7 +120,7 @@ class Backend:
             from . import overlay
 
             with tm("overlay"):
-                asset.extras["overlay.png"] = overlay.overlay(rgb, img_v, self.bfm.faces, lm2d, det.box)
+                asset.extras["overlay.png"] = overlay.overlay(rgb, img_v, self.bfm.faces, lm2d, det.box, uv=self.bfm.uv)
                 asset.extras["texture_preview.png"] = overlay.texture_preview(tex, mask, detail)
         meta.timings_ms = tm.ms
         return asset
