@@ -63,7 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=7)
     b.add_argument("--megapixels", type=float, help="resample the photo to this size first (e.g. 12)")
+    for mod in _plugins():
+        mod.add_parser(sub)
     return ap
+
+
+# Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
+# sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
+_PLUGIN_MODULES: tuple[str, ...] = ()
+
+
+def _plugins():
+    import importlib
+
+    return [importlib.import_module(f"facedet3d.{m}") for m in _PLUGIN_MODULES]
 
 
 @functools.lru_cache(maxsize=2)
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"fit": _cmd_fit, "assets": _cmd_assets, "export-onnx": _cmd_export, "bench": _cmd_bench}
     try:
-        return handlers[args.cmd](args)
+        return handlers[args.cmd](args) if args.cmd in handlers else args.func(args)
     except FaceDet3DError as exc:
         if args.debug:
             traceback.print_exc()
