@@ -27,6 +27,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Eevee and Workbench render headless through Mesa's EGL; without it they abort the process.
+if ! ldconfig -p 2>/dev/null | grep -q libEGL_mesa; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Mesa's EGL for headless Eevee/Workbench"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl-mesa0 libgl1-mesa-dri libgles2 >/dev/null) \
+      || echo "setup: could not install Mesa EGL; Eevee/Workbench renders will be unavailable" >&2
+  else
+    echo "setup: Mesa EGL (libegl-mesa0, libgl1-mesa-dri) missing; Eevee/Workbench renders need it" >&2
+  fi
+fi
+
 # Face-model files: the offline mirror beside the checkout when present, else the network.
 if [ -z "${FACEDET3D_ASSET_MIRROR:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
   export FACEDET3D_ASSET_MIRROR="$(cd "$ROOT/../shared/assets" && pwd)"
