@@ -16,6 +16,16 @@ if not os.environ.get("FACEDET3D_ASSET_MIRROR") and (SHARED / "assets").is_dir()
     os.environ["FACEDET3D_ASSET_MIRROR"] = str(SHARED / "assets")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _assets_installed():
+    """With a mirror configured, make sure the cache holds the face-model files (a no-op
+    when they are already verified there)."""
+    if os.environ.get("FACEDET3D_ASSET_MIRROR"):
+        from facedet3d import assets
+
+        assets.fetch(stages=("fit", "rig"))
+
+
 @pytest.fixture(scope="session")
 def bfm():
     from facedet3d.bfm import load_bfm
