@@ -10,7 +10,9 @@ A folder holding
 - ``detail_input.npy`` and ``detail_input.exr``: (S,S) float32 signed displacement in
   METRES along the vertex normal, UV space, row 0 = top (v = 1). Linear data.
 - ``meta.json``: ``FaceMeta`` below.
-- ``rig.npz`` when the FACS rig is available (see ``rig``).
+- ``rig.npz``: ``blendshapes`` (K,N,3) float32 METRES in the same model space as
+  ``mesh.npz`` (K = 53 FACS shapes on this subject), ``names`` (K,) ARKit names, ``au_ids``
+  (17,) AU numbers, ``au_to_blendshape`` (17,K) weights (AU intensity 1 -> shape weights).
 - with ``--overlay``: ``overlay.png`` and ``texture_preview.png``.
 
 The folder is written to a temporary sibling and renamed into place, so a failed run
@@ -69,7 +71,8 @@ class FaceMeta:
     units: dict = field(default_factory=lambda: {"mesh": "metres", "detail": "metres along normal", "bfm": "micrometres"})
     texture_size: int = 1024
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
-    aus: dict = field(default_factory=dict)  # photo AUs, AU number -> intensity 0..1 (rig)
+    aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
+    rig_residual_mm: float | None = None  # mean closest-point distance of the rig transfer
     versions: dict = field(default_factory=dict)
     assets: dict = field(default_factory=dict)  # manifest path -> sha256
     timings_ms: dict = field(default_factory=dict)

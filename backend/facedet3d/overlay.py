@@ -26,7 +26,7 @@ def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks
     render blended at 40 %, a wireframe of ``grid`` iso-u / iso-v lines of the UV layout
     (the raw 76k-triangle wireframe is a moire at any viewable size), the mesh outline,
     and the 68 landmarks (numbered every 5th)."""
-    from . import raster
+    from . import preview, raster
 
     h, w = rgb.shape[:2]
     x1, y1, x2, y2 = _crop_box(np.asarray(box), w, h)
@@ -35,11 +35,8 @@ def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks
                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     H, W = base.shape[:2]
     v = (verts_img.astype(np.float64) - [x1, y1, 0]) * s
-    ras = raster.rasterize(v.astype(np.float32), faces, H, W)
-    inside = ras.tri_id >= 0
-    normals = raster.vertex_normals(v, faces)
-    shade = np.abs(raster.interpolate(ras, normals.astype(np.float32))[..., 2])  # light from the camera
-    render = (np.stack([0.55, 0.85, 0.6]) * 255 * (0.25 + 0.75 * shade[..., None])).astype(np.float32)
+    shade, inside, ras = preview.shade(v, faces, H, W)
+    render = (np.stack([0.55, 0.85, 0.6]) * 255 * shade[..., None]).astype(np.float32)
     out = base.astype(np.float32)
     out[inside] = 0.6 * out[inside] + 0.4 * render[inside]
     lines = np.zeros((H, W), bool)

@@ -58,7 +58,10 @@ class Backend:
         from .detect import FaceDetector
         from .regressor import Regressor
 
+        from .rig import load_rig
+
         self.bfm = bfm_mod.load_bfm()
+        self.rig = load_rig()
         self.regressor = Regressor(regressor_backend)
         self.detector = FaceDetector()
 
@@ -83,8 +86,10 @@ class Backend:
             model_v = self.bfm.vertices(fp.shape, fp.exp)  # posed with the photo's expression
             img_v = fit.project(model_v, fp.projection).astype(np.float32)
             lm2d = img_v[self.bfm.landmarks, :2]
-            neutral = self.bfm.vertices(fp.shape, None) * bfm_mod.METRES_PER_UNIT
+            neutral_units = self.bfm.vertices(fp.shape, None)  # identity only, BFM units
             pose = fit.decompose(fp.projection)
+        with tm("rig"):
+            rig_arrays, photo_aus = self._rig(neutral_units, model_v, fp.projection, pose)
         with tm("unwrap"):
             layout = texture.uv_layout(req.texture_size)
             tex, mask = texture.unwrap(rgb, img_v, self.bfm.faces, layout)
@@ -110,11 +115,13 @@ class Backend:
             texture_size=req.texture_size,
             observed_fraction=float((mask > 127).sum() / max(int(layout.chart.sum()), 1)),
             versions={"facedet3d": __version__, "regressor": self.regressor.backend},
-            assets={e.path: e.sha256 for e in assets.manifest() if e.required_for == "fit"},
+            assets={e.path: e.sha256 for e in assets.manifest()},
+            aus={str(k): round(v, 4) for k, v in photo_aus.items()},
+            rig_residual_mm=float(self.rig.residual_mm),
         )
         asset = faceasset.FaceAsset(
-            vertices=neutral.astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
-            texture=tex, texture_mask=mask, detail_input=detail, meta=meta,
+            vertices=(neutral_units * bfm_mod.METRES_PER_UNIT).astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
+            texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays,
         )
         if req.overlay:
             from . import overlay
@@ -124,6 +131,27 @@ class Backend:
                 asset.extras["texture_preview.png"] = overlay.texture_preview(tex, mask, detail)
         meta.timings_ms = tm.ms
         return asset
+
+    def _rig(self, neutral_units: np.ndarray, posed_units: np.ndarray, projection: np.ndarray, pose: dict):
+        """rig.npz arrays for this subject and the photo's AUs (landmark fit).
+
+        ``neutral_units`` / ``posed_units``: (N,3) the subject mesh without / with the
+        photo's regressed expression, BFM units. The AUs are fitted to the posed mesh's 68
+        landmarks seen through the similarity part of the camera (both sides of the fit use
+        the same projection, so the affine camera's small skew cannot pose as expression)."""
+        from . import facs
+
+        deltas_units = self.rig.subject_deltas(neutral_units)
+        rot, scale, t = pose["rotation"], pose["scale_px_per_unit"], projection[:2, 3]
+        target = facs.project(posed_units[self.bfm.landmarks], rot, scale, t)
+        aus = facs.fit_photo_aus(target, neutral_units, self.rig, rot, scale, t, subject_deltas=deltas_units)
+        arrays = {
+            "blendshapes": (deltas_units * bfm_mod.METRES_PER_UNIT).astype(np.float32),
+            "names": np.asarray(self.rig.names).astype(str),
+            "au_ids": np.asarray(facs.AU_IDS, np.int32),
+            "au_to_blendshape": facs.au_to_blendshape(self.rig.names).astype(np.float32),
+        }
+        return arrays, aus
 
     def fit_to_disk(self, req: FitRequest, out_dir: str | Path) -> Path:
         """Fit and write the FaceAsset folder atomically; returns its path."""
