@@ -43,3 +43,12 @@ def backend():
 @pytest.fixture(scope="session")
 def photos() -> dict[str, Path]:
     return {p.stem: p for p in sorted(PHOTOS.glob("*.jpg"))}
+
+
+@pytest.fixture(scope="session")
+def fitted_dir(backend, photos, tmp_path_factory) -> Path:
+    """A FaceAsset folder of JianzhuGuo.jpg (fitted once per test session)."""
+    from facedet3d.service import FitRequest
+
+    out = tmp_path_factory.mktemp("assets") / "jg"
+    return backend.fit_to_disk(FitRequest(photo=str(photos["JianzhuGuo"])), out)
