@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,10 +146,13 @@ def export_onnx(path: Path | None = None) -> Path:
     model = build_model(torch.device("cpu"))
     dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(
-        model, (dummy,), str(tmp), input_names=["input"], output_names=["params"],
-        dynamic_axes={"input": {0: "batch"}, "params": {0: "batch"}}, opset_version=17, dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # the shape check at the top of forward() is a Python bool under tracing: harmless
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model, (dummy,), str(tmp), input_names=["input"], output_names=["params"],
+            dynamic_axes={"input": {0: "batch"}, "params": {0: "batch"}}, opset_version=17, dynamo=False,
+        )
     os.replace(tmp, path)
     return path
 
