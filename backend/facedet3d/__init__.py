@@ -11,3 +11,7 @@ import os as _os
 
 # OpenCV writes/reads EXR (linear displacement maps) only when this is set.
 _os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+# Inference thread pools spin-wait after each run by default; on a 2-core machine that
+# steals the cores from the numpy/OpenCV stages that follow (unwrap, detail). Passive
+# waiting must be chosen before the OpenMP runtime loads, i.e. before torch is imported.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

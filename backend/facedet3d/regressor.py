@@ -178,6 +178,7 @@ class Regressor:
             if not path.is_file():
                 export_onnx(path)
             opts = ort.SessionOptions()
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see __init__
             if threads:
                 opts.intra_op_num_threads = threads
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
