@@ -22,10 +22,15 @@ Transfer (once per asset version, cached as ``.npz`` keyed by the source checksu
    shape the lips may close at most ``LIP_CLOSE_MAX`` of the BFM's rest gap between them
    (``_limit_lip_closure``): ICT's lips touch, the BFM's are a few mm apart with skin in
    between, so ICT's lip-pressing shapes would push the BFM's lips through each other.
-6. Blinks: the upper lid rim is moved exactly onto the lower lid's closed line plus
-   ``LID_GAP_UM`` (``_close_lids``). The openings (the BFM has no eyeballs or mouth hole:
-   skin runs over them) are filled from their rims (``_fill_opening``).
-7. Any triangle still folded in a shape is relaxed away locally (``rig_relax``).
+6. The openings (the BFM has no eyeballs or mouth hole: skin runs over them) are filled
+   from their rims (``_fill_opening``). Blinks: the strip between the lids' rims (rims
+   included) collapses, in order, into a 0.3 mm band on the lower lid's closed line
+   (``_close_lids``).
+7. Nearly flat triangles (slivers) move affinely with their longest edge in every shape
+   (``flatten_slivers``: any motion of their own tips them, alone or in blends of shapes).
+   Any triangle still folded is relaxed away locally (``relax_folds``), then folded and
+   nearly folded triangles are removed by the least vertex moves (``unfold``, a linear
+   program per axis), so that blends of shapes do not fold either.
 
 Units: BFM units (micrometres) inside; ``subject_blendshapes`` returns metres.
 """
@@ -45,17 +50,19 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from . import assets, bfm as bfm_mod, ict as ict_mod
 from .rig_geometry import (  # noqa: F401  (re-exported: tests and tools use rig.side_labels etc.)
-    face_normals, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, relax_folds, points_in_polygon, project_by_side,
-    project_to_mesh, rims as _rims, side_labels, smoothstep, umeyama,
+    face_normals, flatten_slivers, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, points_in_polygon,
+    project_by_side, project_to_mesh, relax_folds, rims as _rims, side_labels, sliver_tips, smoothstep, umeyama,
+    unfold,
 )
 
-RIG_VERSION = 3  # bump when the transfer algorithm changes (part of the cache key)
+RIG_VERSION = 4  # bump when the transfer algorithm changes (part of the cache key)
 NO_JAW = np.r_[17:68]  # landmarks used for alignment/warp (jaw contour 0..16 excluded)
 FALLOFF_MM = (3.0, 8.0)  # full motion below 3 mm from the ICT skin, none beyond 8 mm
 SMOOTH_ITERS = 10  # ~2 mm smoothing radius on the BFM's ~1 mm edges
 ICP_SMOOTHING = (10.0, 1.0)  # TPS regularisation (mm²) of the two non-rigid ICP rounds
-LID_GAP_UM = 100.0  # closed lids rest 0.1 mm apart, so the skin between never degenerates
+LID_STRIP_UM = 300.0  # closed lids: the skin between the rims' outer rows ends 0.3 mm high
 LIP_CLOSE_MAX = 0.4  # a shape may close the lips by at most this fraction of their rest gap
+STIFF = 0.15  # unfold: triangles whose normal keeps < 15 % of its rest projection are stiffened
 FADE_UM = 6_000.0  # lid/lip rim corrections fade to zero this far from the rim
 
 
@@ -122,49 +129,49 @@ def _limit_lip_closure(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
         d[cl, 1] -= 0.5 * fl * np.interp(verts[cl, 0], xs, excess)
 
 
-def _zigzag(x: np.ndarray, y: np.ndarray, sign: float, half_window: int = 2) -> np.ndarray:
-    """(R,) >= 0 offsets of a rim's vertices (sorted by x) from its margin: the rim runs
-    over two mesh rows, and its margin is the envelope nearest the opening (the running
-    min of y over +-half_window vertices for an upper rim, sign=+1; max for a lower one)."""
-    n = len(y)
-    env = np.array([(sign * y[max(i - half_window, 0):i + half_window + 1]).min() for i in range(n)])
-    return sign * y - env
+def _bound(x: np.ndarray, y: np.ndarray, sign: float, margin: float = 200.0) -> np.ndarray:
+    """Smooth upper (sign=+1) / lower (-1) bound of the points (x, y), evaluated at x: their
+    extreme over +-1 mm in x, widened (+-1 mm) and smoothed (Gaussian, 1 mm), then lifted
+    so that it clears every point by at least ``margin``."""
+    grid = np.linspace(x.min(), x.max(), 200)
+    step = grid[1] - grid[0]
+    ext = np.array([(sign * y[np.abs(x - g) < 1_000.0 + step]).max() for g in grid])
+    ext = gaussian_filter1d(maximum_filter1d(ext, int(2_000 / step) | 1), 1_000 / step, mode="nearest")
+    env = np.interp(x, grid, ext)
+    return sign * (env + max((sign * y - env).max(), 0.0) + margin)
 
 
 def _close_lids(delta: np.ndarray, verts: np.ndarray, faces: np.ndarray, inside: np.ndarray,
-                labels: np.ndarray, gap_um: float = LID_GAP_UM, keep_zigzag: float = 0.1) -> None:
-    """In place, for one eyeBlink shape delta (N, 3) (already smoothed): close the lids
-    exactly, per rim vertex, with no smoothing afterwards.
+                labels: np.ndarray, strip_um: float = LID_STRIP_UM) -> None:
+    """In place, for one eyeBlink shape delta (N, 3) (smoothed, opening filled): close the
+    lids exactly, with no smoothing afterwards.
 
-    Each rim's vertices sit on two mesh rows (a zig-zag of up to ~0.5 mm off its margin,
-    see ``_zigzag``). At full blink the lower rim's margin becomes its smoothed line
-    (Gaussian, 1 mm, along x) with the zig-zag kept at ``keep_zigzag`` of its rest size
-    (so no triangle between rim vertices degenerates), and every upper-rim vertex goes to
-    that line plus ``gap_um`` (plus its own reduced zig-zag), at the point where the lower
-    rim vertex with the same rest x ends. Matching the rims by rest x is the
-    parametrisation ``_fill_opening`` uses, so the skin between them collapses to a thin
-    strip without shear (a sheared strip that thin folds). Both corrections fade over
-    ``FADE_UM`` into the lids.
+    The strip between the rims' outer rows (both rims and the skin over the eyeball) is
+    parametrised at rest by ``t = (y - l(x)) / H`` (l, u: smooth bounds below / above the
+    strip, H the largest u - l, so t is in [0, 1] and affine in y in every column). At
+    full blink each strip vertex goes to ``L(x) + (0, t strip_um, 0)``, L(x) the lower
+    rim's posed position as a smooth function of rest x: the strip collapses into a thin
+    band (thinner towards the corners) keeping its vertical order, the rims end ~0.2-0.35
+    mm apart, and the few strip triangles this tips over (the lid crease, steep at rest)
+    are left to ``unfold``. The rims' change is spread over ``FADE_UM`` into the lids.
     """
     up, lo = _rims(verts, faces, inside, labels)
     new = verts + delta
-    zig_up, zig_lo = _zigzag(verts[up, 0], verts[up, 1], +1.0), _zigzag(verts[lo, 0], verts[lo, 1], -1.0)
-    x_lo = np.maximum.accumulate(new[lo, 0])
-    w = np.exp(-0.5 * ((x_lo[:, None] - x_lo[None, :]) / 1_000.0) ** 2)
-    margin = (w @ (new[lo, 1] + zig_lo)) / w.sum(1)  # the closed line, smooth in x
-
-    def spread(rim, corr, sign):
+    strip = np.concatenate([up, lo, np.flatnonzero(inside)])
+    x, y = verts[strip, 0], verts[strip, 1]
+    u_y, l_y = _bound(x, y, +1.0), _bound(x, y, -1.0)
+    t = (y - l_y) / (u_y - l_y).max()
+    # a smooth function (Gaussian kernel, 1 mm): linear interpolation between the rim's
+    # vertices has kinks, and at this strip's thinness a kink inside a triangle tips it
+    w = np.exp(-0.5 * ((x[:, None] - verts[lo, 0][None, :]) / 1_000.0) ** 2)
+    target = (w @ new[lo]) / w.sum(1)[:, None]
+    target[:, 1] += t * strip_um
+    corr = target - new[strip]
+    for rim, c_rim, sign in ((up, corr[:len(up)], +1.0), (lo, corr[len(up):len(up) + len(lo)], -1.0)):
         cand, fade = _rim_band(verts, labels, inside, rim, sign)
         for c in range(3):
-            delta[cand, c] += fade * np.interp(verts[cand, 0], verts[rim, 0], corr[:, c])
-
-    corr_lo = np.zeros((len(lo), 3))
-    corr_lo[:, 1] = margin - keep_zigzag * zig_lo - new[lo, 1]
-    tx = np.interp(verts[up, 0], verts[lo, 0], x_lo)
-    target = np.stack([tx, np.interp(tx, x_lo, margin) + gap_um + keep_zigzag * zig_up,
-                       np.interp(verts[up, 0], verts[lo, 0], new[lo, 2])], 1)
-    spread(lo, corr_lo, -1.0)
-    spread(up, target - new[up], +1.0)
+            delta[cand, c] += fade * np.interp(verts[cand, 0], verts[rim, 0], c_rim[:, c])
+    delta[strip] = target - verts[strip]
 
 
 def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
@@ -199,17 +206,6 @@ def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
         # closed eye is a thin flat strip instead of a crumpled fold
         openness = np.clip((gap + d_up[:, 1] - d_lo[:, 1]) / gap, 0.0, 1.0)
         deltas[k, inner] = s[:, None] * d_up + (1 - s[:, None]) * d_lo + (openness[:, None] - 1) * bulge
-
-
-
-# --- the transfer -------------------------------------------------------------------------
-
-def _warp(src_mm: np.ndarray, dst_mm: np.ndarray, smoothing: np.ndarray | float) -> RBFInterpolator:
-    """3D thin-plate spline (affine part included) mapping src -> dst as a displacement
-    field, in millimetres (so ``smoothing`` is a plain mm² regulariser)."""
-    return RBFInterpolator(src_mm, dst_mm - src_mm, kernel="thin_plate_spline",
-                           smoothing=smoothing, degree=1)
-
 
 
 
@@ -278,19 +274,30 @@ def build_transfer(progress=None) -> dict[str, np.ndarray]:
     # 5) lips, then lids (exact, after smoothing), then the skin over the openings.
     _limit_lip_closure(deltas, target, bfm.faces, in_hole["mouth"], plab)
     names = list(ict.names)
-    for side, eye in (("R", "eye_r"), ("L", "eye_l")):
-        _close_lids(deltas[names.index(f"eyeBlink_{side}")], target, bfm.faces, in_hole[eye], plab)
     for mask in in_hole.values():
         _fill_opening(deltas, target, bfm.faces, mask, plab)
+    for side, eye in (("R", "eye_r"), ("L", "eye_l")):
+        _close_lids(deltas[names.index(f"eyeBlink_{side}")], target, bfm.faces, in_hole[eye], plab)
     say(f"smoothed, lips and lids fixed, openings filled ({time.perf_counter() - t0:.1f} s)")
 
-    # 6) relax any remaining folds locally; the lid rims stay exactly where step 5 put them.
-    keep = np.zeros(len(target), bool)
+    # 6) slivers move with their base; remaining folds are relaxed away locally, then folded
+    # and nearly folded triangles unfolded by least moves; slivers stay put, lid rims nearly.
+    tips = sliver_tips(target, bfm.faces)
+    flatten_slivers(deltas, tips)
+    rim = np.zeros(len(target), bool)
     for eye in ("eye_r", "eye_l"):
-        keep[np.concatenate(_rims(target, bfm.faces, in_hole[eye], plab))] = True
+        rim[np.concatenate(_rims(target, bfm.faces, in_hole[eye], plab))] = True
+    hard = np.zeros(len(target), bool)
+    hard[[v for tip, a, b, _ in tips for v in (tip, a, b)]] = True  # slivers stay affine
+    keep = rim | hard
     adj = mesh_adjacency(bfm.faces, len(target))
     for k in range(len(deltas)):
         deltas[k] = relax_folds(target, deltas[k], bfm.faces, keep, adj=adj)[0]
+        # stiffen nearly folded triangles too (they fold in blends of shapes), except in
+        # the blinks, whose closed lid strip is thin by construction
+        stiff = 0.0 if names[k].startswith("eyeBlink") else STIFF
+        deltas[k] = unfold(target, deltas[k], bfm.faces, adj, hard, soft=rim & ~hard,
+                           trigger=stiff, margin=max(stiff * 1.5, 0.01))[0]
     say(f"folds relaxed ({time.perf_counter() - t0:.1f} s)")
 
     return {

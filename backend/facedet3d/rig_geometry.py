@@ -214,9 +214,11 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     """Remove folds from one displacement field delta (N, 3) on the mesh (rest, faces),
     locally: the motion of the vertices within ``rings`` rings of the folded triangles is
     replaced by the harmonic (uniform-Laplacian) interpolation of the motion around them,
-    everything else (and the vertices where the (N,) bool ``keep`` is set) held fixed. Repeats with one more ring each round while folds remain,
-    at most ``rounds`` times (``adj``: ``mesh_adjacency``, to reuse). Cheap (sparse solves over a few hundred vertices) and leaves
-    fold-free shapes (and ones it cannot improve) untouched. Returns (new delta, triangles still folded)."""
+    everything else (and the vertices where the (N,) bool ``keep`` is set) held fixed.
+    Repeats with one more ring each round while folds remain, at most ``rounds`` times
+    (``adj``: ``mesh_adjacency``, to reuse). Cheap (sparse solves over a few hundred
+    vertices) and leaves fold-free shapes (and ones it cannot improve) untouched. Returns
+    (new delta, triangles still folded)."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import spsolve
 
@@ -246,3 +248,99 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     if len(bad) >= n_before:  # no better (e.g. folds pinned by ``keep``): leave it as it was
         return delta, n_before
     return out.astype(delta.dtype), len(bad)
+
+
+def unfold(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, adj, keep: np.ndarray | None = None,
+           rings: int = 2, rounds: int = 4, margin: float = 0.01, max_move: float = 1_000.0,
+           soft: np.ndarray | None = None, soft_move: float = 50.0, trigger: float = 0.0) -> tuple[np.ndarray, int]:
+    """Remove folds from one displacement field delta (N, 3) by the smallest moves of the
+    vertices near them, one coordinate axis at a time (y, x, z).
+
+    With the other two coordinates fixed, a triangle's normal ``n = (b - a) x (c - a)`` is
+    affine in its vertices' third coordinate, so "every triangle touching a moved vertex
+    keeps ``n . n_rest >= margin * |n_rest|²``" (n_rest unnormalised at rest) is a set of
+    linear constraints, and the least (L1) moves satisfying them a linear program (slack
+    variables take what cannot be met). The free vertices are those within ``rings`` rings
+    (one more each round) of the triangles with ``n . n_rest < trigger * |n_rest|²``
+    (folded for trigger 0; a positive trigger also stiffens nearly folded ones), less the
+    (N,) bool ``keep``; moves are bounded by ``max_move`` (``soft_move`` per axis and round
+    where the (N,) bool ``soft`` is set). Returns (new delta, triangles still folded)."""
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    n = len(rest)
+    out = np.asarray(delta, np.float64).copy()
+    r0 = np.cross(rest[faces[:, 1]] - rest[faces[:, 0]], rest[faces[:, 2]] - rest[faces[:, 0]])
+    a2 = np.maximum((r0 ** 2).sum(1), 1e-30)
+
+    def weak(d):
+        p = rest + d
+        n1 = np.cross(p[faces[:, 1]] - p[faces[:, 0]], p[faces[:, 2]] - p[faces[:, 0]])
+        return np.flatnonzero((n1 * r0).sum(1) < trigger * a2)
+
+    bad = weak(out)
+    for r in range(rounds):
+        if len(bad) == 0:
+            break
+        region = np.zeros(n, bool)
+        region[faces[bad].ravel()] = True
+        for _ in range(rings + r):
+            region |= (adj @ region.astype(np.float64)) > 0
+        if keep is not None:
+            region &= ~keep
+        free = np.flatnonzero(region)
+        col = np.full(n, -1)
+        col[free] = np.arange(len(free))
+        tri = np.flatnonzero(region[faces].any(1))
+        f = faces[tri]
+        for axis in (1, 0, 2):
+            p = rest + out
+            pa, pb, pc = p[f[:, 0]], p[f[:, 1]], p[f[:, 2]]
+            e = np.zeros(3)
+            e[axis] = 1.0
+            # d(n . n_rest)/d(coordinate `axis` of a, b, c), scaled by 1/|n_rest|²
+            grads = [(np.cross(e, q) * r0[tri]).sum(1) / a2[tri] for q in (pb - pc, pc - pa, pa - pb)]
+            s0 = (np.cross(pb - pa, pc - pa) * r0[tri]).sum(1) / a2[tri]
+            m, k = len(tri), len(free)
+            ok = [col[f[:, j]] >= 0 for j in range(3)]
+            g = sp.coo_matrix((np.concatenate([grads[j][ok[j]] for j in range(3)]),
+                               (np.concatenate([np.flatnonzero(ok[j]) for j in range(3)]),
+                                np.concatenate([col[f[ok[j], j]] for j in range(3)]))), shape=(m, k)).tocsr()
+            # variables [up (k), down (k), slack (m)] >= 0; -(g (up - down)) - slack <= s0 - margin
+            a_ub = sp.hstack([-g, g, -sp.identity(m)]).tocsr()
+            cost = np.r_[np.ones(2 * k) / max_move, np.full(m, 1e3)]
+            cap = np.where(soft[free], soft_move, max_move) if soft is not None else np.full(k, max_move)
+            bounds = [(0, c) for c in np.r_[cap, cap]] + [(0, None)] * m
+            res = linprog(cost, A_ub=a_ub, b_ub=s0 - margin, bounds=bounds, method="highs")
+            if res.status == 0:
+                out[free, axis] += res.x[:k] - res.x[k:2 * k]
+        bad = weak(out)
+    return out.astype(np.asarray(delta).dtype), len(flipped_faces(rest, rest + out, faces))
+
+
+def sliver_tips(rest: np.ndarray, faces: np.ndarray, rel_area: float = 0.05) -> list[tuple[int, int, int, float]]:
+    """The nearly flat triangles (area below ``rel_area`` of the median): (tip, a, b, s) per
+    sliver, tip the vertex opposite the longest edge (a, b) and s its projection's parameter
+    on that edge (clipped to [0, 1])."""
+    p = rest[faces]
+    area = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+    out = []
+    for t in np.flatnonzero(area < rel_area * np.median(area)):
+        f = faces[t]
+        lens = [np.linalg.norm(rest[f[(j + 1) % 3]] - rest[f[(j + 2) % 3]]) for j in range(3)]
+        j = int(np.argmax(lens))  # the tip is opposite the longest edge
+        tip, a, b = f[j], f[(j + 1) % 3], f[(j + 2) % 3]
+        ab = rest[b] - rest[a]
+        s = float(np.clip((rest[tip] - rest[a]) @ ab / (ab @ ab), 0.0, 1.0))
+        out.append((int(tip), int(a), int(b), s))
+    return out
+
+
+def flatten_slivers(deltas: np.ndarray, tips, passes: int = 3) -> None:
+    """In place on (K, N, 3) shapes: every sliver's tip moves as the straight-line blend of
+    its base edge's ends (``sliver_tips``), so the sliver moves affinely with its base and
+    cannot tip over in any shape or blend of shapes (any motion tips a flat triangle that
+    moves on its own). Repeated ``passes`` times, for tips that are on another's base."""
+    for _ in range(passes):
+        for tip, a, b, s in tips:
+            deltas[:, tip] = (1 - s) * deltas[:, a] + s * deltas[:, b]
