@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
 # sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
-_PLUGIN_MODULES: tuple[str, ...] = ("pose_cmd",)
+_PLUGIN_MODULES: tuple[str, ...] = ("pose_cmd", "render_job", "serve_cmd")
 
 
 def _plugins():

@@ -1,0 +1,39 @@
+"""AU properties drive the shape keys: value(shape k) = sum_a AU_a * W[a, k] (clamped to
+the key's 0..1 slider range), one driver per shape key with a simple expression (evaluated
+without Python, so it works with auto-run scripts off). Animation is keyed on the AU
+properties; exports bake the driven values (see ``animation.bake_shape_keys``)."""
+
+import bpy
+import numpy as np
+
+from ..properties import AU_IDS, au_prop
+
+
+def add_au_drivers(obj: bpy.types.Object, names, au_to_blendshape: np.ndarray) -> int:
+    """Drivers on ``obj``'s shape keys from ``obj.facedet3d.auNN``; returns how many."""
+    w = np.asarray(au_to_blendshape, np.float64)
+    if w.shape != (len(AU_IDS), len(names)):
+        raise ValueError(f"au_to_blendshape must be ({len(AU_IDS)}, {len(names)}), got {w.shape}")
+    key = obj.data.shape_keys
+    count = 0
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(np.abs(w[:, k]) > 1e-6)
+        if len(rows) == 0:
+            continue
+        fc = key.key_blocks[str(name)].driver_add("value")
+        drv = fc.driver
+        drv.type = "SCRIPTED"
+        terms = []
+        for a in rows:
+            var = drv.variables.new()
+            var.name = f"au{AU_IDS[a]}"
+            var.type = "SINGLE_PROP"
+            var.targets[0].id_type = "OBJECT"
+            var.targets[0].id = obj
+            var.targets[0].data_path = f"facedet3d.{au_prop(AU_IDS[a])}"
+            terms.append(var.name if abs(w[a, k] - 1.0) < 1e-9 else f"{w[a, k]:.6g}*{var.name}")
+        drv.expression = f"min(1.0, {' + '.join(terms)})"
+        for mod in list(fc.modifiers):  # driver_add puts a Generator modifier on it
+            fc.modifiers.remove(mod)
+        count += 1
+    return count

@@ -1,0 +1,168 @@
+"""Headless main job: photo -> animated expression frames, scene.blend (and face.fbx).
+
+    python addon/batch.py -- PHOTO [--preset happy | --au 12=0.8 ...] --frames N
+        --engine eevee|cycles|workbench --resolution PX [--passes] [--fbx] -o OUTDIR
+    blender --background --factory-startup --python addon/batch.py -- PHOTO ...
+
+(``facedet3d render`` starts it.) Steps: fit (a bad photo stops here, before anything is
+written), build the face, animate the AUs from the photo's expression (or neutral) to the
+target over N frames, bake the details, render PNG frames, save OUTDIR/scene.blend, with
+--fbx OUTDIR/face.fbx. Progress lines start with "[facedet3d]". ``--bench PHOTO`` prints
+the add-on's speed figures as one JSON line instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_addon():
+    """The add-on package, loaded from this folder (works inside and outside Blender)."""
+    name = "facedet3d_addon"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "__init__.py"),
+                                                      submodule_search_locations=[HERE])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="batch.py", description=__doc__.splitlines()[0])
+    ap.add_argument("photo")
+    ap.add_argument("-o", "--out")
+    ap.add_argument("--preset")
+    ap.add_argument("--au", action="append", default=[])
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--engine", default="eevee", choices=("eevee", "cycles", "workbench"))
+    ap.add_argument("--resolution", type=int, default=512)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--detail-size", type=int, default=256, choices=(256, 1024, 4096))
+    ap.add_argument("--age", type=float, default=0.0)
+    ap.add_argument("--from-neutral", action="store_true")
+    ap.add_argument("--passes", action="store_true")
+    ap.add_argument("--fbx", action="store_true")
+    ap.add_argument("--gltf", action="store_true")
+    ap.add_argument("--bench", action="store_true", help="print speed figures as JSON (PHOTO only)")
+    args = ap.parse_args(argv)
+    if not args.bench and not args.out:
+        ap.error("-o OUTDIR is required")
+    return args
+
+
+def say(msg: str) -> None:
+    print(f"[facedet3d] {msg}", flush=True)
+
+
+def target_aus(args, presets) -> list[float]:
+    from facedet3d_addon.properties import AU_IDS  # noqa: PLC0415
+
+    vec = list(presets[args.preset]) if args.preset else [0.0] * len(AU_IDS)
+    for item in args.au:
+        num, _, val = item.partition("=")
+        au = int(num.strip().upper().removeprefix("AU"))
+        if au not in AU_IDS:
+            raise ValueError(f"AU{au} is not supported; supported AUs: {', '.join(map(str, AU_IDS))}")
+        v = float(val)
+        if v != v:
+            raise ValueError(f"AU{au} intensity is NaN")
+        vec[AU_IDS.index(au)] = min(max(v, 0.0), 1.0)
+    return vec
+
+
+def run(args) -> int:
+    import bpy
+    import numpy as np
+
+    addon = load_addon()
+    from facedet3d_addon import bake, build, client as client_mod, export, live, render  # noqa: PLC0415
+    from facedet3d_addon.adapters import animation  # noqa: PLC0415
+
+    t_start = time.perf_counter()
+    backend_s = 0.0
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    addon.register()
+    try:
+        client = client_mod.get_client("AUTO")
+        out = os.path.abspath(args.out)
+        status = client.status()
+        if status.detail_source != "detp":
+            say(f"note: {status.message}")
+        tgt = target_aus(args, status.presets)
+        say(f"fitting {args.photo}")
+        t0 = time.perf_counter()
+        face = client.fit(client_mod.T.FitCall(photo=os.path.abspath(args.photo), out_dir=os.path.join(out, "asset")))
+        backend_s += time.perf_counter() - t0
+        say(f"fitted in {time.perf_counter() - t0:.1f} s; photo AUs "
+            + ", ".join(f"AU{a}={v:.2f}" for a, v in zip(build.AU_IDS, face.photo_aus) if v > 0.05))
+        ctx = bpy.context
+        scene = ctx.scene
+        obj, _cam = build.build_face(ctx, face, face.detail, resolution=args.detail_size, render_height=args.resolution)
+        obj.facedet3d.age = args.age
+        n = max(1, args.frames)
+        scene.frame_start, scene.frame_end = 1, n
+        start = np.zeros(17, np.float32) if args.from_neutral else np.asarray(face.photo_aus, np.float32)
+        ts = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+        ease = ts * ts * (3 - 2 * ts)  # smoothstep in time
+        with live.quiet():
+            animation.keyframe_aus(obj, np.arange(1, n + 1), start[None] * (1 - ease) + np.asarray(tgt)[None] * ease)
+        say(f"built {obj.name}: {len(obj.data.vertices)} vertices, {len(obj.data.shape_keys.key_blocks) - 1} shape keys")
+        t0 = time.perf_counter()
+        paths = bake.bake_details(ctx, obj, client, os.path.join(out, "details"), progress=say)
+        backend_s += time.perf_counter() - t0
+        say(f"baked {len(paths)} detail maps ({status.detail_source})")
+        render.configure(scene, args.engine, args.samples, args.passes)
+        t_render = time.perf_counter()
+        res = render.render_frames(ctx, out, passes=args.passes, progress=say)
+        say(f"rendered {len(res['frames'])} frames with {args.engine}: {res['s_per_frame']:.2f} s/frame")
+        for img in bpy.data.images:
+            if img.source == "GENERATED" and img.name.startswith("FaceDet3D"):
+                img.pack()
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
+        say(f"saved {os.path.join(out, 'scene.blend')}")
+        if args.fbx:
+            say(f"exported {export.export_face(ctx, obj, os.path.join(out, 'face.fbx'), 'FBX')}")
+        if args.gltf:
+            say(f"exported {export.export_face(ctx, obj, os.path.join(out, 'face.glb'), 'GLTF')}")
+        total = time.perf_counter() - t_start
+        say(json.dumps({"total_s": round(total, 2), "backend_s": round(backend_s, 2),
+                        "backend_share": round(backend_s / total, 3),
+                        "render_s_per_frame": round(res["s_per_frame"], 3),
+                        "render_s": round(time.perf_counter() - t_render, 2)}))
+    finally:
+        addon.unregister()
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[sys.argv.index("--") + 1:] if argv is None and "--" in sys.argv else (argv or [])
+    args = parse(argv)
+    if args.bench:
+        sys.path.insert(0, HERE)
+        load_addon()
+        from facedet3d_addon import bench  # noqa: PLC0415
+
+        print(json.dumps(bench.bench_ui(args.photo)), flush=True)
+        return 0
+    if not os.path.isfile(args.photo):
+        print(f"facedet3d render: error: {args.photo}: no such file", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except Exception as exc:  # noqa: BLE001 - one line, like the CLI
+        if os.environ.get("FACEDET3D_DEBUG"):
+            raise
+        print(f"facedet3d render: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

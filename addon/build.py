@@ -1,0 +1,115 @@
+"""FaceData -> the face object, its camera and lighting.
+
+Everything is built into unlinked datablocks first and linked into the scene only when all
+of it succeeded; on any error the new datablocks are removed (no half-built objects).
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from . import live
+from .adapters import camera as camera_ad, displacement, drivers, material, mesh as mesh_ad
+from .properties import AU_IDS, au_prop
+
+
+def _new_ids():
+    """Snapshot of datablock names per collection, to remove what a failed build made."""
+    colls = ("objects", "meshes", "materials", "images", "textures", "cameras", "lights", "shape_keys", "actions")
+    return {c: set(getattr(bpy.data, c).keys()) for c in colls}
+
+
+def _remove_new(before) -> None:
+    for c in ("objects", "meshes", "materials", "textures", "images", "cameras", "lights", "actions"):
+        coll = getattr(bpy.data, c)
+        for name in set(coll.keys()) - before[c]:
+            coll.remove(coll[name])
+
+
+def set_aus(obj, aus, quiet: bool = True) -> None:
+    """Set the AU properties from a (17,) vector (without live requests when quiet)."""
+    vals = np.clip(np.asarray(aus, np.float64).reshape(-1), 0.0, 1.0)
+    if quiet:
+        with live.quiet():
+            for au, v in zip(AU_IDS, vals):
+                setattr(obj.facedet3d, au_prop(au), float(v))
+    else:
+        for au, v in zip(AU_IDS, vals):
+            setattr(obj.facedet3d, au_prop(au), float(v))
+
+
+def build_face(context, face, detail_map=None, name: str = "", resolution: int = 256,
+               render_height: int = 512):
+    """Build and link the face for an ``api_types.FaceData``; returns (face object, camera).
+
+    detail_map: (S,S) metres for the initial detail image (default ``face.detail``).
+    """
+    scene = context.scene
+    name = name or f"Face {face.photo.rsplit('.', 1)[0] or 'FaceDet3D'}"
+    before = _new_ids()
+    try:
+        me = mesh_ad.build_mesh(name, face.vertices, face.faces, face.uv)
+        obj = bpy.data.objects.new(name, me)
+        mesh_ad.add_shape_keys(obj, face.names, face.blendshapes)
+        s = obj.facedet3d
+        with live.quiet():  # no detail requests while building
+            s.is_face = True
+            s.subject_id, s.asset_dir, s.photo = face.subject_id, face.asset_dir, face.photo
+            s.detail_source = face.detail_source
+            s.detail_resolution = str(resolution)
+        drivers.add_au_drivers(obj, face.names, face.au_to_blendshape)
+        set_aus(obj, face.photo_aus)
+        dmap = face.detail if detail_map is None else detail_map
+        det_img = displacement.new_detail_image(f"FaceDet3D detail {name}", dmap)
+        det_img.use_fake_user = True  # kept while a baked sequence replaces it (Clear Bake)
+        tex_img = material.new_texture_image(f"FaceDet3D texture {name}", face.texture)
+        mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength)
+        me.materials.append(mat)
+        displacement.add_modifier(obj, det_img, s.detail_strength)
+        cam = camera_ad.build_camera(f"{name} camera", face.camera)
+        light = _key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
+        # all built: link
+        coll = scene.collection
+        coll.objects.link(obj)
+        coll.objects.link(cam)
+        if light is not None:
+            coll.objects.link(light)
+    except Exception:
+        _remove_new(before)
+        raise
+    scene.camera = cam
+    camera_ad.set_render_size(scene, face.camera.image_size, render_height)
+    _ensure_world(scene)
+    scene.view_settings.view_transform = "Standard"  # the photo texture shows as photographed
+    for o in context.view_layer.objects:
+        o.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    live.updater(obj).last_aus = None
+    return obj, cam
+
+
+def _key_light(name, cam):
+    """A soft key light from above the camera (wrinkles need grazing light to read)."""
+    from mathutils import Euler
+
+    data = bpy.data.lights.new(name, "SUN")
+    data.energy = 2.5
+    data.angle = 0.35
+    obj = bpy.data.objects.new(name, data)
+    rot = cam.matrix_world.to_3x3() @ Euler((-0.45, 0.25, 0.0)).to_matrix()
+    obj.matrix_world = rot.to_4x4()
+    return obj
+
+
+def _ensure_world(scene) -> None:
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("FaceDet3D world")
+    w = scene.world
+    if bpy.app.version < (5, 0, 0):
+        w.use_nodes = True
+    bg = next((n for n in w.node_tree.nodes if n.type == "BACKGROUND"), None)
+    if bg is not None:
+        bg.inputs["Color"].default_value = (0.6, 0.6, 0.62, 1.0)
+        bg.inputs["Strength"].default_value = 0.8

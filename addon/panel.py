@@ -1,0 +1,69 @@
+"""Sidebar panel: View3D > Sidebar > Face."""
+
+import bpy
+
+from . import jobs
+from .operators import face_object
+from .properties import AU_IDS, AU_NAMES, au_prop
+
+
+class FACEDET3D_PT_face(bpy.types.Panel):
+    bl_label = "FaceDet3D"
+    bl_idname = "FACEDET3D_PT_face"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face"
+
+    def draw(self, context):
+        layout = self.layout
+        ss = context.scene.facedet3d
+        col = layout.column(align=True)
+        col.prop(ss, "photo", text="")
+        row = col.row(align=True)
+        row.operator("facedet3d.import_photo", icon="IMAGE_DATA").filepath = ss.photo
+        row.prop(ss, "texture_size", text="")
+        for job in jobs.active():
+            row = layout.row()
+            row.label(text=job.message, icon="TIME")
+            row.operator("facedet3d.cancel", text="", icon="X")
+        box = layout.box()
+        row = box.row()
+        row.label(text="Backend: " + (ss.status or "not checked"), icon="PLUGIN")
+        row.operator("facedet3d.backend_status", text="", icon="FILE_REFRESH")
+        obj = face_object(context)
+        if obj is None:
+            return
+        s = obj.facedet3d
+        if s.detail_source and s.detail_source != "detp":
+            box.label(text="No detail network: photo detail only", icon="ERROR")
+        if s.detail_error:
+            box.label(text=s.detail_error, icon="ERROR")
+        layout.label(text=obj.name, icon="MESH_DATA")
+        row = layout.row(align=True)
+        row.prop(ss, "preset", text="")
+        row.operator("facedet3d.apply_preset", text="Apply").preset = ss.preset
+        au_col = layout.column(align=True)
+        for au in AU_IDS:
+            au_col.prop(s, au_prop(au), text=f"AU{au} {AU_NAMES[au]}", slider=True)
+        col = layout.column()
+        col.prop(s, "age")
+        col.prop(s, "detail_strength")
+        col.prop(s, "detail_resolution")
+        col.prop(s, "live_update")
+        row = layout.row(align=True)
+        row.operator("facedet3d.bake_details", icon="RENDER_ANIMATION")
+        if s.baked_dir:
+            row.operator("facedet3d.clear_bake", text="", icon="X")
+        col = layout.column(align=True)
+        col.prop(ss, "engine")
+        col.prop(ss, "passes")
+        col.prop(ss, "output_dir")
+        col.operator("facedet3d.render", icon="RENDER_STILL")
+        col = layout.column(align=True)
+        col.prop(ss, "export_path")
+        row = col.row(align=True)
+        row.operator("facedet3d.export", text="Export FBX").format = "FBX"
+        row.operator("facedet3d.export", text="Export glTF").format = "GLTF"
+
+
+classes = (FACEDET3D_PT_face,)

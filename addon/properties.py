@@ -1,0 +1,97 @@
+"""Properties: ONE PointerProperty on Object (the face) and ONE on Scene (job settings).
+
+AU intensities are floats in [0, 1], one property per AU (``au01`` ... ``au45``) so they
+can be keyframed and read by the shape-key drivers (``facedet3d.au12``).
+"""
+
+import bpy
+
+from . import live
+
+AU_IDS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+AU_NAMES = {1: "Inner Brow Raiser", 2: "Outer Brow Raiser", 4: "Brow Lowerer", 5: "Upper Lid Raiser",
+            6: "Cheek Raiser", 7: "Lid Tightener", 9: "Nose Wrinkler", 10: "Upper Lip Raiser",
+            12: "Lip Corner Puller", 14: "Dimpler", 15: "Lip Corner Depressor", 17: "Chin Raiser",
+            20: "Lip Stretcher", 23: "Lip Tightener", 25: "Lips Part", 26: "Jaw Drop", 45: "Blink"}
+PRESETS = ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt")
+DETAIL_SIZES = (("256", "256", "DetP output, fastest"), ("1024", "1024", "one super-resolution pass"),
+                ("4096", "4096", "two super-resolution passes (slow)"))
+
+
+def au_prop(au: int) -> str:
+    """Property name of an AU (``au12``); drivers use ``facedet3d.au12``."""
+    return f"au{au:02d}"
+
+
+def _detail_changed(self, context):
+    live.on_settings_changed(self.id_data)
+
+
+def _strength_changed(self, context):
+    from .adapters import displacement
+
+    displacement.set_strength(self.id_data, self.detail_strength)
+
+
+def _face_annotations():
+    ann = {}
+    for au in AU_IDS:
+        ann[au_prop(au)] = bpy.props.FloatProperty(
+            name=f"AU{au}", description=f"AU{au} {AU_NAMES[au]} intensity (0..1)", min=0.0, max=1.0,
+            default=0.0, options={"ANIMATABLE"}, update=_detail_changed)
+    ann.update(
+        is_face=bpy.props.BoolProperty(name="FaceDet3D face", default=False, options=set()),
+        subject_id=bpy.props.StringProperty(name="Subject", options=set(), description="backend handle of the fitted face"),
+        asset_dir=bpy.props.StringProperty(name="Face asset", subtype="DIR_PATH", options=set(),
+                                           description="FaceAsset folder the face was built from"),
+        photo=bpy.props.StringProperty(name="Photo", options=set()),
+        age=bpy.props.FloatProperty(name="Age", description="subject age in years (0 = unknown)", min=0.0,
+                                    max=100.0, default=0.0, update=_detail_changed),
+        detail_strength=bpy.props.FloatProperty(
+            name="Detail strength", description="scale of the predicted displacement (1 = metres as predicted)",
+            min=0.0, soft_max=3.0, default=1.0, update=_strength_changed),
+        detail_resolution=bpy.props.EnumProperty(name="Detail resolution", items=DETAIL_SIZES, default="256",
+                                                 update=_detail_changed),
+        live_update=bpy.props.BoolProperty(name="Live update", default=True, update=_detail_changed,
+                                           description="predict the detail map whenever the AUs change"),
+        detail_source=bpy.props.StringProperty(name="Detail source", options=set()),
+        detail_error=bpy.props.StringProperty(name="Detail error", options=set()),
+        baked_dir=bpy.props.StringProperty(name="Baked details", subtype="DIR_PATH", options=set()),
+    )
+    return ann
+
+
+FaceDet3DFace = type("FaceDet3DFace", (bpy.types.PropertyGroup,), {"__annotations__": _face_annotations()})
+
+
+class FaceDet3DScene(bpy.types.PropertyGroup):
+    photo: bpy.props.StringProperty(name="Photo", subtype="FILE_PATH", description="photo of a face to import")
+    texture_size: bpy.props.EnumProperty(name="Texture", items=(("512", "512", ""), ("1024", "1024", ""),
+                                                                ("2048", "2048", "")), default="1024")
+    preset: bpy.props.EnumProperty(name="Preset", items=[(p, p.title(), f"EMFACS {p}") for p in PRESETS])
+    engine: bpy.props.EnumProperty(name="Engine", items=(("BLENDER_EEVEE", "Eevee", ""), ("CYCLES", "Cycles", ""),
+                                                         ("BLENDER_WORKBENCH", "Workbench", "")), default="BLENDER_EEVEE")
+    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="//facedet3d_render/")
+    passes: bpy.props.BoolProperty(name="Passes (Cycles)", default=False,
+                                   description="also write UV, normal, depth and diffuse colour as multilayer EXR")
+    export_path: bpy.props.StringProperty(name="Export", subtype="FILE_PATH", default="//face.fbx")
+    status: bpy.props.StringProperty(name="Status", options=set())
+
+
+classes = (FaceDet3DFace, FaceDet3DScene)
+
+
+def register_extra():
+    bpy.types.Object.facedet3d = bpy.props.PointerProperty(type=FaceDet3DFace)
+    bpy.types.Scene.facedet3d = bpy.props.PointerProperty(type=FaceDet3DScene)
+
+
+def unregister_extra():
+    del bpy.types.Scene.facedet3d
+    del bpy.types.Object.facedet3d
+
+
+def au_vector(face_obj):
+    """(17,) list of the object's current AU values, ``AU_IDS`` order."""
+    s = face_obj.facedet3d
+    return [getattr(s, au_prop(au)) for au in AU_IDS]

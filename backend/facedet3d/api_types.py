@@ -1,0 +1,185 @@
+"""The typed interface between the Blender add-on and the backend.
+
+Only the standard library and numpy are imported here, so Blender's own Python can load this
+module without torch (``build_addon.py`` ships a copy inside the extension as
+``_api_types.py`` for a Blender that reaches the backend over the loopback server).
+
+Conventions shared by every type:
+- lengths in METRES; model space is the FaceAsset's: +Y up, +Z toward the camera (Blender
+  is +Z up: the add-on maps (x, y, z) -> (x, -z, y));
+- images are row 0 = top; UV maps are in the BFM UV layout with row 0 = v = 1;
+- colour images are 8-bit sRGB; displacement maps are linear float32 metres along the
+  vertex normal (signed);
+- AU vectors are (17,) float32 in [0, 1], in ``AU_IDS`` order.
+
+Wire format (server): one ``.npz`` (never pickled) holding every ndarray field under its
+name plus ``__json__``, the UTF-8 JSON of the remaining fields.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+API_VERSION = 1
+AU_IDS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+DETAIL_SIZES = (256, 1024, 4096)
+
+
+@dataclass
+class CameraSpec:
+    """The photo's scaled-orthographic camera, in model space.
+
+    rotation: 3x3 (row-major nested lists) model -> camera rotation (camera x right, y up,
+      z toward the viewer).
+    scale_px_per_m: photo pixels per metre.
+    translation_px: [tx, ty] photo pixel (0-based pixel centres, y down) where the model
+      origin projects: ``u = s (R X)_x + tx``, ``v = -s (R X)_y + ty`` (X in metres).
+    image_size: [width, height] of the photo, pixels.
+    """
+
+    rotation: list
+    scale_px_per_m: float
+    translation_px: list
+    image_size: list
+
+
+@dataclass
+class FitCall:
+    """Fit a photo.
+
+    photo: path of the photo (the server runs on the same machine: loopback only).
+    out_dir: where to write the FaceAsset folder ("" = keep it in memory only).
+    box: optional face box [left, top, width, height] in photo pixels; face: 0 = largest.
+    texture_size: side of the UV texture / detail map, texels.
+    """
+
+    photo: str
+    out_dir: str = ""
+    box: list | None = None
+    face: int = 0
+    texture_size: int = 1024
+
+
+@dataclass
+class FaceData:
+    """Everything the add-on needs to build a face.
+
+    subject_id: backend handle for detail requests (with asset_dir as fallback when the
+      backend restarted and no longer holds it).
+    vertices (N,3) float32 metres, neutral, model space; faces (F,3) int32 CCW from outside;
+    uv (N,2) float32 in [0,1], v = 1 at the top of the image.
+    texture (S,S,3) uint8 sRGB, row 0 = top (v = 1).
+    detail (S,S) float32 metres along the normal: the photo's own detail map D(Ix).
+    blendshapes (K,N,3) float32 metres model space: full-weight offsets of the K FACS shapes.
+    names: K ARKit names. au_to_blendshape (17,K) float32: blendshape weights per unit AU.
+    photo_aus (17,) float32 [0,1]: the expression seen in the photo.
+    camera: the photo's camera. photo: photo file name. detail_source: "detp" or
+      "detail_input" (no detail predictor available: maps do not change with AUs).
+    """
+
+    subject_id: str
+    asset_dir: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    texture: np.ndarray
+    detail: np.ndarray
+    blendshapes: np.ndarray
+    names: list
+    au_to_blendshape: np.ndarray
+    photo_aus: np.ndarray
+    camera: CameraSpec
+    photo: str = ""
+    detail_source: str = "detail_input"
+    timings_ms: dict = field(default_factory=dict)
+
+
+@dataclass
+class DetailRequest:
+    """Predict the detail map of a subject for target AUs.
+
+    target_aus (T,17) float32 [0,1]: one row per map (T = 1 for a live update, one per frame
+      when baking). age: subject age in years (0 = unknown). size: 256, 1024 or 4096 texels.
+    """
+
+    subject_id: str
+    asset_dir: str
+    target_aus: np.ndarray
+    age: float = 0.0
+    size: int = 256
+
+
+@dataclass
+class DetailResult:
+    """maps (T,S,S) float32 metres along the normal, row 0 = top (v = 1).
+    source: "detp" (the network) or "detail_input" (fallback: the photo's own map).
+    ms: backend wall time, milliseconds."""
+
+    maps: np.ndarray
+    source: str
+    ms: float = 0.0
+
+
+@dataclass
+class BackendStatus:
+    """What the panel shows. mode: "in-process" or "server"; detail_source: "detp" or
+    "detail_input"; message: one line for people. presets: emotion name -> (17,) AU list
+    (EMFACS, ``facs.PRESETS``)."""
+
+    mode: str
+    version: str
+    detail_source: str
+    message: str = ""
+    presets: dict = field(default_factory=dict)
+    api_version: int = API_VERSION
+
+
+def check_aus(aus) -> np.ndarray:
+    """(T,17) float32 in [0,1]; NaN/inf raise ValueError, out-of-range values are clamped."""
+    a = np.asarray(aus, np.float32)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != len(AU_IDS):
+        raise ValueError(f"AU vectors must be (T, {len(AU_IDS)}), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("AU intensities must be numbers in [0, 1] (got NaN/inf)")
+    return np.clip(a, 0.0, 1.0)
+
+
+_TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, BackendStatus)}
+
+
+def encode(obj) -> bytes:
+    """Dataclass -> npz bytes (arrays by name, other fields as JSON under ``__json__``)."""
+    arrays, rest = {}, {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            arrays[f.name] = v
+        elif hasattr(v, "__dataclass_fields__"):
+            rest[f.name] = {"__type__": type(v).__name__, **{g.name: getattr(v, g.name) for g in fields(v)}}
+        else:
+            rest[f.name] = v
+    rest["__type__"] = type(obj).__name__
+    buf = io.BytesIO()
+    np.savez(buf, __json__=np.frombuffer(json.dumps(rest).encode("utf-8"), np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def decode(data: bytes, expect: type | None = None):
+    """npz bytes -> dataclass (never unpickles). ``expect`` checks the type."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        rest = json.loads(bytes(z["__json__"]).decode("utf-8"))
+        arrays = {k: z[k] for k in z.files if k != "__json__"}
+    cls = _TYPES.get(rest.pop("__type__", ""))
+    if cls is None or (expect is not None and cls is not expect):
+        raise ValueError(f"unexpected message type {cls.__name__ if cls else '?'}")
+    for k, v in list(rest.items()):
+        if isinstance(v, dict) and v.get("__type__") in _TYPES:
+            sub = dict(v)
+            rest[k] = _TYPES[sub.pop("__type__")](**sub)
+    return cls(**rest, **arrays)

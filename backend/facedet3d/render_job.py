@@ -1,0 +1,120 @@
+"""``facedet3d render``: the headless main job, photo -> frames + scene.blend (+ face.fbx).
+
+The backend never imports bpy: this command starts the add-on's ``batch.py`` in another
+process — with this interpreter (the bpy module installed beside the backend) by default,
+or inside a Blender install with ``--blender PATH`` as
+``blender --background --factory-startup --python batch.py -- ARGS``. The batch job fits
+the photo first, so a bad photo stops it before anything is written.
+
+``bench_ui()`` measures the add-on's interactive and render speed the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINES = ("eevee", "cycles", "workbench")
+
+
+def addon_dir() -> Path:
+    """The add-on source folder: $FACEDET3D_ADDON_DIR, else ``addon/`` of this checkout."""
+    env = os.environ.get("FACEDET3D_ADDON_DIR")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "addon"
+    if not (d / "batch.py").is_file():
+        from .errors import FaceDet3DError
+
+        raise FaceDet3DError(f"the Blender add-on's batch.py is not in {d}; set FACEDET3D_ADDON_DIR to the add-on folder")
+    return d
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("render", help="photo -> animated expression frames, scene.blend, FBX (headless Blender)")
+    p.add_argument("photo")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", help="emotion preset: happy, sad, surprise, fear, anger, disgust, contempt")
+    p.add_argument("--au", action="append", default=[], metavar="N=I", help="target AU intensity 0..1, e.g. --au 12=0.8 (repeatable)")
+    p.add_argument("--frames", type=int, default=24, help="frames from the photo's expression to the target")
+    p.add_argument("--engine", choices=ENGINES, default="eevee")
+    p.add_argument("--resolution", type=int, default=512, help="output height in pixels (width follows the photo)")
+    p.add_argument("--samples", type=int, default=16, help="render samples (Eevee/Cycles)")
+    p.add_argument("--detail-size", type=int, choices=(256, 1024, 4096), default=256)
+    p.add_argument("--age", type=float, default=0.0, help="subject age in years (0 = unknown)")
+    p.add_argument("--from-neutral", action="store_true", help="start from neutral instead of the photo's expression")
+    p.add_argument("--passes", action="store_true", help="Cycles: also write UV/normal/depth/diffuse multilayer EXR")
+    p.add_argument("--fbx", action="store_true", help="also export OUTDIR/face.fbx")
+    p.add_argument("--gltf", action="store_true", help="also export OUTDIR/face.glb")
+    p.add_argument("--blender", metavar="PATH", help="run inside this Blender binary instead of the bpy module")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(func=handler)
+
+
+def batch_argv(args) -> list[str]:
+    """The arguments ``batch.py`` takes (after ``--``)."""
+    out = [str(Path(args.photo).resolve()), "-o", str(Path(args.out).resolve()), "--frames", str(args.frames),
+           "--engine", args.engine, "--resolution", str(args.resolution), "--samples", str(args.samples),
+           "--detail-size", str(args.detail_size), "--age", str(args.age)]
+    if args.preset:
+        out += ["--preset", args.preset]
+    for a in args.au:
+        out += ["--au", a]
+    for flag in ("passes", "fbx", "gltf", "from_neutral"):
+        if getattr(args, flag):
+            out.append("--" + flag.replace("_", "-"))
+    return out
+
+
+def command(script: Path, argv: list[str], blender: str | None = None) -> list[str]:
+    if blender:
+        return [blender, "--background", "--factory-startup", "--python-exit-code", "1",
+                "--python", str(script), "--", *argv]
+    return [sys.executable, str(script), "--", *argv]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # the batch process imports this package too (in-process backend)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def handler(args) -> int:
+    from . import facs
+    from .errors import BadImage, FaceDet3DError
+
+    if not Path(args.photo).is_file():
+        raise BadImage(f"{args.photo}: no such file; give the path of a photo (JPEG, PNG, WebP, TIFF)")
+    if args.frames < 1 or args.resolution < 16:
+        raise FaceDet3DError("--frames must be >= 1 and --resolution >= 16")
+    try:  # check AUs / preset here too, so mistakes cost no Blender start
+        facs.parse_aus(args.au)
+        if args.preset:
+            facs.preset_aus(args.preset)
+    except ValueError as exc:
+        raise FaceDet3DError(str(exc)) from None
+    cmd = command(addon_dir() / "batch.py", batch_argv(args), args.blender)
+    try:
+        return subprocess.call(cmd, env=_env())
+    except FileNotFoundError:
+        raise FaceDet3DError(f"cannot start {cmd[0]}; check --blender PATH") from None
+
+
+def bench_ui(photo: str | None = None, timeout_s: float = 900.0) -> dict:
+    """Add-on speed, measured in a bpy process (the backend never imports bpy).
+
+    Returns {"ui_update_ms": AU change -> updated detail image pixels (median, CPU),
+    "render_s_per_frame_eevee", "render_s_per_frame_cycles": warm frames at 512x512,
+    "backend_share": share of a batch render's wall time spent in backend calls, ...}.
+    """
+    photo = photo or str(Path(__file__).resolve().parents[3] / "shared" / "photos" / "JianzhuGuo.jpg")
+    cmd = command(addon_dir() / "batch.py", ["--bench", str(Path(photo).resolve())])
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"bench_ui failed (exit {res.returncode}): {tail[0]}")
+    return json.loads(lines[-1])

@@ -1,0 +1,70 @@
+"""Build the installable Blender extension zip from ``addon/`` with the extension builder
+that ships inside the bpy module (no Blender binary needed).
+
+    .venv/bin/python build_addon.py [-o dist]     -> dist/facedet3d-<version>.zip
+
+The staged copy holds the add-on's Python files, its manifest and a copy of the backend's
+``api_types.py`` (as ``_api_types.py``, for a Blender that reaches the backend over the
+loopback server); no tests, caches or bytecode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ADDON = ROOT / "addon"
+SKIP = ("__pycache__", ".pytest_cache", "tests", ".git")
+
+
+def builder() -> Path:
+    """``blender_ext.py`` inside the installed bpy module."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("build_addon: the bpy module is not installed in this Python (pip install bpy==5.0.1)")
+    base = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(base.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not found:
+        raise SystemExit(f"build_addon: Blender's extension builder (blender_ext.py) is not under {base}")
+    return found[-1]
+
+
+def stage(dest: Path) -> Path:
+    src = dest / "facedet3d"
+    shutil.copytree(ADDON, src, ignore=shutil.ignore_patterns(*SKIP, "*.pyc", "*.pyo", ".*"))
+    shutil.copy2(ROOT / "backend" / "facedet3d" / "api_types.py", src / "_api_types.py")
+    return src
+
+
+def build(out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tool = builder()
+    with tempfile.TemporaryDirectory() as td:
+        src = stage(Path(td))
+        for cmd in (["validate", str(src)], ["build", "--source-dir", str(src), "--output-dir", str(out_dir)]):
+            res = subprocess.run([sys.executable, str(tool), *cmd], capture_output=True, text=True)
+            if res.returncode != 0:
+                raise SystemExit(f"build_addon: {cmd[0]} failed: {(res.stderr or res.stdout).strip()}")
+    zips = sorted(out_dir.glob("facedet3d-*.zip"), key=lambda p: p.stat().st_mtime)
+    if not zips:
+        raise SystemExit("build_addon: the builder wrote no zip")
+    return zips[-1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--out", default=str(ROOT / "dist"))
+    args = ap.parse_args(argv)
+    print(build(Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
