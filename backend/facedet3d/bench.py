@@ -31,7 +31,31 @@ def _resampled(photo: str, megapixels: float, tmp: Path) -> str:
     return str(out)
 
 
-def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None) -> dict:
+def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
+              detail: bool = True, ui: bool = True) -> dict:
+    """All figures: the fit (``fit_bench``), the detail network (``detail.bench_detail``)
+    and the add-on (``render_job.bench_ui``, in a bpy subprocess). A part that cannot run
+    reports ``"<part>_error"`` instead of numbers, never a made-up figure."""
+    result = fit_bench(photo, repeats, megapixels)
+    if detail:
+        try:
+            from .detail import bench_detail
+
+            result.update(bench_detail())
+        except Exception as exc:  # noqa: BLE001 - reported in the JSON, not hidden
+            result["detail_error"] = f"{type(exc).__name__}: {exc}"
+    if ui:
+        try:
+            from .render_job import bench_ui
+
+            result.update(bench_ui(photo))
+        except Exception as exc:  # noqa: BLE001
+            result["ui_error"] = f"{type(exc).__name__}: {exc}"
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    return result
+
+
+def fit_bench(photo: str, repeats: int = 7, megapixels: float | None = None) -> dict:
     from .faceasset import write
     from .service import Backend, FitRequest
 
