@@ -69,6 +69,30 @@ def converted_dir() -> Path:
     return d
 
 
+def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays converted from the assets, kept as one ``.npz`` at ``path``: loaded when
+    present and readable, else built with ``build()`` and written through a uniquely named
+    temporary file + rename (so concurrent processes never read a half-written cache). A
+    damaged cache file is rebuilt, never half-used."""
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, EOFError):
+            pass
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return arrays
+
+
 def _entry(rel: str) -> AssetEntry:
     for e in manifest():
         if e.path == rel:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -106,13 +105,4 @@ def load_bfm() -> BFM:
     """Load (and cache) the BFM. Raises AssetsMissing / AssetCorrupt with a one-line fix."""
     for rel in _FILES.values():
         assets.asset_path(rel)  # verifies, or raises with the fetch hint
-    cache = assets.converted_dir() / _cache_key()
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        arrays = _convert()
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        Path(tmp).replace(cache)
-    return BFM(**arrays)
+    return BFM(**assets.cached_arrays(assets.converted_dir() / _cache_key(), _convert))

@@ -193,13 +193,4 @@ def load_ict() -> ICTModel:
     Raises AssetsMissing / AssetCorrupt with a one-line fix (``facedet3d assets fetch``)."""
     for rel in source_files():
         assets.asset_path(rel)  # verifies, or raises with the fetch hint
-    cache = assets.converted_dir() / f"ict_facekit_{cache_key()}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        arrays = _convert()
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        Path(tmp).replace(cache)
-    return ICTModel(**arrays)
+    return ICTModel(**assets.cached_arrays(assets.converted_dir() / f"ict_facekit_{cache_key()}.npz", _convert))

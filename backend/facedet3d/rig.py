@@ -378,15 +378,7 @@ def _cache_path() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_rig(progress=None) -> Rig:
     """The rig, built once per asset version (~10 s) and cached as .npz (loads in ~0.2 s)."""
-    cache = _cache_path()
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        arrays = build_transfer(progress)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        Path(tmp).replace(cache)
+    arrays = assets.cached_arrays(_cache_path(), lambda: build_transfer(progress))
     return Rig(
         names=arrays["names"], deltas=arrays["deltas"], weight=arrays["weight"],
         landmarks=bfm_mod.load_bfm().landmarks,

@@ -121,19 +121,7 @@ def uv_layout(size: int = 1024) -> UVLayout:
     """The BFM UV layout at ``size``² texels, computed once and cached as ``.npz`` in
     ``assets.converted_dir()`` (keyed by size and the BFM checksum) and in-process."""
     size = int(size)
-    path = _cache_path(size)
-    arrays = None
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError):
-            arrays = None  # a damaged cache is rebuilt, never half-used
-    if arrays is None:
-        arrays = _build_layout(size)
-        tmp = path.with_name(path.stem + f".{np.random.randint(1 << 30)}.tmp.npz")
-        np.savez(tmp, **arrays)
-        Path(tmp).replace(path)
+    arrays = assets.cached_arrays(_cache_path(size), lambda: _build_layout(size))
     chart = np.zeros(size * size, bool)
     chart[arrays["texel_index"]] = True
     return UVLayout(size=size, chart=chart.reshape(size, size),
