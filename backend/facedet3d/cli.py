@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeats", type=int, default=7)
     b.add_argument("--megapixels", type=float, help="resample the photo to this size first (e.g. 12)")
+    b.add_argument("--skip-detail", action="store_true", help="leave out the detail-network figures")
+    b.add_argument("--skip-ui", action="store_true", help="leave out the add-on/render figures (minutes)")
     for mod in _plugins():
         mod.add_parser(sub)
     return ap
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
 # sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
-_PLUGIN_MODULES: tuple[str, ...] = ("pose_cmd", "render_job", "serve_cmd")
+_PLUGIN_MODULES: tuple[str, ...] = ("pose_cmd", "render_job", "serve_cmd", "detail.cli_detail", "neural.cli_neural")
 
 
 def _plugins():
@@ -127,7 +129,8 @@ def _cmd_export(args) -> int:
 def _cmd_bench(args) -> int:
     from .bench import run_bench
 
-    result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels)
+    result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels,
+                       detail=not args.skip_detail, ui=not args.skip_ui)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 

@@ -1,0 +1,32 @@
+"""`facedet3d neural-fit` / `neural-render` end to end with a tiny configuration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+
+from facedet3d.cli import main
+
+
+def test_neural_cli(fitted_dir, photos, tmp_path, capsys):
+    d = tmp_path / "jg"
+    shutil.copytree(fitted_dir, d)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"size": 64, "uv_size": 64, "ntm_channels": 4, "ntex_base": 4, "lr_base": 8,
+                               "detail_base": 4, "dsl_hidden": 4, "crop": 48, "fake_maps": 1, "threads": 1}))
+    # the photo is neither given nor beside the asset: one-line user error
+    assert main(["neural-fit", str(d), "--steps", "2", "--config", str(cfg)]) == 2
+    assert "--photo" in capsys.readouterr().err
+    assert main(["neural-fit", str(d), "--steps", "3", "--config", str(cfg), "--photo", str(photos["JianzhuGuo"]),
+                 "--no-dsl"]) == 0
+    meta = json.loads((d / "neural.json").read_text())
+    assert meta["config"]["losses"]["dsl"] == 0 and meta["config"]["steps"] == 3
+    out = tmp_path / "r.png"
+    assert main(["neural-render", str(d), "--preset", "happy", "--yaw", "20", "--size", "64", "--no-details",
+                 "-o", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (64, 64, 3)
+    assert main(["neural-render", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert main(["neural-render", str(d), "--size", "50", "-o", str(out)]) == 2
