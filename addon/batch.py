@@ -1,13 +1,14 @@
 """Headless main job: photo -> animated expression frames, scene.blend (and face.fbx).
 
     python addon/batch.py -- PHOTO [--preset happy | --au 12=0.8 ...] --frames N
-        --engine eevee|cycles|workbench --resolution PX [--passes] [--fbx] -o OUTDIR
+        --engine eevee|cycles|workbench --resolution PX [--passes] [--fbx] [--neural] -o OUTDIR
     blender --background --factory-startup --python addon/batch.py -- PHOTO ...
 
 (``facedet3d render`` starts it.) Steps: fit (a bad photo stops here, before anything is
 written), build the face, animate the AUs from the photo's expression (or neutral) to the
-target over N frames, bake the details, render PNG frames, save OUTDIR/scene.blend, with
---fbx OUTDIR/face.fbx. Progress lines start with "[facedet3d]". ``--bench PHOTO`` prints
+target over N frames, bake the details, render PNG frames (with --neural also the neural
+pass's frames, neural/ and neural_proxy/), save OUTDIR/scene.blend, with --fbx
+OUTDIR/face.fbx. Progress lines start with "[facedet3d]". ``--bench PHOTO`` prints
 the add-on's speed figures as one JSON line instead.
 """
 
@@ -51,6 +52,10 @@ def parse(argv):
     ap.add_argument("--passes", action="store_true")
     ap.add_argument("--fbx", action="store_true")
     ap.add_argument("--gltf", action="store_true")
+    ap.add_argument("--neural", action="store_true", help="also neural frames (fits the neural pass first)")
+    ap.add_argument("--neural-steps", type=int, default=0, help="neural pass fit steps (0 = default)")
+    ap.add_argument("--framing", choices=("face", "photo"), default="face",
+                    help="face: the photo's view cropped to the face, square; photo: the whole photo")
     ap.add_argument("--bench", action="store_true", help="print speed figures as JSON (PHOTO only)")
     args = ap.parse_args(argv)
     if not args.bench and not args.out:
@@ -84,7 +89,7 @@ def run(args) -> int:
 
     addon = load_addon()
     from facedet3d_addon import bake, build, client as client_mod, export, live, render  # noqa: PLC0415
-    from facedet3d_addon.adapters import animation  # noqa: PLC0415
+    from facedet3d_addon.adapters import animation, camera  # noqa: PLC0415
 
     t_start = time.perf_counter()
     backend_s = 0.0
@@ -105,7 +110,9 @@ def run(args) -> int:
             + ", ".join(f"AU{a}={v:.2f}" for a, v in zip(build.AU_IDS, face.photo_aus) if v > 0.05))
         ctx = bpy.context
         scene = ctx.scene
-        obj, _cam = build.build_face(ctx, face, face.detail, resolution=args.detail_size, render_height=args.resolution)
+        obj, cam = build.build_face(ctx, face, face.detail, resolution=args.detail_size, render_height=args.resolution)
+        if args.framing == "face":
+            camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age
         n = max(1, args.frames)
         scene.frame_start, scene.frame_end = 1, n
@@ -123,6 +130,17 @@ def run(args) -> int:
         t_render = time.perf_counter()
         res = render.render_frames(ctx, out, passes=args.passes, progress=say)
         say(f"rendered {len(res['frames'])} frames with {args.engine}: {res['s_per_frame']:.2f} s/frame")
+        if args.neural:
+            from facedet3d_addon import neural  # noqa: PLC0415
+
+            t0 = time.perf_counter()
+            info = neural.fit(client, neural.asset_dir(obj), os.path.abspath(args.photo), args.neural_steps, say)
+            backend_s += time.perf_counter() - t0
+            say(f"neural pass: input view PSNR {info.psnr_db:.2f} dB, SSIM {info.ssim:.3f} inside the face "
+                f"({'fitted in %.0f s' % info.fit_s if info.fit_s else 'reused'}, {info.device})")
+            nres = neural.render_frames(ctx, obj, client, out, info=info, progress=say)
+            backend_s += nres["backend_ms"] / 1000.0
+            say(f"rendered {len(nres['frames'])} neural frames ({info.size}²): {nres['s_per_frame']:.2f} s/frame")
         for img in bpy.data.images:
             if img.source == "GENERATED" and img.name.startswith("FaceDet3D"):
                 img.pack()

@@ -78,7 +78,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
     except Exception:
         _remove_new(before)
         raise
-    scene.camera = cam
+    scene.camera = obj.facedet3d.camera = cam
     camera_ad.set_render_size(scene, face.camera.image_size, render_height)
     _ensure_world(scene)
     scene.view_settings.view_transform = "Standard"  # the photo texture shows as photographed

@@ -7,7 +7,8 @@
   running on 127.0.0.1 at a given port with its token.
 
 Every client has ``status() -> BackendStatus``, ``fit(FitCall) -> FaceData``,
-``detail(DetailRequest) -> DetailResult``; failures raise ``BackendError`` (one line).
+``detail(DetailRequest) -> DetailResult``, ``neural_fit(NeuralFitCall) -> NeuralInfo`` and
+``neural_frame(NeuralFrameRequest) -> NeuralFrame``; failures raise ``BackendError`` (one line).
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class InProcessClient:
     def detail(self, req: T.DetailRequest) -> T.DetailResult:
         return self._call(self._adapter.detail, req)
 
+    def neural_fit(self, call: T.NeuralFitCall) -> T.NeuralInfo:
+        return self._call(self._adapter.neural_fit, call)
+
+    def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
+        return self._call(self._adapter.neural_frame, req)
+
     def close(self):
         pass
 
@@ -80,12 +87,12 @@ class HttpClient:
             raise BackendUnavailable(f"the backend server must be on this computer (127.0.0.1), not {host}")
         self.url, self.token, self.proc = f"http://{host}:{int(port)}", token, proc
 
-    def _request(self, path: str, body, expect):
+    def _request(self, path: str, body, expect, timeout: float = 600):
         data = None if body is None else T.encode(body)
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
                                      headers={TOKEN_HEADER: self.token, "Content-Type": "application/x-npz"})
         try:
-            with urllib.request.urlopen(req, timeout=600) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 payload = resp.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             try:
@@ -112,6 +119,12 @@ class HttpClient:
 
     def detail(self, req: T.DetailRequest) -> T.DetailResult:
         return self._request("/detail", req, T.DetailResult)
+
+    def neural_fit(self, call: T.NeuralFitCall) -> T.NeuralInfo:
+        return self._request("/neural-fit", call, T.NeuralInfo, timeout=3600)
+
+    def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
+        return self._request("/neural-frame", req, T.NeuralFrame)
 
     def close(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -1,6 +1,6 @@
 """Thin operators: read properties, build a request, call one function, report errors with
-``self.report`` and CANCELLED. Import Photo runs the fit in a worker (modal, Esc cancels;
-synchronous under --background)."""
+``self.report`` and CANCELLED. Import Photo and Fit Neural Pass run in a worker (modal, Esc
+cancels; synchronous under --background)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,55 @@ def _asset_dir(photo: str) -> str:
     return os.path.join(base, f"{stem}-{uuid.uuid4().hex[:6]}")
 
 
-class FACEDET3D_OT_import_photo(bpy.types.Operator):
+class _JobOperator:
+    """Mixin for operators whose work runs in a worker (``jobs.Job``): ``run_job`` starts
+    it (inline under --background), ``modal`` polls it on a timer, shows progress in the
+    status bar, Esc cancels, and ``_apply(context, result)`` runs on the main thread."""
+
+    _job = None
+    _timer = None
+
+    def run_job(self, context, name: str, work):
+        if bpy.app.background:
+            result, err = jobs.run_sync(name, work)
+            if err:
+                self.report({"ERROR"}, err)
+                return {"CANCELLED"}
+            return self._apply(context, result)
+        self._job = jobs.Job(name, work).start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1)
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        jobs.status_text(context, None)
+        self._job.finish()
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC":
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if not job.done:
+            jobs.status_text(context, job.message + ("  (cancelling)" if job.cancel_event.is_set() else "  (Esc to cancel)"))
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        if job.cancel_event.is_set() or job.result is None and job.error is None:
+            self.report({"WARNING"}, f"{job.name} cancelled")
+            return {"CANCELLED"}
+        if job.error:
+            self.report({"ERROR"}, job.error)
+            return {"CANCELLED"}
+        return self._apply(context, job.result)
+
+
+class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
     """Fit the face in a photo and build an animatable face object with its camera"""
 
     bl_idname = "facedet3d.import_photo"
@@ -37,9 +85,6 @@ class FACEDET3D_OT_import_photo(bpy.types.Operator):
 
     filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     filter_glob: bpy.props.StringProperty(default="*.jpg;*.jpeg;*.png;*.webp;*.tif;*.tiff", options={"HIDDEN"})
-
-    _job = None
-    _timer = None
 
     def invoke(self, context, event):
         if not self.filepath and context.scene.facedet3d.photo:
@@ -66,7 +111,7 @@ class FACEDET3D_OT_import_photo(bpy.types.Operator):
 
         return work
 
-    def _build(self, context, result):
+    def _apply(self, context, result):
         from . import build
 
         face, detail = result
@@ -76,6 +121,7 @@ class FACEDET3D_OT_import_photo(bpy.types.Operator):
             self.report({"ERROR"}, f"Could not build the face: {exc}")
             return {"CANCELLED"}
         context.scene.facedet3d.photo = self.filepath
+        obj.facedet3d.photo = bpy.path.abspath(self.filepath)  # the neural pass fits on it
         note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
         self.report({"INFO"}, f"Imported {obj.name}{note}")
         return {"FINISHED"}
@@ -92,43 +138,36 @@ class FACEDET3D_OT_import_photo(bpy.types.Operator):
         except Exception as exc:  # noqa: BLE001 - backend unavailable
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if bpy.app.background:
-            result, err = jobs.run_sync("import", work)
-            if err:
-                self.report({"ERROR"}, err)
-                return {"CANCELLED"}
-            return self._build(context, result)
-        self._job = jobs.Job("Import Photo", work).start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1)
-        return {"RUNNING_MODAL"}
+        return self.run_job(context, "Import Photo", work)
 
-    def _end(self, context):
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        jobs.status_text(context, None)
-        self._job.finish()
 
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not job.done:
-            jobs.status_text(context, job.message + ("  (cancelling)" if job.cancel_event.is_set() else "  (Esc to cancel)"))
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        if job.cancel_event.is_set() or job.result is None and job.error is None:
-            self.report({"WARNING"}, "Import cancelled")
+class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
+    """Fit the neural render pass to the face's own photo (minutes on a CPU; once per subject)"""
+
+    bl_idname = "facedet3d.neural_fit"
+    bl_label = "Fit Neural Pass"
+
+    def execute(self, context):
+        from . import neural
+
+        obj = face_object(context)
+        if obj is None:
+            self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
-        if job.error:
-            self.report({"ERROR"}, job.error)
+        try:
+            client = preferences.backend_client(context)
+            folder, photo = neural.asset_dir(obj), neural.photo_path(obj)
+        except Exception as exc:  # noqa: BLE001 - backend unavailable, no asset folder
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        return self._build(context, job.result)
+        self._name = obj.name
+        return self.run_job(context, "Fit Neural Pass",
+                            lambda progress, cancelled: neural.fit(client, folder, photo, progress=progress))
+
+    def _apply(self, context, info):
+        self.report({"INFO"}, f"Neural pass of {self._name} ready: input view PSNR {info.psnr_db:.1f} dB, "
+                              f"SSIM {info.ssim:.3f}")
+        return {"FINISHED"}
 
 
 class FACEDET3D_OT_cancel(bpy.types.Operator):
@@ -248,14 +287,26 @@ class FACEDET3D_OT_render(bpy.types.Operator):
         from . import render
 
         s = context.scene.facedet3d
+        obj = face_object(context) if s.neural else None
+        if s.neural and obj is None:
+            self.report({"ERROR"}, "The neural pass needs a FaceDet3D face; use Import Photo first")
+            return {"CANCELLED"}
         try:
+            if obj is not None:
+                from . import neural
+
+                neural.asset_dir(obj)  # fail before anything renders
+            out_dir = bpy.path.abspath(s.output_dir)
             render.configure(context.scene, s.engine, context.scene.eevee.taa_render_samples
                              if s.engine != "CYCLES" else context.scene.cycles.samples, s.passes)
-            out = render.render_frames(context, bpy.path.abspath(s.output_dir), passes=s.passes)
+            out = render.render_frames(context, out_dir, passes=s.passes)
+            if obj is not None:
+                neural.render_frames(context, obj, preferences.backend_client(context), out_dir)
         except Exception as exc:  # noqa: BLE001
             self.report({"ERROR"}, f"Render failed: {exc}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Rendered {len(out['frames'])} frames into {s.output_dir}")
+        extra = " (and neural/, neural_proxy/)" if obj is not None else ""
+        self.report({"INFO"}, f"Rendered {len(out['frames'])} frames into {s.output_dir}{extra}")
         return {"FINISHED"}
 
 
@@ -288,5 +339,5 @@ class FACEDET3D_OT_export(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status, FACEDET3D_OT_apply_preset,
+classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status, FACEDET3D_OT_apply_preset,
            FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)

@@ -57,6 +57,8 @@ def _face_annotations():
         detail_source=bpy.props.StringProperty(name="Detail source", options=set()),
         detail_error=bpy.props.StringProperty(name="Detail error", options=set()),
         baked_dir=bpy.props.StringProperty(name="Baked details", subtype="DIR_PATH", options=set()),
+        camera=bpy.props.PointerProperty(name="Photo camera", type=bpy.types.Object, options=set(),
+                                         description="the camera that reproduces the photo's view"),
     )
     return ann
 
@@ -74,6 +76,9 @@ class FaceDet3DScene(bpy.types.PropertyGroup):
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="//facedet3d_render/")
     passes: bpy.props.BoolProperty(name="Passes (Cycles)", default=False,
                                    description="also write UV, normal, depth and diffuse colour as multilayer EXR")
+    neural: bpy.props.BoolProperty(name="Neural pass", default=False,
+                                   description="also render every frame through the subject's fitted neural "
+                                               "renderer (Cycles passes -> neural/, neural_proxy/); fits it first when needed")
     export_path: bpy.props.StringProperty(name="Export", subtype="FILE_PATH", default="//face.fbx")
     status: bpy.props.StringProperty(name="Status", options=set())
 

@@ -44,7 +44,8 @@ def configure(scene, engine: str = "eevee", samples: int = 16, passes: bool = Fa
     scene.render.film_transparent = False
 
 
-def _save(img, scene, path: str, fmt: str) -> None:
+def save_image(img, scene, path: str, fmt: str) -> None:
+    """Save a render result as 8-bit PNG ("PNG") or 32-bit multilayer EXR with every pass ("EXR")."""
     st = scene.render.image_settings
     if fmt == "PNG":
         if hasattr(st, "media_type"):
@@ -77,11 +78,11 @@ def render_frames(context, out_dir: str, frames=None, passes: bool = False, prog
         bpy.ops.render.render(write_still=False)
         img = bpy.data.images["Render Result"]
         path = os.path.join(fdir, f"{f:04d}.png")
-        _save(img, scene, path, "PNG")
+        save_image(img, scene, path, "PNG")
         out["frames"].append(path)
         if passes and scene.render.engine == "CYCLES":
             epath = os.path.join(pdir, f"{f:04d}.exr")
-            _save(img, scene, epath, "EXR")
+            save_image(img, scene, epath, "EXR")
             out["passes"].append(epath)
         out["times"].append(time.perf_counter() - t0)
         if progress:

@@ -59,6 +59,12 @@ class CachedClient:
     def detail(self, req):
         return self.inner.detail(req)
 
+    def neural_fit(self, call):
+        return self.inner.neural_fit(call)
+
+    def neural_frame(self, req):
+        return self.inner.neural_frame(req)
+
     def close(self):
         pass
 

@@ -44,6 +44,12 @@ def test_server_status_detail_and_errors(server, face_data, addon, tmp_path):
     with pytest.raises(client_mod.BackendError) as err:
         server.fit(T.FitCall(photo=str(bad)))
     assert "\n" not in str(err.value)
+    # the neural pass: an unfitted subject and a folder that is no FaceAsset, one line each
+    with pytest.raises(client_mod.BackendError, match="neural-fit"):
+        server.neural_frame(T.NeuralFrameRequest(face_data.asset_dir, str(tmp_path / "a.exr"), str(tmp_path / "b.exr"),
+                                                 np.eye(3).tolist()))
+    with pytest.raises(client_mod.BackendError, match="not a FaceAsset"):
+        server.neural_fit(T.NeuralFitCall(asset_dir=str(tmp_path)))
     # wrong token -> refused
     wrong = client_mod.HttpClient(int(server.url.rsplit(":", 1)[1]), "wrong-token")
     with pytest.raises(client_mod.BackendError, match="token"):
@@ -105,11 +111,20 @@ def test_render_job_bad_photo_writes_nothing(tmp_path):
 def test_render_job_end_to_end(tmp_path):
     out = tmp_path / "job"
     res = subprocess.run([PY, "-m", "facedet3d.cli", "render", str(PHOTO), "--preset", "happy", "--frames", "3",
-                          "--engine", "workbench", "--resolution", "96", "--fbx", "-o", str(out)],
-                         capture_output=True, text=True, timeout=400)
+                          "--engine", "workbench", "--resolution", "96", "--fbx", "--neural", "--neural-steps", "2",
+                          "-o", str(out)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "[facedet3d] fitting" in res.stdout and "rendered 3 frames" in res.stdout
-    assert sorted(p.name for p in (out / "frames").iterdir()) == ["0001.png", "0002.png", "0003.png"]
+    frames = ["0001.png", "0002.png", "0003.png"]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == frames
+    import cv2
+
+    assert cv2.imread(str(out / "frames" / "0001.png")).shape == (96, 96, 3)  # --framing face: square
+    # the neural pass (fitted with 2 steps here) wrote its frames beside them, with and without details
+    assert "rendered 3 neural frames" in res.stdout and (out / "asset" / "neural.safetensors").is_file()
+    for sub in ("neural", "neural_proxy"):
+        assert sorted(p.name for p in (out / sub).iterdir()) == frames
+    assert cv2.imread(str(out / "neural" / "0003.png")).shape == (256, 256, 3)
     assert (out / "scene.blend").stat().st_size > 1_000_000 and (out / "face.fbx").is_file()
     assert len(list((out / "details").glob("detail_*.exr"))) == 3
     stats = json.loads(res.stdout.strip().splitlines()[-1].split("] ", 1)[1])

@@ -44,9 +44,7 @@ def rel(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
 
 
-@pytest.mark.parametrize("au", [pytest.param(a, marks=pytest.mark.xfail(
-    strict=True, reason="the shipped weights (20 min of CPU training) do not yet produce AU20's folds"))
-    if a == 20 else a for a in STRONG_AUS])
+@pytest.mark.parametrize("au", STRONG_AUS)
 def test_au_changes_its_region_more_at_full_intensity(pred, subjects, au):
     region = C.au_region(au, 256, margin=0.04)
     for _, d0 in subjects[:2]:

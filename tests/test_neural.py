@@ -182,3 +182,66 @@ def test_detail_sensitivity_concentrates_where_the_map_changed(fitted, subject_d
     assert resp["ratio"] > 2.0, resp
     diff = np.abs(r["image"][1] - r["image"][0]).mean(-1)
     assert diff.max() > 0.01
+
+
+def _passes_like_blender(vr, normals_world, mask=None):
+    """A PassFrame as Cycles would write it for the raster ``vr`` (uv from the grid)."""
+    from facedet3d.neural.passes import PassFrame
+
+    uv = np.stack([(vr.grid[..., 0] + 1) / 2, (1 - vr.grid[..., 1]) / 2], -1).astype(np.float32)
+    return PassFrame(uv, normals_world.astype(np.float32), vr.mask if mask is None else mask)
+
+
+def test_renderer_passes_give_the_same_inputs_as_the_raster(fitted, subject_dir):
+    """Blender's passes path (UV + world normals + a world->camera rotation) builds exactly
+    the Tex2Im inputs of the software raster for the same geometry, with and without details."""
+    from facedet3d.faceasset import read
+    from facedet3d.neural.passes import pass_inputs
+    from facedet3d.neural.scene import view_inputs
+
+    _, subject, _ = fitted
+    a = read(subject_dir)
+    view = view_projection(a.meta.pose.projection, a.meta.box, 64, yaw_deg=20.0,
+                           centre_units=geo.units_from_metres(a.vertices).mean(0))
+    vr = geo.view_raster(geo.units_from_metres(a.vertices), a.faces, a.uv, view, 64, 64)
+    g = geo.uv_geometry(a.vertices, a.faces, subject.uv_size)
+    d = np.zeros((subject.uv_size,) * 2, np.float32)
+    d[20:26, 18:46] = -4e-4
+    want = view_inputs(subject, vr, g, [d, None])
+
+    def world(normals_uv):  # "world" = model space here; the rotation takes it to the camera
+        n = vr.sample(normals_uv)
+        return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+
+    got = pass_inputs(subject, _passes_like_blender(vr, world(geo.detailed_normals(g, d))),
+                      _passes_like_blender(vr, world(g.normal)), vr.rotation)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        assert np.allclose(got[k], want[k], atol=1e-4), (k, np.abs(got[k] - want[k]).max())
+    assert np.abs(got["shading_d"][0] - got["shading_d"][1]).max() > 1e-3  # the details shade
+
+
+def test_read_passes_from_a_multilayer_exr(tmp_path):
+    import OpenEXR
+
+    from facedet3d.neural.passes import read_passes
+    from facedet3d.neural.scene import NeuralInputError
+
+    H, W = 32, 48
+    rng = np.random.default_rng(0)
+    n = rng.normal(size=(H, W, 3)).astype(np.float32)
+    uv = rng.random((H, W, 2)).astype(np.float32)
+    alpha = (rng.random((H, W)) > 0.3).astype(np.float32)
+    parts = [OpenEXR.Part({"type": OpenEXR.scanlineimage}, {f"ViewLayer.{name}.{c}": np.ascontiguousarray(v[..., i])
+                                                            for i, c in enumerate(chans)}, name=f"ViewLayer.{name}")
+             for name, chans, v in (("Normal", "XYZ", n), ("UV", "UV", uv), ("Combined", "A", alpha[..., None]))]
+    path = tmp_path / "p.exr"
+    OpenEXR.File(parts).write(str(path))
+    pf = read_passes(path)
+    assert np.allclose(pf.uv, uv) and np.array_equal(pf.mask, alpha > 0.5)
+    assert np.allclose(pf.normal, n / np.linalg.norm(n, axis=-1, keepdims=True), atol=1e-6)
+    with pytest.raises(NeuralInputError, match="no such"):
+        read_passes(tmp_path / "missing.exr")
+    OpenEXR.File(parts[:1]).write(str(tmp_path / "n.exr"))
+    with pytest.raises(NeuralInputError, match="UV.U"):
+        read_passes(tmp_path / "n.exr")

@@ -36,6 +36,36 @@ def build_camera(name: str, cam_spec) -> bpy.types.Object:
     data.clip_start, data.clip_end = 0.01, 10.0
     obj = bpy.data.objects.new(name, data)
     obj.matrix_world = camera_matrix(cam_spec.rotation, cam_spec.scale_px_per_m, cam_spec.translation_px, (w, h))
+    # what a crop camera of the same view needs (``crop_camera``)
+    obj[PX_PER_M], obj[IMAGE_SIZE] = float(cam_spec.scale_px_per_m), [int(w), int(h)]
+    obj[FACE_BOX] = [float(v) for v in (cam_spec.face_box or (0.0, 0.0, float(w), float(h)))]
+    return obj
+
+
+PX_PER_M, IMAGE_SIZE, FACE_BOX = "facedet3d_px_per_m", "facedet3d_image_size", "facedet3d_face_box"
+
+
+def crop_camera(name: str, photo_cam: bpy.types.Object, crop, side_px: int) -> bpy.types.Object:
+    """An orthographic camera of the photo's view framing the square ``crop`` = [cx, cy,
+    half] (photo pixels, 0-based centres, y down) at ``side_px``² pixels, as the neural
+    pass's training crops do (``neural.geometry.crop_matrix``: crop pixel j's centre is photo
+    x = cx - half + j * 2 half / side). Created (unlinked) or updated in place."""
+    from mathutils import Matrix
+
+    s = float(photo_cam[PX_PER_M])
+    w, h = photo_cam[IMAGE_SIZE]
+    cx, cy, half = map(float, crop)
+    step = 2.0 * half / side_px  # photo pixels per crop pixel
+    mx, my = cx - half + (side_px - 1) / 2.0 * step, cy - half + (side_px - 1) / 2.0 * step  # crop centre
+    dx, dy = (mx - (w - 1) / 2.0) / s, -(my - (h - 1) / 2.0) / s  # metres in the camera plane
+    obj = bpy.data.objects.get(name)
+    if obj is None or obj.type != "CAMERA":
+        obj = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+    data = obj.data
+    data.type, data.sensor_fit = "ORTHO", "AUTO"
+    data.ortho_scale = 2.0 * half / s
+    data.clip_start, data.clip_end = photo_cam.data.clip_start, photo_cam.data.clip_end
+    obj.matrix_world = photo_cam.matrix_world @ Matrix.Translation((dx, dy, 0.0))
     return obj
 
 
@@ -46,3 +76,17 @@ def set_render_size(scene, image_size, height_px: int) -> None:
     scene.render.resolution_x = max(1, int(round(height_px * w / h)))
     scene.render.resolution_percentage = 100
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+
+
+def frame_face(scene, photo_cam: bpy.types.Object, side_px: int) -> bpy.types.Object:
+    """Make a camera of the photo's view that frames the face (``api_types.face_square`` of
+    the fitted face box) the scene's camera, rendering ``side_px``² (linked once, reused)."""
+    from ..client import T
+
+    cam = crop_camera(f"{photo_cam.name} (face)", photo_cam, T.face_square(photo_cam[FACE_BOX]), side_px)
+    if cam.name not in scene.collection.objects:
+        scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.render.resolution_x = scene.render.resolution_y = int(side_px)
+    scene.render.resolution_percentage = 100
+    return cam

@@ -39,12 +39,24 @@ class CameraSpec:
     translation_px: [tx, ty] photo pixel (0-based pixel centres, y down) where the model
       origin projects: ``u = s (R X)_x + tx``, ``v = -s (R X)_y + ty`` (X in metres).
     image_size: [width, height] of the photo, pixels.
+    face_box: [x1, y1, x2, y2] the fitted face's box in photo pixels ([] = unknown).
     """
 
     rotation: list
     scale_px_per_m: float
     translation_px: list
     image_size: list
+    face_box: list = field(default_factory=list)
+
+
+FACE_MARGIN = 0.12  # share of the face box side added around it by ``face_square``
+
+
+def face_square(box, margin: float = FACE_MARGIN) -> list:
+    """[cx, cy, half] photo pixels: the square around a face box [x1, y1, x2, y2] that the
+    neural pass is trained on and the face-framing camera shows."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * (0.5 + margin)]
 
 
 @dataclass
@@ -125,6 +137,71 @@ class DetailResult:
 
 
 @dataclass
+class NeuralFitCall:
+    """Fit the neural render pass (paper Sec. 3.3) to the subject's own photo; the weights go
+    into the FaceAsset folder (``neural.safetensors``). Minutes on a CPU.
+
+    asset_dir: the FaceAsset folder. photo: the photo it was fitted on ("" = the file named
+      in meta.json, looked up beside the folder). steps / size: optimisation steps and
+      training side in pixels (0 = the defaults: 400 steps, 256 px). refit: fit again even
+      when the folder already holds a fitted pass.
+    """
+
+    asset_dir: str
+    photo: str = ""
+    steps: int = 0
+    size: int = 0
+    refit: bool = False
+
+
+@dataclass
+class NeuralInfo:
+    """A subject's fitted neural pass.
+
+    size: side in pixels of the square it renders (and was trained at).
+    crop: [cx, cy, half] the square it frames, photo pixels (0-based centres, y down): the
+      face box with a 12 % margin; a camera covering it at ``size``² matches the training.
+    psnr_db, ssim: input-view reproduction of the photo inside the face mask.
+    fit_s: training time in seconds (0 when an existing pass was reused); device: torch device.
+    """
+
+    size: int
+    crop: list
+    psnr_db: float
+    ssim: float
+    fit_s: float = 0.0
+    device: str = ""
+
+
+@dataclass
+class NeuralFrameRequest:
+    """One neural frame from the renderer's passes (``facedet3d.neural.passes``).
+
+    asset_dir: FaceAsset folder with a fitted pass. detailed_exr / proxy_exr: multilayer EXR
+      files of one camera and size (multiples of 16): Cycles' UV, Normal (world space) and
+      Combined alpha, rendered with the details on (Displace + bump) and off.
+    world_to_camera: 3x3 nested lists, Blender world -> camera rotation (camera x right,
+      y up, z toward the viewer). lighting: 9 SH coefficients ([] = the photo's).
+    """
+
+    asset_dir: str
+    detailed_exr: str
+    proxy_exr: str
+    world_to_camera: list
+    lighting: list = field(default_factory=list)
+
+
+@dataclass
+class NeuralFrame:
+    """image / image_proxy: (H, W, 3) uint8 sRGB neural renders with and without the details
+    (the face over a dark grey background). ms: backend wall time, milliseconds."""
+
+    image: np.ndarray
+    image_proxy: np.ndarray
+    ms: float = 0.0
+
+
+@dataclass
 class BackendStatus:
     """What the panel shows. mode: "in-process" or "server"; detail_source: "detp" or
     "detail_input"; message: one line for people. presets: emotion name -> (17,) AU list
@@ -150,7 +227,8 @@ def check_aus(aus) -> np.ndarray:
     return np.clip(a, 0.0, 1.0)
 
 
-_TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, BackendStatus)}
+_TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, NeuralFitCall,
+                                   NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus)}
 
 
 def encode(obj) -> bytes:

@@ -39,7 +39,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--au", action="append", default=[], metavar="N=I", help="target AU intensity 0..1, e.g. --au 12=0.8 (repeatable)")
     p.add_argument("--frames", type=int, default=24, help="frames from the photo's expression to the target")
     p.add_argument("--engine", choices=ENGINES, default="eevee")
-    p.add_argument("--resolution", type=int, default=512, help="output height in pixels (width follows the photo)")
+    p.add_argument("--resolution", type=int, default=512,
+                   help="output side in pixels (--framing face: square; photo: the height, width follows the photo)")
+    p.add_argument("--framing", choices=("face", "photo"), default="face",
+                   help="face (default): the photo's view cropped to the face; photo: the whole photo's frame")
     p.add_argument("--samples", type=int, default=16, help="render samples (Eevee/Cycles)")
     p.add_argument("--detail-size", type=int, choices=(256, 1024, 4096), default=256)
     p.add_argument("--age", type=float, default=0.0, help="subject age in years (0 = unknown)")
@@ -47,6 +50,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--passes", action="store_true", help="Cycles: also write UV/normal/depth/diffuse multilayer EXR")
     p.add_argument("--fbx", action="store_true", help="also export OUTDIR/face.fbx")
     p.add_argument("--gltf", action="store_true", help="also export OUTDIR/face.glb")
+    p.add_argument("--neural", action="store_true",
+                   help="also render each frame through the neural pass (OUTDIR/neural/, neural_proxy/ without "
+                        "details); fits it to the photo first (minutes on a CPU)")
+    p.add_argument("--neural-steps", type=int, default=0, help="steps of that fit (0 = the default, 400)")
     p.add_argument("--blender", metavar="PATH", help="run inside this Blender binary instead of the bpy module")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(func=handler)
@@ -56,12 +63,13 @@ def batch_argv(args) -> list[str]:
     """The arguments ``batch.py`` takes (after ``--``)."""
     out = [str(Path(args.photo).resolve()), "-o", str(Path(args.out).resolve()), "--frames", str(args.frames),
            "--engine", args.engine, "--resolution", str(args.resolution), "--samples", str(args.samples),
-           "--detail-size", str(args.detail_size), "--age", str(args.age)]
+           "--detail-size", str(args.detail_size), "--age", str(args.age), "--framing", args.framing,
+           "--neural-steps", str(args.neural_steps)]
     if args.preset:
         out += ["--preset", args.preset]
     for a in args.au:
         out += ["--au", a]
-    for flag in ("passes", "fbx", "gltf", "from_neutral"):
+    for flag in ("passes", "fbx", "gltf", "from_neutral", "neural"):
         if getattr(args, flag):
             out.append("--" + flag.replace("_", "-"))
     return out

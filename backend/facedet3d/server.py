@@ -7,7 +7,9 @@ Server protocol (``facedet3d serve``):
 - every request carries ``X-FaceDet3D-Token: <token>`` (random per start, compared in
   constant time); wrong or missing token -> 403;
 - ``GET /status`` -> ``BackendStatus``; ``POST /fit`` body ``FitCall`` -> ``FaceData``;
-  ``POST /detail`` body ``DetailRequest`` -> ``DetailResult``; bodies and answers use the
+  ``POST /detail`` body ``DetailRequest`` -> ``DetailResult``; ``POST /neural-fit``
+  ``NeuralFitCall`` -> ``NeuralInfo``; ``POST /neural-frame`` ``NeuralFrameRequest`` ->
+  ``NeuralFrame`` (the passes files are read on this machine); bodies and answers use the
   ``api_types`` npz wire format (never pickled);
 - request bodies are limited to ``MAX_REQUEST_BYTES`` (413 beyond); errors answer JSON
   ``{"error": one line, "kind": class name}`` with 400 (bad input) or 500;
@@ -150,7 +152,8 @@ class BackendAdapter:
         cam = T.CameraSpec(rotation=np.asarray(pose.rotation, np.float64).tolist(),
                            scale_px_per_m=float(pose.scale_px_per_m),
                            translation_px=[float(proj[0, 3]), float(proj[1, 3])],
-                           image_size=[int(v) for v in asset.meta.image_size])
+                           image_size=[int(v) for v in asset.meta.image_size],
+                           face_box=[float(v) for v in asset.meta.box])
         assert tuple(facs.AU_IDS) == T.AU_IDS and bfm_mod.METRES_PER_UNIT > 0
         return T.FaceData(
             subject_id=sid, asset_dir=asset_dir,
@@ -216,6 +219,43 @@ class BackendAdapter:
         return np.stack([np.asarray(pred.for_asset(asset, row, age=years, size=size), np.float32) for row in aus])
 
 
+    # -- neural render pass ---------------------------------------------------------------
+    def neural_fit(self, call: T.NeuralFitCall) -> T.NeuralInfo:
+        """Fit (or, unless ``refit``, reuse) the subject's neural pass."""
+        from .neural import fit as nfit, model as nmodel
+        from .neural.scene import read_asset
+
+        d = Path(call.asset_dir)
+        asset = read_asset(d)
+        t0, fitted = time.perf_counter(), False
+        with self._lock:
+            if call.refit or not (d / nmodel.WEIGHTS_FILE).is_file():
+                fitted = True
+                cfg = nmodel.NeuralConfig()
+                if call.steps:
+                    cfg.steps = int(call.steps)
+                if call.size:
+                    if call.size < 64 or call.size % 16:
+                        raise BadRequest("neural size must be a multiple of 16, at least 64")
+                    cfg.size = int(call.size)
+                nfit.fit_subject(d, cfg, photo=call.photo or None)
+            _, _, meta = nmodel.load(d)
+        fit_s = time.perf_counter() - t0 if fitted else 0.0
+        m = meta["report"]["metrics"]["render"]
+        return T.NeuralInfo(size=int(meta["config"]["size"]), crop=T.face_square(asset.meta.box),
+                            psnr_db=float(m["psnr"]), ssim=float(m["ssim"]), fit_s=round(fit_s, 2),
+                            device=str(meta["report"].get("device", "")))
+
+    def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
+        from .neural.passes import render_from_passes
+
+        t0 = time.perf_counter()
+        with self._lock:
+            img, proxy = render_from_passes(req.asset_dir, req.detailed_exr, req.proxy_exr,
+                                            np.asarray(req.world_to_camera, np.float64), req.lighting or None)
+        return T.NeuralFrame(img, proxy, (time.perf_counter() - t0) * 1000.0)
+
+
 # --- HTTP ---------------------------------------------------------------------------------
 
 def _is_loopback(host: str) -> bool:
@@ -262,7 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         if not self._authorised():
             return
-        routes = {"/fit": (T.FitCall, self.server.adapter.fit), "/detail": (T.DetailRequest, self.server.adapter.detail)}
+        a = self.server.adapter
+        routes = {"/fit": (T.FitCall, a.fit), "/detail": (T.DetailRequest, a.detail),
+                  "/neural-fit": (T.NeuralFitCall, a.neural_fit), "/neural-frame": (T.NeuralFrameRequest, a.neural_frame)}
         if self.path not in routes:
             return self._error(404, f"no such endpoint {self.path}", "NotFound")
         try:

@@ -6,6 +6,10 @@ computation is skipped. Map-space losses work on maps divided by DETAIL_SCALE_M 
 Generator (DetP) side, for D~y = DetP(Dx, x, y, alpha_y, age, id):
   reg      LapLoss(D~y, Dy) on paired data (Eq. 18)
   cyc      LapLoss(DetP(D~y, y, x, alpha_x, age, id), Dx) (supp. Eq. 5)
+           Both LapLosses weight texels by ``change_weight`` (1 + change_gain where the pair's
+           expression changes the map): the folds an AU adds are a small share of a map whose
+           static part (pores, persistent lines) is copied for free, and an unweighted loss
+           is content to copy the input (change_gain = 0 gives the paper's plain LapLoss).
   exp_adv  -log D_Exp^r(D~y), non-saturating, global and per-texel heads (Eq. 9)
   au       ||D_Exp^AU(D~y) - y||² (Eq. 10);  alpha  ||D_Exp^alpha(D~y) - alpha_y||² (Eq. 11)
   id       ||D_Face^ID(D~y) - FaceID||² (Eq. 13), only for samples with an identity code;
@@ -50,6 +54,8 @@ class LossConfig:
     d_id: float = 1.0
     d_age: float = 1.0
     lap_levels: int = 4
+    change_gain: float = 9.0   # extra LapLoss weight where D_x and D_y differ (0 = plain LapLoss)
+    change_scale_m: float = 1e-5  # |D_y - D_x| (metres) at which a texel gets the full extra weight
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,13 +83,32 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return out
 
 
-def lap_loss(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tensor:
+def lap_loss(a: torch.Tensor, b: torch.Tensor, levels: int = 4, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Laplacian-pyramid L1 (Ling & Okada 2006; Bojanowski et al. 2018): sum over levels of the
     mean absolute difference, in units of DETAIL_SCALE_M (so per-texel weight grows 4x per
-    coarser level, as the 2^(2j)-weighted sum-norm of Bojanowski et al.)."""
+    coarser level, as the 2^(2j)-weighted sum-norm of Bojanowski et al.).
+
+    weight: optional (B, 1, H, W) texel weights (``change_weight``); each level uses them
+    average-pooled to its size, normalised to mean 1 per level."""
     pa = laplacian_pyramid(a / DETAIL_SCALE_M, levels)
     pb = laplacian_pyramid(b / DETAIL_SCALE_M, levels)
-    return sum((x - y).abs().mean() for x, y in zip(pa, pb))
+    if weight is None:
+        return sum((x - y).abs().mean() for x, y in zip(pa, pb))
+    total, w = 0.0, weight
+    for x, y in zip(pa, pb):
+        if w.shape[-2:] != x.shape[-2:]:
+            w = F.adaptive_avg_pool2d(w, x.shape[-2:])
+        total = total + ((x - y).abs() * w).mean() / w.mean().clamp_min(1e-8)
+    return total
+
+
+def change_weight(d_x: torch.Tensor, d_y: torch.Tensor, gain: float, scale_m: float) -> torch.Tensor | None:
+    """(B, 1, H, W) texel weights 1 + gain * min(|D_y - D_x| / scale_m, 1), the change
+    dilated by 2 texels so a fold's shoulders count too; None when ``gain`` is 0."""
+    if gain <= 0:
+        return None
+    c = F.max_pool2d((d_y - d_x).abs(), 5, 1, 2)
+    return 1.0 + gain * (c / scale_m).clamp(max=1.0)
 
 
 def g_nonsat(logits: torch.Tensor) -> torch.Tensor:
@@ -120,11 +145,12 @@ def generator_losses(batch: dict, detp, dexp, dface, dage, cfg: LossConfig, step
     parts: dict[str, torch.Tensor] = {}
     inp = (b["face_id"], b["id_flag"])
     d_hat = detp(b["d_x"], b["x"], b["y"], b["alpha_y"], b["age"], *inp)
+    w = change_weight(b["d_x"], b["d_y"], cfg.change_gain, cfg.change_scale_m) if (cfg.reg or cfg.cyc) else None
     if cfg.reg:
-        parts["reg"] = lap_loss(d_hat, b["d_y"], cfg.lap_levels) * b.get("paired_w", 1.0)
+        parts["reg"] = lap_loss(d_hat, b["d_y"], cfg.lap_levels, w) * b.get("paired_w", 1.0)
     if cfg.cyc and step % max(cfg.cyc_every, 1) == 0:
         d_back = detp(d_hat, b["y"], b["x"], b["alpha_x"], b["age"], *inp)
-        parts["cyc"] = lap_loss(d_back, b["d_x"], cfg.lap_levels)
+        parts["cyc"] = lap_loss(d_back, b["d_x"], cfg.lap_levels, w)
     if cfg.exp_adv or cfg.au or cfg.alpha:
         o = dexp(d_hat)
         if cfg.exp_adv:

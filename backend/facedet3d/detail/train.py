@@ -86,13 +86,16 @@ def _parse_loss(items: list[str]) -> LossConfig:
 
 @torch.no_grad()
 def validate(detp: DetP, source, n_batches: int = 4, batch: int = 6) -> dict:
-    """Held-out (batch indices >= 10^6) regression LapLoss, identity-map error and cycle loss."""
+    """Held-out (batch indices >= 10^6) regression LapLoss, identity-map error, cycle loss and
+    the share of the expression change the prediction carries."""
     detp.eval()
-    reg, same, cyc = [], [], []
+    reg, same, cyc, dd, dp = [], [], [], [], []
     for k in range(n_batches):
         b = source.batch(10**6 + k, batch)
         args = (b["age"], b["face_id"], b["id_flag"])
         d_hat = detp(b["d_x"], b["x"], b["y"], b["alpha_y"], *args)
+        dd.append((b["d_y"] - b["d_x"]).flatten().double())
+        dp.append((d_hat - b["d_x"]).flatten().double())
         reg.append(float(lap_loss(d_hat, b["d_y"])))
         back = detp(d_hat, b["y"], b["x"], b["alpha_x"], *args)
         cyc.append(float(lap_loss(back, b["d_x"])))
@@ -101,8 +104,13 @@ def validate(detp: DetP, source, n_batches: int = 4, batch: int = 6) -> dict:
         base = float(lap_loss(b["d_x"], b["d_y"]))  # "copy the input" baseline
         reg[-1] = (reg[-1], base)
     detp.train()
+    true, pred = torch.cat(dd), torch.cat(dp)
     return {"val_reg": float(np.mean([r for r, _ in reg])), "val_copy_baseline": float(np.mean([b for _, b in reg])),
-            "val_cyc": float(np.mean(cyc)), "val_identity": float(np.mean(same))}
+            "val_cyc": float(np.mean(cyc)), "val_identity": float(np.mean(same)),
+            # how much of the expression change D_y - D_x the prediction carries: Pearson
+            # correlation of predicted and true change, and the least-squares gain (1 = full depth)
+            "val_change_corr": float(torch.corrcoef(torch.stack([true, pred]))[0, 1]),
+            "val_change_gain": float((true * pred).sum() / (true * true).sum().clamp_min(1e-30))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from .. import raster
+from ..api_types import FACE_MARGIN, face_square
 from ..bfm import METRES_PER_UNIT
 from ..detail_input import _fit_lighting, _sh9
 from ..fit import decompose
@@ -42,12 +43,10 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 
 
-def crop_matrix(box, side: int, margin: float = 0.12) -> np.ndarray:
-    """4x4 affine photo pixels -> a ``side``² crop around the face box (as
-    ``preview.view_transform``: z is scaled with x and y)."""
-    x1, y1, x2, y2 = map(float, box)
-    half = max(x2 - x1, y2 - y1) * (0.5 + margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+def crop_matrix(box, side: int, margin: float = FACE_MARGIN) -> np.ndarray:
+    """4x4 affine photo pixels -> a ``side``² crop of the square ``api_types.face_square``
+    around the face box (as ``preview.view_transform``: z is scaled with x and y)."""
+    cx, cy, half = face_square(box, margin)
     s = side / (2 * half)
     return np.array([[s, 0, 0, -(cx - half) * s], [0, s, 0, -(cy - half) * s], [0, 0, s, 0], [0, 0, 0, 1]])
 

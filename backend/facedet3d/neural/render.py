@@ -1,7 +1,8 @@
 """Rendering with a fitted neural pass, and its measurements.
 
-``neural_render(asset_dir, vertices_m, detail, view, size)`` is the one entry point other
-stages call (the ``render --neural`` job, the add-on through the server):
+``neural_render(asset_dir, vertices_m, detail, view, size)`` renders through the backend's
+own rasteriser (``facedet3d neural-render``, the tests); the add-on's ``render --neural``
+job feeds Blender's passes through ``passes.render_from_passes``; both run ``run_network``:
     view = view_projection(asset.meta.pose.projection, asset.meta.box, 256, yaw_deg=30)
     rgb = neural_render("subject/", posed_vertices_m, detail_map_m, view, 256)
 """
@@ -58,15 +59,26 @@ def render_arrays(net: NeuralPass, subject: SubjectData, faces, uv, vertices_m: 
         raise NeuralInputError(f"render size must be a multiple of 16, got {H}x{W}")
     vr = geo.view_raster(geo.units_from_metres(v), faces, uv, view, H, W)
     g = geo.uv_geometry(v, faces, subject.uv_size)
+    inp = view_inputs(subject, vr, g, list(details), sh)
+    image, lr, det = run_network(net, subject, inp, parts=True)
+    return {"image": image, "lr": lr, "det": det, "mask": vr.mask,
+            "shading_p": inp["shading_p"][0, 0], "shading_d": inp["shading_d"][:, 0]}
+
+
+@torch.no_grad()
+def run_network(net: NeuralPass, subject: SubjectData, inputs: dict[str, np.ndarray], parts: bool = False):
+    """Tex2Im on numpy inputs (``scene.view_inputs`` or ``passes.pass_inputs``, B rows):
+    (B, H, W, 3) float sRGB renders clamped to [0, 1], or with ``parts`` also Î^LR and the
+    (unclamped) detail branch Î^D."""
     dev = next(net.parameters()).device
-    inp = to_torch(view_inputs(subject, vr, g, list(details), sh), dev)
+    inp = to_torch(inputs, dev)
     tex = torch.from_numpy(subject.texture.transpose(2, 0, 1)[None].copy()).to(dev)
     out, lr, det = net(tex, inp)
+
     def to_np(t, clamp=True):
         return (t.clamp(0, 1) if clamp else t).permute(0, 2, 3, 1).cpu().numpy()
 
-    return {"image": to_np(out), "lr": to_np(lr), "det": to_np(det, False), "mask": vr.mask,
-            "shading_p": inp["shading_p"][0, 0].cpu().numpy(), "shading_d": inp["shading_d"][:, 0].cpu().numpy()}
+    return (to_np(out), to_np(lr), to_np(det, False)) if parts else to_np(out)
 
 
 def composite(image: np.ndarray, mask: np.ndarray, background=BACKGROUND) -> np.ndarray:

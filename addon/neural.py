@@ -1,0 +1,169 @@
+"""The neural render pass in Blender (paper Sec. 3.3): per frame, Cycles renders the face's
+UV, Normal and alpha passes twice through a camera framing the face as the pass was trained
+(the face box plus a 12 % margin, at its training size): once with the details on (Displace
+modifier and material bump: the detailed geometry) and once off (the proxy geometry). The
+backend turns the two into a neural frame with and without details
+(``facedet3d.neural.passes``); they are written as ``neural/####.png`` and
+``neural_proxy/####.png`` beside the engine's ``frames/``.
+
+The pass must be fitted to the subject first (minutes; ``fit`` does it once, the weights
+stay in the FaceAsset folder).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+
+import bpy
+import numpy as np
+
+from . import live
+from .adapters import camera as camera_ad, displacement
+from .client import T
+
+CAMERA = "FaceDet3D Neural Camera"
+
+
+def asset_dir(obj) -> str:
+    """The face's FaceAsset folder (absolute); read on the main thread."""
+    s = obj.facedet3d
+    d = bpy.path.abspath(s.asset_dir) if s.asset_dir else ""
+    if not d or not os.path.isdir(d):
+        raise RuntimeError(f"{obj.name} has no FaceAsset folder on disk; import the photo again")
+    return d
+
+
+def photo_path(obj) -> str:
+    """The photo the face was fitted on when its path is known here, else "" (the backend
+    then looks beside the FaceAsset folder)."""
+    p = bpy.path.abspath(obj.facedet3d.photo) if obj.facedet3d.photo else ""
+    return p if p and os.path.isfile(p) else ""
+
+
+def fit(client, folder: str, photo: str = "", steps: int = 0, progress=None) -> "T.NeuralInfo":
+    """Fit the subject's neural pass on ``photo`` (``steps`` 0 = the backend's default), or
+    reuse the one its FaceAsset ``folder`` holds (no bpy: safe in a worker thread)."""
+    if progress:
+        progress("fitting the neural pass to the photo (minutes on a CPU; once per subject)")
+    return client.neural_fit(T.NeuralFitCall(asset_dir=folder, photo=photo, steps=int(steps)))
+
+
+def neural_camera(scene, obj, info) -> bpy.types.Object:
+    """The crop camera for ``info`` (created and linked once, then updated)."""
+    photo_cam = obj.facedet3d.camera
+    if photo_cam is None or camera_ad.PX_PER_M not in photo_cam:
+        raise RuntimeError(f"{obj.name} has lost its photo camera; import the photo again")
+    cam = camera_ad.crop_camera(CAMERA, photo_cam, info.crop, int(info.size))
+    if cam.name not in scene.collection.objects:
+        scene.collection.objects.link(cam)
+    return cam
+
+
+@contextmanager
+def _pass_settings(scene, cam, size: int):
+    """Cycles, one sample without pixel filter (exact UVs and normals per pixel), UV and
+    Normal passes, transparent film, ``cam`` at size²; everything restored afterwards."""
+    r, vl, st = scene.render, scene.view_layers[0], scene.render.image_settings
+    saved = (r.engine, scene.camera, r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent,
+             vl.use_pass_uv, vl.use_pass_normal)
+    saved_file = {k: getattr(st, k) for k in ("media_type", "file_format", "color_mode", "color_depth") if hasattr(st, k)}
+    saved_cycles = (scene.cycles.samples, scene.cycles.filter_width, scene.cycles.use_denoising,
+                    scene.cycles.use_adaptive_sampling, scene.cycles.device)
+    try:
+        r.engine, scene.camera = "CYCLES", cam
+        r.resolution_x = r.resolution_y = int(size)
+        r.resolution_percentage, r.film_transparent = 100, True
+        vl.use_pass_uv = vl.use_pass_normal = True
+        c = scene.cycles
+        c.samples, c.filter_width, c.use_denoising, c.use_adaptive_sampling, c.device = 1, 0.01, False, False, "CPU"
+        yield
+    finally:
+        (r.engine, scene.camera, r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent,
+         vl.use_pass_uv, vl.use_pass_normal) = saved
+        c = scene.cycles
+        c.samples, c.filter_width, c.use_denoising, c.use_adaptive_sampling, c.device = saved_cycles
+        for k, v in saved_file.items():
+            setattr(st, k, v)
+
+
+@contextmanager
+def _details_off(obj):
+    """The proxy geometry: Displace modifier and bump off (restored afterwards)."""
+    md = displacement.modifier(obj)
+    mat = obj.active_material
+    bump = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
+    keep_md = md.show_render if md else None
+    keep_bump = bump.inputs["Distance"].default_value if bump else None
+    try:
+        if md:
+            md.show_render = False
+        if bump:
+            bump.inputs["Distance"].default_value = 0.0
+        yield
+    finally:
+        if md:
+            md.show_render = keep_md
+        if bump:
+            bump.inputs["Distance"].default_value = keep_bump
+
+
+def _render_passes(scene, path: str) -> None:
+    from .render import save_image
+
+    bpy.ops.render.render(write_still=False)
+    save_image(bpy.data.images["Render Result"], scene, path, "EXR")
+
+
+def write_png(rgb: np.ndarray, path: str) -> None:
+    """(H, W, 3) uint8 sRGB -> PNG through a temporary Blender image (row 0 = top)."""
+    h, w = rgb.shape[:2]
+    img = bpy.data.images.new("FaceDet3D neural tmp", w, h, alpha=False)
+    try:
+        rgba = np.ones((h, w, 4), np.float32)
+        rgba[..., :3] = rgb[::-1].astype(np.float32) / 255.0
+        img.pixels.foreach_set(rgba.reshape(-1))
+        img.filepath_raw, img.file_format = path, "PNG"
+        img.save()
+    finally:
+        bpy.data.images.remove(img)
+
+
+def render_frames(context, obj, client, out_dir: str, frames=None, info=None, progress=None) -> dict:
+    """Neural frames of ``obj`` for ``frames`` (default the scene range) into
+    ``out_dir/neural/`` and ``out_dir/neural_proxy/``. Returns {"frames", "proxy",
+    "s_per_frame", "backend_ms", "info"}."""
+    scene = context.scene
+    folder = asset_dir(obj)
+    info = info or fit(client, folder, photo_path(obj), progress=progress)
+    cam = neural_camera(scene, obj, info)
+    frames = list(frames or range(scene.frame_start, scene.frame_end + 1))
+    ndir, pdir = os.path.join(out_dir, "neural"), os.path.join(out_dir, "neural_proxy")
+    os.makedirs(ndir, exist_ok=True)
+    os.makedirs(pdir, exist_ok=True)
+    out = {"frames": [], "proxy": [], "times": [], "backend_ms": 0.0, "info": info}
+    keep = scene.frame_current
+    with tempfile.TemporaryDirectory(prefix="facedet3d_passes_") as tmp, _pass_settings(scene, cam, info.size):
+        det_exr, prx_exr = os.path.join(tmp, "detailed.exr"), os.path.join(tmp, "proxy.exr")
+        for f in frames:
+            t0 = time.perf_counter()
+            scene.frame_set(f)
+            live.flush()
+            _render_passes(scene, det_exr)
+            with _details_off(obj):
+                _render_passes(scene, prx_exr)
+            w2c = np.asarray(cam.matrix_world.to_3x3().normalized().transposed(), np.float64)
+            res = client.neural_frame(T.NeuralFrameRequest(folder, det_exr, prx_exr, w2c.tolist()))
+            out["backend_ms"] += res.ms
+            for img, folder, key in ((res.image, ndir, "frames"), (res.image_proxy, pdir, "proxy")):
+                path = os.path.join(folder, f"{f:04d}.png")
+                write_png(img, path)
+                out[key].append(path)
+            out["times"].append(time.perf_counter() - t0)
+            if progress:
+                progress(f"neural frame {f} ({out['times'][-1]:.1f} s)")
+    scene.frame_set(keep)
+    out["s_per_frame"] = sum(out["times"]) / max(len(out["times"]), 1)
+    return out
