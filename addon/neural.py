@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from contextlib import contextmanager
 
 import bpy
 import numpy as np
 
-from . import live
+from . import render
 from .adapters import camera as camera_ad, displacement
 from .client import T
 
@@ -111,10 +110,8 @@ def _details_off(obj):
 
 
 def _render_passes(scene, path: str) -> None:
-    from .render import save_image
-
     bpy.ops.render.render(write_still=False)
-    save_image(bpy.data.images["Render Result"], scene, path, "EXR")
+    render.save_image(bpy.data.images["Render Result"], scene, path, "EXR")
 
 
 def write_png(rgb: np.ndarray, path: str) -> None:
@@ -143,27 +140,20 @@ def render_frames(context, obj, client, out_dir: str, frames=None, info=None, pr
     ndir, pdir = os.path.join(out_dir, "neural"), os.path.join(out_dir, "neural_proxy")
     os.makedirs(ndir, exist_ok=True)
     os.makedirs(pdir, exist_ok=True)
-    out = {"frames": [], "proxy": [], "times": [], "backend_ms": 0.0, "info": info}
-    keep = scene.frame_current
+    out = {"frames": [], "proxy": [], "backend_ms": 0.0, "info": info}
     with tempfile.TemporaryDirectory(prefix="facedet3d_passes_") as tmp, _pass_settings(scene, cam, info.size):
         det_exr, prx_exr = os.path.join(tmp, "detailed.exr"), os.path.join(tmp, "proxy.exr")
-        for f in frames:
-            t0 = time.perf_counter()
-            scene.frame_set(f)
-            live.flush()
+
+        def one(f):
             _render_passes(scene, det_exr)
             with _details_off(obj):
                 _render_passes(scene, prx_exr)
             w2c = np.asarray(cam.matrix_world.to_3x3().normalized().transposed(), np.float64)
             res = client.neural_frame(T.NeuralFrameRequest(folder, det_exr, prx_exr, w2c.tolist()))
             out["backend_ms"] += res.ms
-            for img, folder, key in ((res.image, ndir, "frames"), (res.image_proxy, pdir, "proxy")):
-                path = os.path.join(folder, f"{f:04d}.png")
-                write_png(img, path)
-                out[key].append(path)
-            out["times"].append(time.perf_counter() - t0)
-            if progress:
-                progress(f"neural frame {f} ({out['times'][-1]:.1f} s)")
-    scene.frame_set(keep)
-    out["s_per_frame"] = sum(out["times"]) / max(len(out["times"]), 1)
+            for img, sub, key in ((res.image, ndir, "frames"), (res.image_proxy, pdir, "proxy")):
+                out[key].append(os.path.join(sub, f"{f:04d}.png"))
+                write_png(img, out[key][-1])
+
+        out["s_per_frame"] = render.frame_loop(scene, frames, one, progress, "neural frame")
     return out

@@ -60,33 +60,45 @@ def save_image(img, scene, path: str, fmt: str) -> None:
     img.save_render(path, scene=scene)
 
 
+def frame_loop(scene, frames, render_one, progress=None, label: str = "frame") -> float:
+    """Set each of ``frames`` (live, unbaked detail maps flushed first, so the frame renders
+    with its own map), call ``render_one(frame)``, report progress; the current frame is
+    restored. Returns the mean seconds per frame."""
+    keep, times = scene.frame_current, []
+    try:
+        for f in frames:
+            t0 = time.perf_counter()
+            scene.frame_set(f)
+            live.flush()
+            render_one(f)
+            times.append(time.perf_counter() - t0)
+            if progress:
+                progress(f"{label} {f} ({times[-1]:.1f} s)")
+    finally:
+        scene.frame_set(keep)
+    return sum(times) / max(len(times), 1)
+
+
 def render_frames(context, out_dir: str, frames=None, passes: bool = False, progress=None) -> dict:
     """Render ``frames`` (default the scene range) to ``out_dir/frames/####.png`` (and
     ``out_dir/passes/####.exr``). Returns {"frames": paths, "passes": paths, "s_per_frame"}."""
     scene = context.scene
     frames = list(frames or range(scene.frame_start, scene.frame_end + 1))
+    with_passes = passes and scene.render.engine == "CYCLES"
     fdir, pdir = os.path.join(out_dir, "frames"), os.path.join(out_dir, "passes")
     os.makedirs(fdir, exist_ok=True)
-    if passes and scene.render.engine == "CYCLES":
+    if with_passes:
         os.makedirs(pdir, exist_ok=True)
-    out = {"frames": [], "passes": [], "times": []}
-    keep = scene.frame_current
-    for f in frames:
-        t0 = time.perf_counter()
-        scene.frame_set(f)
-        live.flush()  # live (unbaked) maps must be current before the frame renders
+    out = {"frames": [], "passes": []}
+
+    def one(f):
         bpy.ops.render.render(write_still=False)
         img = bpy.data.images["Render Result"]
-        path = os.path.join(fdir, f"{f:04d}.png")
-        save_image(img, scene, path, "PNG")
-        out["frames"].append(path)
-        if passes and scene.render.engine == "CYCLES":
-            epath = os.path.join(pdir, f"{f:04d}.exr")
-            save_image(img, scene, epath, "EXR")
-            out["passes"].append(epath)
-        out["times"].append(time.perf_counter() - t0)
-        if progress:
-            progress(f"frame {f} ({out['times'][-1]:.1f} s)")
-    scene.frame_set(keep)
-    out["s_per_frame"] = sum(out["times"]) / max(len(out["times"]), 1)
+        out["frames"].append(os.path.join(fdir, f"{f:04d}.png"))
+        save_image(img, scene, out["frames"][-1], "PNG")
+        if with_passes:
+            out["passes"].append(os.path.join(pdir, f"{f:04d}.exr"))
+            save_image(img, scene, out["passes"][-1], "EXR")
+
+    out["s_per_frame"] = frame_loop(scene, frames, one, progress)
     return out

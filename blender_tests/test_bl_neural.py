@@ -34,7 +34,7 @@ def tiny_pass_dir(face_data, tmp_path_factory):
 def test_render_with_neural_pass_writes_neural_frames(face, tiny_pass_dir, tmp_path):
     scene = bpy.context.scene
     face.facedet3d.asset_dir = str(tiny_pass_dir)
-    scene.frame_start = scene.frame_end = 1
+    scene.frame_start, scene.frame_end = 1, 2
     ss = scene.facedet3d
     ss.engine, ss.neural, ss.output_dir = "CYCLES", True, str(tmp_path)
     scene.cycles.samples = 1
@@ -45,7 +45,8 @@ def test_render_with_neural_pass_writes_neural_frames(face, tiny_pass_dir, tmp_p
     assert scene.render.engine == "CYCLES" and not scene.view_layers[0].use_pass_uv
     with_d = cv2.imread(str(tmp_path / "neural" / "0001.png"))[..., ::-1]
     without = cv2.imread(str(tmp_path / "neural_proxy" / "0001.png"))[..., ::-1]
-    assert (tmp_path / "frames" / "0001.png").is_file()
+    for sub in ("frames", "neural", "neural_proxy"):
+        assert sorted(p.name for p in (tmp_path / sub).iterdir()) == ["0001.png", "0002.png"]
     assert with_d.shape == without.shape == (SIZE, SIZE, 3)
     face_px = np.abs(with_d.astype(float) - 0.16 * 255).max(-1) > 3
     assert face_px.mean() > 0.3  # the crop camera frames the face

@@ -2,8 +2,10 @@
 # The main job. For every photo in ../shared/photos (or the photos given as arguments):
 #   out/<name>/asset/   the fitted FaceAsset with overlay.png and texture_preview.png
 #   out/<name>/render/  frames/ (the face moving from the photo's expression into
-#                       $PRESET, wrinkles following), scene.blend, face.fbx
-# Environment: PRESET (happy), FRAMES (12), ENGINE (eevee), RESOLUTION (512).
+#                       $PRESET, wrinkles following), neural/ and neural_proxy/ (the same
+#                       through the neural render pass, with and without details),
+#                       scene.blend, face.fbx
+# Environment: PRESET (happy), FRAMES (12), ENGINE (eevee), RESOLUTION (512), NEURAL (1).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -14,6 +16,7 @@ for p in "${photos[@]}"; do
   name="$(basename "${p%.*}")"
   .venv/bin/facedet3d fit "$p" -o "out/$name/asset" --overlay
   .venv/bin/facedet3d render "$p" --preset "${PRESET:-happy}" --frames "${FRAMES:-12}" \
-    --engine "${ENGINE:-eevee}" --resolution "${RESOLUTION:-512}" --fbx -o "out/$name/render"
+    --engine "${ENGINE:-eevee}" --resolution "${RESOLUTION:-512}" --fbx \
+    $([ "${NEURAL:-1}" = 0 ] || echo --neural) -o "out/$name/render"
 done
-echo "main: results in $ROOT/out/ (asset/overlay.png, render/frames/, render/scene.blend, render/face.fbx)"
+echo "main: results in $ROOT/out/ (asset/overlay.png, render/frames/, render/neural/, render/scene.blend, render/face.fbx)"
