@@ -35,6 +35,11 @@ def asset_dir(obj) -> str:
     return d
 
 
+def is_fitted(folder: str) -> bool:
+    """Whether the FaceAsset ``folder`` holds a fitted pass (its ``neural.safetensors``)."""
+    return os.path.isfile(os.path.join(folder, "neural.safetensors"))
+
+
 def photo_path(obj) -> str:
     """The photo the face was fitted on when its path is known here, else "" (the backend
     then looks beside the FaceAsset folder)."""

@@ -295,7 +295,11 @@ class FACEDET3D_OT_render(bpy.types.Operator):
             if obj is not None:
                 from . import neural
 
-                neural.asset_dir(obj)  # fail before anything renders
+                folder = neural.asset_dir(obj)  # fail before anything renders
+                if not bpy.app.background and not neural.is_fitted(folder):
+                    self.report({"ERROR"}, "The neural pass is not fitted yet: use Fit Neural Pass first "
+                                           "(it runs in the background)")
+                    return {"CANCELLED"}
             out_dir = bpy.path.abspath(s.output_dir)
             render.configure(context.scene, s.engine, context.scene.eevee.taa_render_samples
                              if s.engine != "CYCLES" else context.scene.cycles.samples, s.passes)
@@ -339,5 +343,5 @@ class FACEDET3D_OT_export(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status, FACEDET3D_OT_apply_preset,
-           FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)
+classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
+           FACEDET3D_OT_apply_preset, FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)
