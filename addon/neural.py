@@ -60,10 +60,7 @@ def neural_camera(scene, obj, info) -> bpy.types.Object:
     photo_cam = obj.facedet3d.camera
     if photo_cam is None or camera_ad.PX_PER_M not in photo_cam:
         raise RuntimeError(f"{obj.name} has lost its photo camera; import the photo again")
-    cam = camera_ad.crop_camera(CAMERA, photo_cam, info.crop, int(info.size))
-    if cam.name not in scene.collection.objects:
-        scene.collection.objects.link(cam)
-    return cam
+    return camera_ad.crop_camera(scene, CAMERA, photo_cam, info.crop, int(info.size))
 
 
 @contextmanager

@@ -45,11 +45,11 @@ def build_camera(name: str, cam_spec) -> bpy.types.Object:
 PX_PER_M, IMAGE_SIZE, FACE_BOX = "facedet3d_px_per_m", "facedet3d_image_size", "facedet3d_face_box"
 
 
-def crop_camera(name: str, photo_cam: bpy.types.Object, crop, side_px: int) -> bpy.types.Object:
+def crop_camera(scene, name: str, photo_cam: bpy.types.Object, crop, side_px: int) -> bpy.types.Object:
     """An orthographic camera of the photo's view framing the square ``crop`` = [cx, cy,
     half] (photo pixels, 0-based centres, y down) at ``side_px``² pixels, as the neural
     pass's training crops do (``neural.geometry.crop_matrix``: crop pixel j's centre is photo
-    x = cx - half + j * 2 half / side). Created (unlinked) or updated in place."""
+    x = cx - half + j * 2 half / side). Created and linked into ``scene`` once, then updated."""
     from mathutils import Matrix
 
     s = float(photo_cam[PX_PER_M])
@@ -66,6 +66,8 @@ def crop_camera(name: str, photo_cam: bpy.types.Object, crop, side_px: int) -> b
     data.ortho_scale = 2.0 * half / s
     data.clip_start, data.clip_end = photo_cam.data.clip_start, photo_cam.data.clip_end
     obj.matrix_world = photo_cam.matrix_world @ Matrix.Translation((dx, dy, 0.0))
+    if obj.name not in scene.collection.objects:
+        scene.collection.objects.link(obj)
     return obj
 
 
@@ -83,9 +85,7 @@ def frame_face(scene, photo_cam: bpy.types.Object, side_px: int) -> bpy.types.Ob
     the fitted face box) the scene's camera, rendering ``side_px``² (linked once, reused)."""
     from ..client import T
 
-    cam = crop_camera(f"{photo_cam.name} (face)", photo_cam, T.face_square(photo_cam[FACE_BOX]), side_px)
-    if cam.name not in scene.collection.objects:
-        scene.collection.objects.link(cam)
+    cam = crop_camera(scene, f"{photo_cam.name} (face)", photo_cam, T.face_square(photo_cam[FACE_BOX]), side_px)
     scene.camera = cam
     scene.render.resolution_x = scene.render.resolution_y = int(side_px)
     scene.render.resolution_percentage = 100

@@ -144,16 +144,22 @@ def rewrite_meta(meta: FaceMeta, path: str | os.PathLike) -> None:
     os.replace(tmp, p)
 
 
+def read_meta(path: str | os.PathLike) -> FaceMeta:
+    """Only a FaceAsset folder's meta.json (no arrays, no images)."""
+    p = Path(path)
+    meta_d = json.loads((p / "meta.json").read_text(encoding="utf-8"))
+    if meta_d.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{p}: FaceAsset format {meta_d.get('format_version')} is not {FORMAT_VERSION}")
+    meta_d["pose"] = Pose(**meta_d["pose"])
+    return FaceMeta(**meta_d)
+
+
 def read(path: str | os.PathLike) -> FaceAsset:
     """Load a FaceAsset folder (raises FileNotFoundError / ValueError when incomplete)."""
     p = Path(path)
     with np.load(p / "mesh.npz", allow_pickle=False) as z:
         mesh = {k: z[k] for k in z.files}
-    meta_d = json.loads((p / "meta.json").read_text(encoding="utf-8"))
-    if meta_d.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{p}: FaceAsset format {meta_d.get('format_version')} is not {FORMAT_VERSION}")
-    meta_d["pose"] = Pose(**meta_d["pose"])
-    meta = FaceMeta(**meta_d)
+    meta = read_meta(p)
     tex = cv2.imread(str(p / "texture.png"), cv2.IMREAD_COLOR)[..., ::-1]
     mask = cv2.imread(str(p / "texture_mask.png"), cv2.IMREAD_GRAYSCALE)
     rig = None

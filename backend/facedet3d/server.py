@@ -222,11 +222,15 @@ class BackendAdapter:
     # -- neural render pass ---------------------------------------------------------------
     def neural_fit(self, call: T.NeuralFitCall) -> T.NeuralInfo:
         """Fit (or, unless ``refit``, reuse) the subject's neural pass."""
+        from . import faceasset
         from .neural import fit as nfit, model as nmodel
-        from .neural.scene import read_asset
+        from .neural.scene import NeuralInputError
 
         d = Path(call.asset_dir)
-        asset = read_asset(d)
+        try:
+            box = faceasset.read_meta(d).box  # meta.json only: the fit reads the rest itself
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+            raise NeuralInputError(f"{d} is not a FaceAsset folder ({exc}); create one with `facedet3d fit`") from None
         t0, fitted = time.perf_counter(), False
         with self._lock:
             if call.refit or not (d / nmodel.WEIGHTS_FILE).is_file():
@@ -239,10 +243,10 @@ class BackendAdapter:
                         raise BadRequest("neural size must be a multiple of 16, at least 64")
                     cfg.size = int(call.size)
                 nfit.fit_subject(d, cfg, photo=call.photo or None)
-            _, _, meta = nmodel.load(d)
+            meta = nmodel.read_meta(d)
         fit_s = time.perf_counter() - t0 if fitted else 0.0
         m = meta["report"]["metrics"]["render"]
-        return T.NeuralInfo(size=int(meta["config"]["size"]), crop=T.face_square(asset.meta.box),
+        return T.NeuralInfo(size=int(meta["config"]["size"]), crop=T.face_square(box),
                             psnr_db=float(m["psnr"]), ssim=float(m["ssim"]), fit_s=round(fit_s, 2),
                             device=str(meta["report"].get("device", "")))
 

@@ -96,16 +96,23 @@ def save(asset_dir, net: NeuralPass, subject: SubjectData, report: dict) -> Path
     return d / WEIGHTS_FILE
 
 
-def load(asset_dir, device="cpu") -> tuple[NeuralPass, SubjectData, dict]:
-    """(net in eval mode, the stored SubjectData (detail = zeros), neural.json contents)."""
-    from safetensors.torch import load_file
-
+def read_meta(asset_dir) -> dict:
+    """``neural.json`` of a fitted pass (config, report), without loading the networks."""
     d = Path(asset_dir)
     if not (d / WEIGHTS_FILE).is_file() or not (d / META_FILE).is_file():
         raise NeuralInputError(f"{d} has no fitted neural pass ({WEIGHTS_FILE}); run `facedet3d neural-fit {d}` first")
     meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise NeuralInputError(f"{d / META_FILE}: format {meta.get('format')} is not {FORMAT}; run neural-fit again")
+    return meta
+
+
+def load(asset_dir, device="cpu") -> tuple[NeuralPass, SubjectData, dict]:
+    """(net in eval mode, the stored SubjectData (detail = zeros), neural.json contents)."""
+    from safetensors.torch import load_file
+
+    d = Path(asset_dir)
+    meta = read_meta(d)
     cfg = NeuralConfig.from_dict(meta["config"])
     tensors = load_file(str(d / WEIGHTS_FILE))
     extra = {k: tensors.pop(k).numpy() for k in ("albedo", "texture", "sh", "skin_uv")}
