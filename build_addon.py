@@ -39,7 +39,7 @@ def builder() -> Path:
 def stage(dest: Path) -> Path:
     src = dest / "facedet3d"
     shutil.copytree(ADDON, src, ignore=shutil.ignore_patterns(*SKIP, "*.pyc", "*.pyo", ".*"))
-    shutil.copy2(ROOT / "backend" / "facedet3d" / "api_types.py", src / "_api_types.py")
+    shutil.copy2(ROOT / "backend" / "facedet3d" / "api" / "types.py", src / "_api_types.py")
     return src
 
 

@@ -1,4 +1,4 @@
-"""Speed figures of the add-on (run by ``facedet3d.render_job.bench_ui`` through batch.py).
+"""Speed figures of the add-on (run by ``facedet3d.cli.render.bench_ui`` through batch.py).
 
 ui_update_ms: AU property change -> detail map predicted and written into the image pixels
 (median of warm changes, CPU). render_s_per_frame_eevee / _cycles: warm frames at 512x512.

@@ -1,6 +1,6 @@
 """The ONE way the add-on reaches the backend (no bpy, no torch here).
 
-- in-process: ``facedet3d.server.BackendAdapter`` when ``facedet3d`` and torch import in
+- in-process: ``facedet3d.api.adapter.BackendAdapter`` when ``facedet3d`` and torch import in
   this Python (the bpy module in the project venv, ``facedet3d render`` batch runs);
 - server: ``facedet3d serve`` started with the Python interpreter named in the preferences
   (it prints its port and a random token on its first stdout line), or a server already
@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 try:  # the backend's own types when it is importable, else the copy shipped in the zip
-    from facedet3d import api_types as T
+    from facedet3d.api import types as T
 except ImportError:  # pragma: no cover - Blender without the backend on sys.path
     from . import _api_types as T  # type: ignore[no-redef]
 
@@ -46,7 +46,7 @@ class InProcessClient:
     mode = "in-process"
 
     def __init__(self):
-        from facedet3d.server import BackendAdapter
+        from facedet3d.api.adapter import BackendAdapter
 
         self._adapter = BackendAdapter()
 

@@ -20,6 +20,7 @@ PHOTO = SHARED / "photos" / "JianzhuGuo.jpg"
 ADDON_DIR = ROOT / "addon"
 ADDON_NAME = "facedet3d_addon"
 
+os.environ.setdefault("FACEDET3D_ADDON_DIR", str(ROOT / "addon"))
 if not os.environ.get("FACEDET3D_ASSET_MIRROR") and (SHARED / "assets").is_dir():
     os.environ["FACEDET3D_ASSET_MIRROR"] = str(SHARED / "assets")
 
@@ -100,7 +101,7 @@ class FakeDetailClient:
             time.sleep(self.delay_s)
         if self.fail:
             raise RuntimeError("detail backend exploded")
-        from facedet3d import api_types as T
+        from facedet3d.api import types as T
 
         return T.DetailResult(self.expected(req.target_aus, req.size), "fake", 0.0)
 
@@ -115,7 +116,7 @@ def addon():
 
 @pytest.fixture(scope="session")
 def session_client(addon, tmp_path_factory):
-    from facedet3d.server import BackendAdapter  # noqa: F401 - the backend must import
+    from facedet3d.api.adapter import BackendAdapter  # noqa: F401 - the backend must import
 
     client_mod = sys.modules[f"{ADDON_NAME}.client"]
     return CachedClient(client_mod.InProcessClient())
@@ -123,7 +124,7 @@ def session_client(addon, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def face_data(session_client, tmp_path_factory):
-    from facedet3d import api_types as T
+    from facedet3d.api import types as T
 
     return session_client.fit(T.FitCall(photo=str(PHOTO), out_dir=str(tmp_path_factory.mktemp("asset") / "jg")))
 

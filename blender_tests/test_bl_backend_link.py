@@ -27,7 +27,7 @@ def server(addon):
 
 
 def test_server_status_detail_and_errors(server, face_data, addon, tmp_path):
-    from facedet3d import api_types as T
+    from facedet3d.api import types as T
 
     client_mod = mod("client")
     st = server.status()
@@ -63,7 +63,9 @@ def test_server_status_detail_and_errors(server, face_data, addon, tmp_path):
 
 
 def test_server_is_loopback_only_and_absent_server_is_clear(addon):
-    from facedet3d.server import BackendAdapter, BadRequest, Server
+    from facedet3d.api.adapter import BackendAdapter
+    from facedet3d.api.http import Server
+    from facedet3d.errors import BadRequest
 
     with pytest.raises(BadRequest, match="loopback"):
         Server(BackendAdapter(), host="0.0.0.0")

@@ -7,7 +7,6 @@ import tracemalloc
 
 import bpy
 import numpy as np
-import pytest
 
 from conftest import FakeDetailClient, mod, use_client
 

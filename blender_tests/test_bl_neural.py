@@ -54,9 +54,9 @@ def test_render_with_neural_pass_writes_neural_frames(face, tiny_pass_dir, tmp_p
 
     # The same frame through the backend's own rasteriser (the pass's training geometry):
     # Blender's camera, UVs and normals line up with it.
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural import neural_render, view_projection
-    from facedet3d.pose_cmd import posed_vertices
+    from facedet3d.rig.pose import posed_vertices
 
     a = read(tiny_pass_dir)
     aus = {au: v for au, v in zip(mod("properties").AU_IDS, mod("properties").au_vector(face))}

@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     from facedet3d.detail.infer import shared_predictor
-    from facedet3d.detail_input import shade_preview
-    from facedet3d.faceasset import read
-    from facedet3d.facs import AU_IDS, PRESETS, preset_aus
+    from facedet3d.fit.detail_input import shade_preview
+    from facedet3d.fit.faceasset import read
+    from facedet3d.rig.facs import AU_IDS, PRESETS, preset_aus
 
     a = read(args.asset)
     pred = shared_predictor()

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def detail_figures(asset_dir: Path, detail: np.ndarray, verts: np.ndarray, size: int) -> dict:
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural import view_projection
     from facedet3d.neural.render import detail_response, load_cached, render_arrays
 
@@ -50,13 +50,13 @@ def main(argv=None) -> int:
     import torch
 
     from facedet3d.detail.infer import shared_predictor
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural import NeuralConfig, neural_render, view_projection
     from facedet3d.neural.fit import cpu_threads, fit_subject
     from facedet3d.neural.geometry import units_from_metres
     from facedet3d.neural.model import WEIGHTS_FILE
     from facedet3d.neural.render import load_cached
-    from facedet3d.pose_cmd import posed_vertices, target_aus
+    from facedet3d.rig.pose import posed_vertices, target_aus
 
     torch.set_num_threads(cpu_threads())
     asset_dir, out = Path(args.asset), Path(args.out)

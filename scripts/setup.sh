@@ -38,9 +38,13 @@ if ! ldconfig -p 2>/dev/null | grep -q libEGL_mesa; then
   fi
 fi
 
+# `facedet3d render` runs the add-on's batch.py: the backend ships no add-on files, so say where
+# this checkout's add-on is.
+export FACEDET3D_ADDON_DIR="${FACEDET3D_ADDON_DIR:-$ROOT/addon}"
+
 # Face-model files: the offline mirror beside the checkout when present, else the network.
 if [ -z "${FACEDET3D_ASSET_MIRROR:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
   export FACEDET3D_ASSET_MIRROR="$(cd "$ROOT/../shared/assets" && pwd)"
 fi
 "$VPY" -m facedet3d.cli assets fetch | tail -n 1
-"$VPY" -c 'from facedet3d import regressor as r; p = r.onnx_path(); p.is_file() or r.export_onnx(p); print("setup: regressor ONNX at", p)' 2>&1 | grep -v Warning || true
+"$VPY" -c 'from facedet3d.fit import regressor as r; p = r.onnx_path(); p.is_file() or r.export_onnx(p); print("setup: regressor ONNX at", p)' 2>&1 | grep -v Warning || true

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facedet3d import raster
-from facedet3d.bfm import BFM
+from facedet3d.geometry import raster
+from facedet3d.assets.bfm import BFM
 
 
 @dataclass

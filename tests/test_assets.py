@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from facedet3d import assets
+from facedet3d.assets import files as assets
 from facedet3d.errors import AssetCorrupt, AssetsMissing
 
 MIRROR = os.environ.get("FACEDET3D_ASSET_MIRROR")
@@ -125,7 +125,7 @@ def test_bfm_loads_with_expected_layout(bfm):
     n = np.cross(v[bfm.faces[:, 1]] - v[bfm.faces[:, 0]], v[bfm.faces[:, 2]] - v[bfm.faces[:, 0]])
     assert (n[:, 2] > 0).mean() > 0.85  # faces wound to point toward +Z (the camera)
     # the UV layout is left-right symmetric: mirrored landmarks have mirrored u
-    from facedet3d.fit import MIRROR_68
+    from facedet3d.fit.camera import MIRROR_68
 
     uv = bfm.uv[bfm.landmarks]
     np.testing.assert_allclose(uv[:, 0], 1 - uv[MIRROR_68, 0], atol=0.02)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facedet3d.detail import corpus as C
-from facedet3d.facs import AU_IDS
+from facedet3d.rig.facs import AU_IDS
 
 # AUs with folds of their own (5, 25, 26 and 45 only add to other AUs' folds)
 FOLD_AUS = (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23)

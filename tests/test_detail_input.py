@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facedet3d import detail_input as di
-from facedet3d import raster, texture
+from facedet3d.fit import detail_input as di
+from facedet3d.geometry import raster
+from facedet3d.fit import texture
 
 SKIN = (200, 150, 130)  # sRGB
 

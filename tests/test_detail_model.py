@@ -14,7 +14,7 @@ import pytest
 
 from facedet3d.detail import corpus as C
 from facedet3d.detail.infer import WEIGHTS_DIR, DetailPredictor
-from facedet3d.facs import AU_IDS, preset_aus
+from facedet3d.rig.facs import AU_IDS, preset_aus
 
 STRONG_AUS = (1, 2, 4, 6, 9, 12, 14, 15, 17, 20)
 
@@ -137,7 +137,7 @@ def test_weights_match_training_record():
 
 def _fake_asset(root: Path, aus: dict) -> Path:
     """A minimal FaceAsset folder whose D(I_x) is a corpus map (1024²)."""
-    from facedet3d import faceasset
+    from facedet3d.fit import faceasset
 
     ident = C.make_identity(900_123, age=50)
     meta = faceasset.FaceMeta(format_version=faceasset.FORMAT_VERSION, photo="none.jpg", image_size=[10, 10],
@@ -152,7 +152,7 @@ def _fake_asset(root: Path, aus: dict) -> Path:
 
 
 def test_cli_detail(tmp_path, capsys):
-    from facedet3d.cli import main
+    from facedet3d.cli.app import main
 
     subj = _fake_asset(tmp_path, {12: 0.2})
     out = tmp_path / "d.npy"

@@ -1,4 +1,4 @@
-"""facedet3d.detect: MTCNN on the shared photos, mapping to original pixels, select_face."""
+"""facedet3d.fit.detect: MTCNN on the shared photos, mapping to original pixels, select_face."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facedet3d.detect import MIN_FACE_PX, Detection, FaceDetector, select_face
+from facedet3d.fit.detect import MIN_FACE_PX, Detection, FaceDetector, select_face
 from facedet3d.errors import FaceTooSmall, NoFace
-from facedet3d.photo import load_photo
+from facedet3d.fit.photo import load_photo
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 if not PHOTOS.is_dir():

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facedet3d.service import FitRequest
+from facedet3d.fit.pipeline import FitRequest
 from synthetic import render_face
 
 CASES = [(0, 0), (0, 1), (35, 0), (35, 1), (65, 0), (65, 1)]  # (yaw degrees, seed)
@@ -62,7 +62,7 @@ def test_profile_face_fits_and_hidden_side_is_filled(backend, real_texture, tmp_
     assert abs(asset.meta.pose.yaw_deg) > 60
     norm = np.sqrt(sf.box[2] * sf.box[3])
     assert np.linalg.norm(np.asarray(asset.meta.landmarks_2d) - sf.landmarks_2d, axis=1).mean() / norm < 0.05
-    from facedet3d.texture import uv_layout
+    from facedet3d.fit.texture import uv_layout
 
     chart = uv_layout(256).chart
     observed = asset.texture_mask > 127

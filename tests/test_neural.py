@@ -114,7 +114,7 @@ def test_augmented_target_is_the_shading_ratio():
 
 
 def test_detailed_normals_follow_the_map(subject_dir):
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
 
     a = read(subject_dir)
     g = geo.uv_geometry(a.vertices, a.faces, S)
@@ -139,9 +139,9 @@ def test_short_fit_reduces_photometric_loss(fitted, subject_dir):
 
 
 def test_rerender_new_view_and_expression_without_holes(fitted, subject_dir):
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural import neural_render
-    from facedet3d.pose_cmd import posed_vertices, target_aus
+    from facedet3d.rig.pose import posed_vertices, target_aus
 
     a = read(subject_dir)
     aus, _ = target_aus(None, "surprise")
@@ -169,7 +169,7 @@ def test_rerender_new_view_and_expression_without_holes(fitted, subject_dir):
 
 
 def test_detail_sensitivity_concentrates_where_the_map_changed(fitted, subject_dir):
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural.render import detail_response, load_cached, render_arrays
 
     net, subject, _, faces, uv = load_cached(subject_dir, "cpu")
@@ -195,7 +195,7 @@ def _passes_like_blender(vr, normals_world, mask=None):
 def test_renderer_passes_give_the_same_inputs_as_the_raster(fitted, subject_dir):
     """Blender's passes path (UV + world normals + a world->camera rotation) builds exactly
     the Tex2Im inputs of the software raster for the same geometry, with and without details."""
-    from facedet3d.faceasset import read
+    from facedet3d.fit.faceasset import read
     from facedet3d.neural.passes import pass_inputs
     from facedet3d.neural.scene import view_inputs
 

@@ -7,7 +7,7 @@ import shutil
 
 import cv2
 
-from facedet3d.cli import main
+from facedet3d.cli.app import main
 
 
 def test_neural_cli(fitted_dir, photos, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""facedet3d.photo: every format/mode decodes to the right 8-bit sRGB, bad input -> BadImage."""
+"""facedet3d.fit.photo: every format/mode decodes to the right 8-bit sRGB, bad input -> BadImage."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from facedet3d import photo as photo_mod
+from facedet3d.fit import photo as photo_mod
 from facedet3d.errors import BadImage
-from facedet3d.photo import Photo, apply_orientation, downscale, load_photo
+from facedet3d.fit.photo import Photo, apply_orientation, downscale, load_photo
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 if not PHOTOS.is_dir():  # checkout elsewhere: fall back to the absolute shared folder

@@ -8,7 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facedet3d import cli, faceasset, facs
+from facedet3d import cli
+
+from facedet3d.fit import faceasset
+
+from facedet3d.rig import facs
 
 
 def _pose(args, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facedet3d import raster
+from facedet3d.geometry import raster
 
 
 def _tri_area(p: np.ndarray) -> float:

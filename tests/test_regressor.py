@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from facedet3d import fit, regressor
+from facedet3d.fit import camera as fit
+
+from facedet3d.fit import regressor
 from facedet3d.errors import AssetCorrupt
 
 
@@ -16,7 +18,7 @@ def both():
 
 
 def _real_crops(photos):
-    from facedet3d.photo import load_photo
+    from facedet3d.fit.photo import load_photo
 
     crops = []
     for box, name in [((125, 100, 296, 316), "JianzhuGuo"), ((1030, 128, 1258, 436), "trump_hillary")]:

@@ -7,12 +7,12 @@ run builds the transfer (~10 s), later runs load the cached .npz.
 import numpy as np
 import pytest
 
-from facedet3d import facs
+from facedet3d.rig import facs
 from facedet3d.errors import FaceDet3DError
 
 try:
-    from facedet3d import rig as rig_mod
-    from facedet3d.bfm import load_bfm
+    from facedet3d.rig import transfer as rig_mod
+    from facedet3d.assets.bfm import load_bfm
 
     RIG = rig_mod.load_rig()
     BFM = load_bfm()

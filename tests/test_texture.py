@@ -12,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from facedet3d import raster, texture
+from facedet3d.geometry import raster
+
+from facedet3d.fit import texture
 
 
 def pattern(u: np.ndarray, v: np.ndarray) -> np.ndarray:

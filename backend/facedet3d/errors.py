@@ -38,3 +38,9 @@ class FaceTooSmall(FaceDet3DError):
     """A face was found but is too small to fit reliably."""
 
     exit_code = 4
+
+
+class BadRequest(FaceDet3DError):
+    """A request that cannot be served as asked: bad AUs, unknown preset or subject, bad size."""
+
+    exit_code = 2

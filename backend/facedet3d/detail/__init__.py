@@ -5,6 +5,6 @@ inference API (``infer.DetailPredictor``). Modules import torch lazily where the
 
 def bench_detail(*args, **kwargs) -> dict:
     """See ``benchmark.bench_detail`` (detail_ms_p50/p95, sr1024_ms, sr4096_ms, peak_rss_mb)."""
-    from .benchmark import bench_detail as _bench
+    from facedet3d.detail.benchmark import bench_detail as _bench
 
     return _bench(*args, **kwargs)

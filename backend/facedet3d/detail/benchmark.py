@@ -17,11 +17,11 @@ def bench_detail(detail_input: np.ndarray | None = None, repeats: int = 30, back
     (256² -> 4096², two passes, the second tiled; median of 2), ``peak_rss_mb`` (process
     peak), and the backend used. ``detail_input``: a FaceAsset's D(I_x) (any S²); default a
     corpus map."""
-    from ..facs import preset_aus
-    from .infer import DetailPredictor
+    from facedet3d.rig.facs import preset_aus
+    from facedet3d.detail.infer import DetailPredictor
 
     if detail_input is None:
-        from . import corpus
+        from facedet3d.detail import corpus
 
         detail_input = corpus.render(corpus.make_identity(2024, age=45), np.zeros(17), 1024)
     pred = DetailPredictor(backend=backend, threads=threads)

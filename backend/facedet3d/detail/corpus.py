@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..facs import AU_IDS
+from facedet3d.rig.facs import AU_IDS
 
 N_AU = len(AU_IDS)
 AU_INDEX = {au: i for i, au in enumerate(AU_IDS)}
@@ -47,7 +47,7 @@ FOLD_DEPTH_GAIN = 1.6
 @functools.lru_cache(maxsize=1)
 def landmarks_uv() -> np.ndarray:
     """(68, 2) float64 UV positions of the iBUG-68 landmarks on the BFM layout."""
-    from .. import bfm as bfm_mod
+    from facedet3d.assets import bfm as bfm_mod
 
     b = bfm_mod.load_bfm()
     return b.uv[b.landmarks].astype(np.float64)
@@ -55,7 +55,7 @@ def landmarks_uv() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _chart_1024() -> np.ndarray:
-    from ..texture import uv_layout
+    from facedet3d.fit.texture import uv_layout
 
     c = uv_layout(1024).chart.astype(np.float32)
     c = cv2.erode(c, np.ones((5, 5), np.uint8))
@@ -396,7 +396,7 @@ def au_region(au: int, size: int = 256, margin: float = 0.03) -> np.ndarray:
 
 def random_aus(rng: np.random.Generator) -> np.ndarray:
     """An AU vector for training: sparse random AUs, or a scaled EMFACS preset, or neutral."""
-    from ..facs import PRESETS, normalise_aus
+    from facedet3d.rig.facs import PRESETS, normalise_aus
 
     r = rng.random()
     if r < 0.12:

@@ -41,22 +41,22 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import FaceDet3DError
-from . import corpus
-from .nets import DETAIL_SIZE, ID_DIM, age_features
+from facedet3d.errors import FaceDet3DError
+from facedet3d.detail import corpus
+from facedet3d.detail.nets import DETAIL_SIZE, ID_DIM, age_features
 
 
 @functools.lru_cache(maxsize=1)
 def shape_names() -> tuple[str, ...]:
     """The 53 ARKit blendshape names (ICT-FaceKit's expression list)."""
-    from .. import ict
+    from facedet3d.assets import ict
 
     return tuple(ict.expression_names())
 
 
 @functools.lru_cache(maxsize=1)
 def _au_matrix() -> np.ndarray:
-    from ..facs import au_to_blendshape
+    from facedet3d.rig.facs import au_to_blendshape
 
     return au_to_blendshape(shape_names())
 
@@ -64,7 +64,7 @@ def _au_matrix() -> np.ndarray:
 def alpha_e(aus: np.ndarray, preset: str | None = None) -> np.ndarray:
     """(53,) float32 blendshape weights for a (17,) AU vector (or (B, 17) -> (B, 53)).
     ``preset="contempt"`` keeps the one-sided weights of that preset."""
-    from ..facs import CONTEMPT_SIDE
+    from facedet3d.rig.facs import CONTEMPT_SIDE
 
     w = np.clip(np.asarray(aus, np.float32) @ _au_matrix(), 0, 1)
     if preset == "contempt":
@@ -132,7 +132,7 @@ class FolderPairs:
     """Pairs from a folder of real detail maps with AU labels (format: module docstring)."""
 
     def __init__(self, root: str | Path, seed: int = 0, size: int = DETAIL_SIZE):
-        from ..facs import normalise_aus
+        from facedet3d.rig.facs import normalise_aus
 
         self.root, self.seed, self.size = Path(root), seed, size
         lab_path = self.root / "labels.json"
@@ -177,7 +177,7 @@ class FolderPairs:
 def sr_batch(k: int, n: int, seed: int = 0, patch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(LR (n, 1, patch/4, patch/4), HR (n, 1, patch, patch)) corpus patch pairs, half from
     1024²-scale maps (SR 256 -> 1024) and half from 4096²-scale maps (1024 -> 4096)."""
-    from .sr import patch_pair
+    from facedet3d.detail.sr import patch_pair
 
     rng = np.random.default_rng([seed, 1_000_003, k])
     lrs, hrs = [], []

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nets import AGE_DIM, DETAIL_SCALE_M, ID_DIM, N_ALPHA, N_AU, coord_channels
+from facedet3d.detail.nets import AGE_DIM, DETAIL_SCALE_M, ID_DIM, N_ALPHA, N_AU, coord_channels
 
 
 def _act():

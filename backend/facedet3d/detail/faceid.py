@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceDet3DError
+from facedet3d.errors import FaceDet3DError
 
 ENV = "FACEDET3D_FACENET_WEIGHTS"
 CROP = 160

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FaceDet3DError
-from .nets import AGE_DIM, DETAIL_SIZE, ID_DIM, age_features
+from facedet3d.errors import FaceDet3DError
+from facedet3d.detail.nets import AGE_DIM, DETAIL_SIZE, ID_DIM, age_features
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DETP_FILE, SR_FILE = "detp.safetensors", "sr.safetensors"
@@ -42,7 +42,7 @@ def _load(cls, path: Path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from .nets import build
+    from facedet3d.detail.nets import build
 
     if not path.is_file():
         raise WeightsMissing(f"detail weights {path} missing (train them: python -m facedet3d.detail.train --out {path.parent})")
@@ -59,7 +59,7 @@ def _sha12(path: Path) -> str:
 
 def onnx_paths(weights_dir: Path | None = None) -> tuple[Path, Path]:
     """Where the build step puts the ONNX models (cache, keyed by the weights' checksums)."""
-    from .. import assets
+    from facedet3d.assets import files as assets
 
     wd = Path(weights_dir or WEIGHTS_DIR)
     d = assets.cache_root() / "detail_onnx"
@@ -70,8 +70,8 @@ def export_onnx(weights_dir: Path | None = None, out_dir: str | os.PathLike | No
     """Build step: export DetP (batch 1..N, 256²) and the SR network (any H, W) to ONNX."""
     import torch
 
-    from .nets import DetP
-    from .sr import RCAN
+    from facedet3d.detail.nets import DetP
+    from facedet3d.detail.sr import RCAN
 
     wd = Path(weights_dir or WEIGHTS_DIR)
     p_detp, p_sr = onnx_paths(wd)
@@ -122,8 +122,8 @@ class DetailPredictor:
         self.weights_dir = Path(weights_dir or WEIGHTS_DIR)
         import torch
 
-        from .nets import DetP
-        from .sr import RCAN
+        from facedet3d.detail.nets import DetP
+        from facedet3d.detail.sr import RCAN
 
         self.detp, self.meta = _load(DetP, self.weights_dir / DETP_FILE)
         self.sr, _ = _load(RCAN, self.weights_dir / SR_FILE)
@@ -184,7 +184,7 @@ class DetailPredictor:
 
     def super_resolve(self, detail: np.ndarray, size: int) -> np.ndarray:
         """256² (or any) map -> size² by repeated x4 SR passes (tiled above ``tile``²)."""
-        from .sr import upscale_tiled
+        from facedet3d.detail.sr import upscale_tiled
 
         d = np.asarray(detail, np.float32)
         while d.shape[0] < size:
@@ -204,8 +204,8 @@ class DetailPredictor:
         with real embeddings; else the absent path). ``alpha_e`` (53,) defaults to the
         blendshape weights of y (``preset="contempt"`` keeps that preset one-sided).
         Returns (size, size) float32 metres, size in (256, 1024, 4096)."""
-        from ..facs import normalise_aus
-        from .data import alpha_e as alpha_of
+        from facedet3d.rig.facs import normalise_aus
+        from facedet3d.detail.data import alpha_e as alpha_of
 
         if size not in SIZES:
             raise FaceDet3DError(f"detail size {size} is not one of {SIZES}")
@@ -228,7 +228,7 @@ class DetailPredictor:
                   face_id: np.ndarray | None = None) -> np.ndarray:
         """``__call__`` for a FaceAsset (or its folder): D(I_x) = its ``detail_input``, x = its
         photo AUs (``meta.aus``; neutral when the rig has not filled them)."""
-        from .. import faceasset
+        from facedet3d.fit import faceasset
 
         if not hasattr(asset, "detail_input"):
             asset = faceasset.read(asset)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .nets import DETAIL_SCALE_M
+from facedet3d.detail.nets import DETAIL_SCALE_M
 
 
 @dataclass

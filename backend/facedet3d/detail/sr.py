@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nets import DETAIL_SCALE_M
+from facedet3d.detail.nets import DETAIL_SCALE_M
 
 SCALE = 4
 POOL = 15

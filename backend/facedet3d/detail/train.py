@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import CorpusPairs, FolderPairs, sr_batch
-from .discriminators import DAge, DExp, DFace
-from .losses import LossConfig, discriminator_losses, generator_losses, lap_loss
-from .nets import DetP, build, config_of
-from .sr import RCAN
+from facedet3d.detail.data import CorpusPairs, FolderPairs, sr_batch
+from facedet3d.detail.discriminators import DAge, DExp, DFace
+from facedet3d.detail.losses import LossConfig, discriminator_losses, generator_losses, lap_loss
+from facedet3d.detail.nets import DetP, build, config_of
+from facedet3d.detail.sr import RCAN
 
 
 def sha256(path: Path) -> str:

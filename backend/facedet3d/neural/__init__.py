@@ -9,19 +9,19 @@ Public API
 CLI: ``facedet3d neural-fit SUBJECT_DIR`` and ``facedet3d neural-render SUBJECT_DIR -o OUT.png``.
 """
 
-from .geometry import view_projection
-from .losses import LossWeights
-from .model import NeuralConfig
+from facedet3d.neural.geometry import view_projection
+from facedet3d.neural.losses import LossWeights
+from facedet3d.neural.model import NeuralConfig
 
 
 def fit_subject(*args, **kwargs):
-    from .fit import fit_subject as f
+    from facedet3d.neural.fit import fit_subject as f
 
     return f(*args, **kwargs)
 
 
 def neural_render(*args, **kwargs):
-    from .render import neural_render as f
+    from facedet3d.neural.render import neural_render as f
 
     return f(*args, **kwargs)
 

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import torch
 
-from ..detail import corpus
-from . import geometry as geo
-from . import losses as L
-from .model import NeuralConfig, NeuralPass, save
-from .scene import SubjectData, prepare_subject, read_asset, find_photo, to_torch, view_inputs, default_device
+from facedet3d.detail import corpus
+from facedet3d.neural import geometry as geo
+from facedet3d.neural import losses as L
+from facedet3d.neural.model import NeuralConfig, NeuralPass, save
+from facedet3d.neural.scene import SubjectData, prepare_subject, read_asset, find_photo, to_torch, view_inputs, default_device
 
 
 def fake_bank(n: int, size: int, gain: float, seed: int) -> list[np.ndarray]:
@@ -153,8 +153,6 @@ def fit_subject(asset_dir, cfg: NeuralConfig | None = None, photo=None, device=N
                 write: bool = True) -> tuple[NeuralPass, SubjectData, dict]:
     """Fit R to the subject's photo and (``write``) store it in the FaceAsset folder.
     Returns (net, subject data, report: losses, metrics at the input view, timings)."""
-    from ..photo import load_photo
-    from .render import evaluate_input_view
 
     cfg = cfg or NeuralConfig()
     if cfg.size % 16 or (cfg.crop and cfg.crop % 16) or cfg.uv_size % 8:
@@ -175,15 +173,15 @@ def cpu_threads() -> int:
 
 
 def _fit(asset_dir, cfg, photo, device, progress, write):
-    from ..photo import load_photo
-    from .render import evaluate_input_view
+    from facedet3d.fit.photo import load_photo
+    from facedet3d.neural.render import evaluate_input_view
 
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     asset = read_asset(asset_dir)
     rgb = load_photo(find_photo(asset_dir, asset, photo)).rgb
     subject, vr, view, crop = prepare_subject(asset, rgb, cfg.size, cfg.uv_size)
-    from .scene import photo_vertices_units
+    from facedet3d.neural.scene import photo_vertices_units
 
     geometry = geo.uv_geometry(photo_vertices_units(asset) * geo.METRES_PER_UNIT, asset.faces, cfg.uv_size)
     vgg, vgg_status = L.load_perceptual(device) if cfg.losses.perceptual else (None, "perceptual loss switched off")

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import raster
-from ..api_types import FACE_MARGIN, face_square
-from ..bfm import METRES_PER_UNIT
-from ..detail_input import _fit_lighting, _sh9
-from ..fit import decompose
-from ..texture import uv_layout
+from facedet3d.geometry import raster
+from facedet3d.api.types import FACE_MARGIN, face_square
+from facedet3d.assets.bfm import METRES_PER_UNIT
+from facedet3d.fit.detail_input import _fit_lighting, _sh9
+from facedet3d.fit.camera import decompose
+from facedet3d.fit.texture import uv_layout
 
 SHADING_FLOOR = 0.05  # shading is clamped here so shading ratios stay finite
 

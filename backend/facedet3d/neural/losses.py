@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..detail.losses import laplacian_pyramid
+from facedet3d.detail.losses import laplacian_pyramid
 
 
 @dataclass
@@ -142,7 +141,7 @@ def weighted(parts: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
 def augmented_target(photo: torch.Tensor, shading: torch.Tensor, shading_fake: torch.Tensor) -> torch.Tensor:
     """I*_x = Shading*(I_x) x I_x / Shading(I_x) (Eq. 28), in linear light, back to sRGB.
     photo (B, 3, H, W) sRGB; shading, shading_fake (B, 1, H, W) SH shading of G_D and G*_D."""
-    from .nets import to_srgb
+    from facedet3d.neural.nets import to_srgb
 
     lin = torch.where(photo <= 0.04045, photo / 12.92, ((photo.clamp_min(0) + 0.055) / 1.055) ** 2.4)
     return to_srgb(lin * shading_fake / shading.clamp_min(1e-3))

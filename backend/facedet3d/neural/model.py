@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .losses import LossWeights
-from .nets import NTex, ShadingCNN, Tex2Im
-from .scene import NeuralInputError, SubjectData
+from facedet3d.neural.losses import LossWeights
+from facedet3d.neural.nets import NTex, ShadingCNN, Tex2Im
+from facedet3d.neural.scene import NeuralInputError, SubjectData
 
 WEIGHTS_FILE, META_FILE = "neural.safetensors", "neural.json"
 FORMAT = 1

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry as geo
-from .scene import NeuralInputError, SubjectData
+from facedet3d.neural import geometry as geo
+from facedet3d.neural.scene import NeuralInputError, SubjectData
 
 _CHANNELS = {"uv": ("UV.U", "UV.V"), "normal": ("Normal.X", "Normal.Y", "Normal.Z"), "alpha": ("Combined.A",)}
 
@@ -99,7 +99,7 @@ def render_from_passes(asset_dir, detailed_exr, proxy_exr, world_to_camera, sh=N
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(with details, without details): two (H, W, 3) uint8 sRGB neural frames of a fitted
     subject from the renderer's passes files (see the module docstring)."""
-    from .render import composite, load_cached, run_network
+    from facedet3d.neural.render import composite, load_cached, run_network
 
     net, subject, _, _, _ = load_cached(asset_dir, device)
     d, p = read_passes(detailed_exr), read_passes(proxy_exr)

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from . import geometry as geo
-from .model import WEIGHTS_FILE, NeuralPass, load
-from .scene import NeuralInputError, SubjectData, read_asset, to_torch, view_inputs
+from facedet3d.neural import geometry as geo
+from facedet3d.neural.model import WEIGHTS_FILE, NeuralPass, load
+from facedet3d.neural.scene import NeuralInputError, SubjectData, read_asset, to_torch, view_inputs
 
 BACKGROUND = 0.16  # sRGB grey outside the face
 
@@ -32,7 +32,7 @@ def _loaded(asset_dir: str, mtime_ns: int, device: str):
 
 def load_cached(asset_dir, device: str | None = None):
     """(net, subject, neural.json, faces, uv), cached per folder and weights file version."""
-    from .scene import default_device
+    from facedet3d.neural.scene import default_device
 
     p = Path(asset_dir).resolve()
     w = p / WEIGHTS_FILE
@@ -134,7 +134,7 @@ def evaluate_input_view(net: NeuralPass, data) -> dict:
     photo = data.photo[0].permute(1, 2, 0).cpu().numpy()
     m = data.loss_mask[0, 0].cpu().numpy() > 0.5
     res = {}
-    from .nets import to_srgb
+    from facedet3d.neural.nets import to_srgb
 
     base = to_srgb(data.real["albedo"] * data.real["shading_d"])
     for name, t in (("render", out), ("lr_branch", lr), ("textured_mesh", base)):

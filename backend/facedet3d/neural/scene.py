@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from .. import faceasset
-from ..errors import FaceDet3DError
-from . import geometry as geo
+from facedet3d.fit import faceasset
+from facedet3d.errors import FaceDet3DError
+from facedet3d.neural import geometry as geo
 
 
 class NeuralInputError(FaceDet3DError):
@@ -65,7 +65,7 @@ def resize_uv(img: np.ndarray, size: int) -> np.ndarray:
 def photo_vertices_units(asset: faceasset.FaceAsset) -> np.ndarray:
     """(N,3) BFM units: the mesh exactly as fitted to the photo (identity + the photo's BFM
     expression), the geometry the photo's projection belongs to."""
-    from ..bfm import load_bfm
+    from facedet3d.assets.bfm import load_bfm
 
     b = load_bfm()
     if b.n_vertices != asset.vertices.shape[0]:

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceDet3DError
+from facedet3d.errors import BadRequest, FaceDet3DError
 
 _EXTS = (".npy", ".exr", ".png")
 
-
-class BadRequest(FaceDet3DError):
-    exit_code = 2
 
 
 def add_parser(sub) -> None:
@@ -42,13 +39,13 @@ def add_parser(sub) -> None:
 
 def target_aus(au_items: list[str], preset: str | None) -> np.ndarray:
     """(17,) AU vector from a preset plus --au overrides (one-line errors)."""
-    from ..facs import normalise_aus, parse_aus, preset_aus
+    from facedet3d.rig.facs import normalise_aus, parse_aus, preset_aus
 
     try:
         vec = preset_aus(preset) if preset else np.zeros(17, np.float32)
         over = parse_aus(au_items)
         if over:
-            from ..facs import AU_IDS
+            from facedet3d.rig.facs import AU_IDS
 
             vec = vec.copy()
             for au, v in over.items():
@@ -61,7 +58,7 @@ def target_aus(au_items: list[str], preset: str | None) -> np.ndarray:
 def write_map(detail: np.ndarray, out: Path) -> None:
     import cv2
 
-    from ..detail_input import shade_preview
+    from facedet3d.fit.detail_input import shade_preview
 
     out.parent.mkdir(parents=True, exist_ok=True)
     ext = out.suffix.lower()
@@ -78,8 +75,8 @@ def write_map(detail: np.ndarray, out: Path) -> None:
 
 
 def handler(args) -> int:
-    from .. import faceasset
-    from .infer import shared_predictor
+    from facedet3d.fit import faceasset
+    from facedet3d.detail.infer import shared_predictor
 
     out = Path(args.out)
     if out.suffix.lower() not in _EXTS:
@@ -96,8 +93,8 @@ def handler(args) -> int:
         raise BadRequest(f"cannot read FaceAsset {subj}: {exc}") from None
     face_id = None
     if args.faceid_weights:
-        from .faceid import embed
-        from ..photo import load_photo
+        from facedet3d.detail.faceid import embed
+        from facedet3d.fit.photo import load_photo
 
         try:
             rgb = load_photo(asset.meta.photo).rgb
@@ -116,7 +113,7 @@ def handler(args) -> int:
 
 
 def handler_onnx(args) -> int:
-    from .infer import export_onnx
+    from facedet3d.detail.infer import export_onnx
 
     paths = export_onnx(out_dir=Path(args.out_dir) if args.out_dir else None)
     print("wrote " + ", ".join(str(p) for p in paths))

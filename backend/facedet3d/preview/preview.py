@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import raster
+from facedet3d.geometry import raster
 
 # Light direction in camera space (x right, y up, z toward the viewer): upper left, in front.
 _LIGHT = np.array([-0.35, 0.45, 0.82]) / np.linalg.norm([-0.35, 0.45, 0.82])

@@ -20,14 +20,19 @@ from pathlib import Path
 ENGINES = ("eevee", "cycles", "workbench")
 
 
-def addon_dir() -> Path:
-    """The add-on source folder: $FACEDET3D_ADDON_DIR, else ``addon/`` of this checkout."""
-    env = os.environ.get("FACEDET3D_ADDON_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "addon"
-    if not (d / "batch.py").is_file():
-        from .errors import FaceDet3DError
+def addon_dir(given: str | None = None) -> Path:
+    """The Blender add-on folder holding ``batch.py``: ``--addon DIR``, else
+    ``$FACEDET3D_ADDON_DIR`` (``scripts/setup.sh`` exports this checkout's ``addon/``).
+    The backend ships no add-on files and never guesses where one is."""
+    from facedet3d.errors import FaceDet3DError
 
-        raise FaceDet3DError(f"the Blender add-on's batch.py is not in {d}; set FACEDET3D_ADDON_DIR to the add-on folder")
+    src = given or os.environ.get("FACEDET3D_ADDON_DIR")
+    if not src:
+        raise FaceDet3DError("no Blender add-on folder given: pass --addon DIR (the folder with batch.py, e.g. an "
+                             "installed extension) or set FACEDET3D_ADDON_DIR")
+    d = Path(src).expanduser()
+    if not (d / "batch.py").is_file():
+        raise FaceDet3DError(f"the Blender add-on's batch.py is not in {d}; pass --addon DIR or set FACEDET3D_ADDON_DIR")
     return d
 
 
@@ -55,6 +60,7 @@ def add_parser(subparsers) -> None:
                         "details); fits it to the photo first (minutes on a CPU)")
     p.add_argument("--neural-steps", type=int, default=0, help="steps of that fit (0 = the default, 400)")
     p.add_argument("--blender", metavar="PATH", help="run inside this Blender binary instead of the bpy module")
+    p.add_argument("--addon", metavar="DIR", help="the add-on folder with batch.py (default: $FACEDET3D_ADDON_DIR)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(func=handler)
 
@@ -85,14 +91,16 @@ def command(script: Path, argv: list[str], blender: str | None = None) -> list[s
 def _env() -> dict:
     env = dict(os.environ)
     # the batch process imports this package too (in-process backend)
-    root = str(Path(__file__).resolve().parents[1])
+    import facedet3d
+
+    root = str(Path(facedet3d.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
 def handler(args) -> int:
-    from . import facs
-    from .errors import BadImage, FaceDet3DError
+    from facedet3d.rig import facs
+    from facedet3d.errors import BadImage, FaceDet3DError
 
     if not Path(args.photo).is_file():
         raise BadImage(f"{args.photo}: no such file; give the path of a photo (JPEG, PNG, WebP, TIFF)")
@@ -104,21 +112,20 @@ def handler(args) -> int:
             facs.preset_aus(args.preset)
     except ValueError as exc:
         raise FaceDet3DError(str(exc)) from None
-    cmd = command(addon_dir() / "batch.py", batch_argv(args), args.blender)
+    cmd = command(addon_dir(args.addon) / "batch.py", batch_argv(args), args.blender)
     try:
         return subprocess.call(cmd, env=_env())
     except FileNotFoundError:
         raise FaceDet3DError(f"cannot start {cmd[0]}; check --blender PATH") from None
 
 
-def bench_ui(photo: str | None = None, timeout_s: float = 900.0) -> dict:
+def bench_ui(photo: str, timeout_s: float = 900.0) -> dict:
     """Add-on speed, measured in a bpy process (the backend never imports bpy).
 
     Returns {"ui_update_ms": AU change -> updated detail image pixels (median, CPU),
     "render_s_per_frame_eevee", "render_s_per_frame_cycles": warm frames at 512x512,
     "backend_share": share of a batch render's wall time spent in backend calls, ...}.
     """
-    photo = photo or str(Path(__file__).resolve().parents[3] / "shared" / "photos" / "JianzhuGuo.jpg")
     cmd = command(addon_dir() / "batch.py", ["--bench", str(Path(photo).resolve())])
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout_s)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]

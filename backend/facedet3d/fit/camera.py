@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .bfm import BFM, N_EXP, N_SHAPE
-from .regressor import INPUT_SIZE, Regressor
+from facedet3d.assets.bfm import BFM, N_EXP, N_SHAPE
+from facedet3d.fit.regressor import INPUT_SIZE, Regressor
 
 # iBUG-68 index of each landmark's left-right mirror (for flipped test-time augmentation).
 MIRROR_68 = np.array(

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets
-from .errors import AssetCorrupt
+from facedet3d.assets import files as assets
+from facedet3d.errors import AssetCorrupt
 
 DIR = "ICT-FaceKit/FaceXModel"
 NEUTRAL = f"{DIR}/generic_neutral_mesh.obj"

@@ -20,7 +20,7 @@ def _resampled(photo: str, megapixels: float, tmp: Path) -> str:
     """Write ``photo`` resampled to about ``megapixels`` as a quality-92 JPEG."""
     import cv2
 
-    from .photo import load_photo
+    from facedet3d.fit.photo import load_photo
 
     rgb = load_photo(photo).rgb
     h, w = rgb.shape[:2]
@@ -39,14 +39,14 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
     result = fit_bench(photo, repeats, megapixels)
     if detail:
         try:
-            from .detail import bench_detail
+            from facedet3d.detail import bench_detail
 
             result.update(bench_detail())
         except Exception as exc:  # noqa: BLE001 - reported in the JSON, not hidden
             result["detail_error"] = f"{type(exc).__name__}: {exc}"
     if ui:
         try:
-            from .render_job import bench_ui
+            from facedet3d.cli.render import bench_ui
 
             result.update(bench_ui(photo))
         except Exception as exc:  # noqa: BLE001
@@ -56,8 +56,8 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
 
 
 def fit_bench(photo: str, repeats: int = 7, megapixels: float | None = None) -> dict:
-    from .faceasset import write
-    from .service import Backend, FitRequest
+    from facedet3d.fit.faceasset import write
+    from facedet3d.fit.pipeline import Backend, FitRequest
 
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)

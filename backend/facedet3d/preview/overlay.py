@@ -26,7 +26,8 @@ def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks
     render blended at 40 %, a wireframe of ``grid`` iso-u / iso-v lines of the UV layout
     (the raw 76k-triangle wireframe is a moire at any viewable size), the mesh outline,
     and the 68 landmarks (numbered every 5th)."""
-    from . import preview, raster
+    from facedet3d.preview import preview
+    from facedet3d.geometry import raster
 
     h, w = rgb.shape[:2]
     x1, y1, x2, y2 = _crop_box(np.asarray(box), w, h)
@@ -60,7 +61,7 @@ def overlay(rgb: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, landmarks
 
 def texture_preview(texture: np.ndarray, mask: np.ndarray, detail: np.ndarray, side: int = 512) -> np.ndarray:
     """Texture | observed mask | shaded input detail map, each ``side`` pixels, labelled."""
-    from .detail_input import shade_preview
+    from facedet3d.fit.detail_input import shade_preview
 
     panels = [
         cv2.resize(texture, (side, side), interpolation=cv2.INTER_AREA),

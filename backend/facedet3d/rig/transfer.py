@@ -48,8 +48,10 @@ import scipy.sparse as sp
 from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from . import assets, bfm as bfm_mod, ict as ict_mod
-from .rig_geometry import (  # noqa: F401  (re-exported: tests and tools use rig.side_labels etc.)
+from facedet3d.assets import files as assets
+from facedet3d.assets import bfm as bfm_mod
+from facedet3d.assets import ict as ict_mod
+from facedet3d.rig.geometry import (  # noqa: F401  (re-exported: tests and tools use rig.side_labels etc.)
     face_normals, flatten_slivers, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, points_in_polygon,
     project_by_side, project_to_mesh, relax_folds, rims as _rims, side_labels, sliver_tips, smoothstep, umeyama,
     unfold,

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, assets, bfm as bfm_mod, faceasset, fit
-from .errors import BadImage, FaceDet3DError
+from facedet3d import __version__
+from facedet3d.assets import files as assets
+from facedet3d.assets import bfm as bfm_mod
+from facedet3d.fit import faceasset
+from facedet3d.fit import camera as fit
+from facedet3d.errors import BadImage, FaceDet3DError
 
 TEXTURE_SIZES = (256, 512, 1024, 2048)
 
@@ -55,10 +59,10 @@ class Backend:
         self,
         regressor_backend: str = "onnx",  # "onnx" (fast on CPU) or "torch" (CUDA when present)
     ):
-        from .detect import FaceDetector
-        from .regressor import Regressor
+        from facedet3d.fit.detect import FaceDetector
+        from facedet3d.fit.regressor import Regressor
 
-        from .rig import load_rig
+        from facedet3d.rig.transfer import load_rig
 
         self.bfm = bfm_mod.load_bfm()
         self.rig = load_rig()
@@ -67,8 +71,11 @@ class Backend:
 
     def fit(self, req: FitRequest) -> faceasset.FaceAsset:
         """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
-        from . import detail_input, photo as photo_mod, raster, texture
-        from .detect import select_face
+        from facedet3d.fit import detail_input
+        from facedet3d.fit import photo as photo_mod
+        from facedet3d.geometry import raster
+        from facedet3d.fit import texture
+        from facedet3d.fit.detect import select_face
 
         if req.texture_size not in TEXTURE_SIZES:
             raise BadImage(f"texture size {req.texture_size} is not one of {TEXTURE_SIZES}")
@@ -124,7 +131,7 @@ class Backend:
             texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays,
         )
         if req.overlay:
-            from . import overlay
+            from facedet3d.preview import overlay
 
             with tm("overlay"):
                 asset.extras["overlay.png"] = overlay.overlay(rgb, img_v, self.bfm.faces, lm2d, det.box, uv=self.bfm.uv)
@@ -139,7 +146,7 @@ class Backend:
         photo's regressed expression, BFM units. The AUs are fitted to the posed mesh's 68
         landmarks seen through the similarity part of the camera (both sides of the fit use
         the same projection, so the affine camera's small skew cannot pose as expression)."""
-        from . import facs
+        from facedet3d.rig import facs
 
         deltas_units = self.rig.subject_deltas(neutral_units)
         rot, scale, t = pose["rotation"], pose["scale_px_per_unit"], projection[:2, 3]

@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadImage
+from facedet3d.errors import BadImage
 
 MIN_SIDE = 32
 """Smallest accepted image side in pixels."""

@@ -11,9 +11,8 @@ import functools
 import json
 import sys
 import traceback
-from pathlib import Path
 
-from .errors import FaceDet3DError
+from facedet3d.errors import FaceDet3DError
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
 # sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
-_PLUGIN_MODULES: tuple[str, ...] = ("pose_cmd", "render_job", "serve_cmd", "detail.cli_detail", "neural.cli_neural")
+_PLUGIN_MODULES: tuple[str, ...] = ("cli.pose", "cli.render", "cli.serve", "cli.detail", "cli.neural")
 
 
 def _plugins():
@@ -84,13 +83,13 @@ def _plugins():
 @functools.lru_cache(maxsize=2)
 def _backend(regressor: str):
     """One warm Backend per process (in-process callers such as tests reuse it)."""
-    from .service import Backend
+    from facedet3d.fit.pipeline import Backend
 
     return Backend(regressor_backend=regressor)
 
 
 def _cmd_fit(args) -> int:
-    from .service import FitRequest
+    from facedet3d.fit.pipeline import FitRequest
 
     req = FitRequest(photo=args.photo, box=args.box, face=args.face - 1, texture_size=args.texture_size,
                      overlay=args.overlay, refine=not args.no_refine)
@@ -104,7 +103,7 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_assets(args) -> int:
-    from . import assets
+    from facedet3d.assets import files as assets
 
     if args.action == "fetch":
         paths = assets.fetch(mirror=args.mirror, force=args.force, progress=lambda m: print(m, flush=True))
@@ -120,14 +119,14 @@ def _cmd_assets(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .regressor import export_onnx
+    from facedet3d.fit.regressor import export_onnx
 
     print(f"wrote {export_onnx()}")
     return 0
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_bench
+    from facedet3d.cli.bench import run_bench
 
     result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels,
                        detail=not args.skip_detail, ui=not args.skip_ui)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import assets
-from .errors import AssetCorrupt
+from facedet3d.assets import files as assets
+from facedet3d.errors import AssetCorrupt
 
 METRES_PER_UNIT = 1e-6  # BFM units are micrometres
 N_SHAPE = 40

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
 
 
 def handler(args) -> int:
-    from .server import serve
+    from facedet3d.api.http import serve
 
     try:
         serve(args.host, args.port, args.token, args.regressor, args.verbose)

@@ -19,8 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import assets, bfm as bfm_mod
-from .raster import face_normals, rasterize, vertex_normals_from_faces
+from facedet3d.assets import files as assets
+from facedet3d.assets import bfm as bfm_mod
+from facedet3d.geometry.raster import face_normals, rasterize, vertex_normals_from_faces
 
 _LAYOUT_VERSION = 1
 # Visibility: a texel counts as observed when its triangle's camera-frame normal has

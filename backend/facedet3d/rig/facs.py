@@ -151,7 +151,7 @@ def expression_params(au_vector, rig, bfm=None) -> dict[str, np.ndarray]:
     units) onto the BFM's 10-column ``exp_basis`` — a compact summary the network can share
     with 3DDFA-style parameters (the reconstructed basis here is crude; see assets README).
     """
-    from . import bfm as bfm_mod
+    from facedet3d.assets import bfm as bfm_mod
 
     bfm = bfm or bfm_mod.load_bfm()
     aus = normalise_aus(au_vector)
@@ -219,7 +219,7 @@ def fit_photo_aus(landmarks_2d: np.ndarray, neutral_vertices: np.ndarray, rig,
 
 def rig_landmarks(rig) -> np.ndarray:
     """(68,) BFM landmark vertex ids (the rig is on the BFM topology)."""
-    from . import bfm as bfm_mod
+    from facedet3d.assets import bfm as bfm_mod
 
     return getattr(rig, "landmarks", None) if getattr(rig, "landmarks", None) is not None \
         else bfm_mod.load_bfm().landmarks

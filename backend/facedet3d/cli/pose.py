@@ -6,53 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .errors import FaceDet3DError
+from facedet3d.errors import BadRequest
 
 PICTURE_SIDE = 512  # pixels
 
 
-class BadRequest(FaceDet3DError):
-    exit_code = 2
-
-
-def posed_vertices(asset, au_vector: np.ndarray, unilateral: str | None = None) -> np.ndarray:
-    """(N,3) metres: the asset's neutral mesh plus its rig's shapes weighted by the AUs."""
-    from . import facs
-
-    if asset.rig is None:
-        raise BadRequest("this FaceAsset has no rig.npz; fit it again with the current `facedet3d fit`")
-    names = [str(n) for n in asset.rig["names"]]
-    w = facs.blendshape_weights(au_vector, names, unilateral)
-    return asset.vertices + np.tensordot(w.astype(np.float32), asset.rig["blendshapes"], axes=1)
-
-
-def target_aus(au_items: list[str] | None, preset: str | None) -> tuple[np.ndarray, str | None]:
-    """AU vector (17,) from a preset and/or ``12=0.8`` items (items override the preset)."""
-    from . import facs
-
-    vec = np.zeros(len(facs.AU_IDS), np.float32)
-    unilateral = None
-    try:
-        if preset:
-            if preset not in facs.PRESETS:
-                raise BadRequest(f"unknown preset {preset!r}; choose from {', '.join(facs.PRESETS)}")
-            vec = facs.preset_aus(preset).astype(np.float32)
-            unilateral = facs.CONTEMPT_SIDE if preset == "contempt" else None
-        if au_items:
-            for au, value in facs.parse_aus(au_items).items():
-                vec[facs.AU_IDS.index(au)] = value
-        return facs.normalise_aus(vec), unilateral
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-
-
 def picture(asset, vertices_m: np.ndarray, side: int = PICTURE_SIDE) -> np.ndarray:
     """Clay-shaded | textured render from the photo's camera, side by side, (side, 2*side, 3)."""
-    from . import preview
-    from .bfm import METRES_PER_UNIT
+    from facedet3d.preview import preview
+    from facedet3d.assets.bfm import METRES_PER_UNIT
 
     to_crop = preview.view_transform(np.asarray(asset.meta.pose.projection), asset.meta.box, side)
     v = to_crop(vertices_m / METRES_PER_UNIT)
@@ -71,7 +35,11 @@ def add_parser(sub) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from . import faceasset, preview
+    import cv2
+
+    from facedet3d.rig.pose import posed_vertices, target_aus
+    from facedet3d.fit import faceasset
+    from facedet3d.preview import preview
 
     out = Path(args.out)
     if out.suffix.lower() not in (".obj", ".ply", ".png"):

@@ -27,12 +27,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import AssetCorrupt, AssetsMissing
+from facedet3d.errors import AssetCorrupt, AssetsMissing
 
 MIRROR_ENV = "FACEDET3D_ASSET_MIRROR"
 CACHE_ENV = "FACEDET3D_CACHE"
 FETCH_HINT = "run `facedet3d assets fetch`"
-_MANIFEST_FILE = Path(__file__).with_name("asset_manifest.json")
+_MANIFEST_FILE = Path(__file__).with_name("manifest.json")
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import AssetsMissing, FaceTooSmall, NoFace
-from .photo import downscale
+from facedet3d.errors import AssetsMissing, FaceTooSmall, NoFace
+from facedet3d.fit.photo import downscale
 
 DETECT_MAX_SIDE = 640
 """Longer side (px) of the copy MTCNN runs on."""

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import assets
-from .errors import AssetCorrupt
+from facedet3d.assets import files as assets
+from facedet3d.errors import AssetCorrupt
 
 INPUT_SIZE = 120
 N_PARAMS = 62

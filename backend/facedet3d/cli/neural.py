@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FaceDet3DError
+from facedet3d.errors import FaceDet3DError
 
 
 class NeuralCliError(FaceDet3DError):
@@ -43,8 +43,8 @@ def add_parser(sub) -> None:
 
 
 def fit_handler(args: argparse.Namespace) -> int:
-    from .fit import fit_subject
-    from .model import META_FILE, NeuralConfig
+    from facedet3d.neural.fit import fit_subject
+    from facedet3d.neural.model import META_FILE, NeuralConfig
 
     cfg = NeuralConfig()
     if args.config:
@@ -88,10 +88,10 @@ def _read_detail(path: str) -> np.ndarray:
 
 
 def render_handler(args: argparse.Namespace) -> int:
-    from ..pose_cmd import posed_vertices, target_aus
-    from .geometry import units_from_metres, view_projection
-    from .render import neural_render
-    from .scene import read_asset
+    from facedet3d.rig.pose import posed_vertices, target_aus
+    from facedet3d.neural.geometry import units_from_metres, view_projection
+    from facedet3d.neural.render import neural_render
+    from facedet3d.neural.scene import read_asset
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -106,7 +106,7 @@ def render_handler(args: argparse.Namespace) -> int:
         detail, note = _read_detail(args.detail), f"details from {args.detail}"
     elif not args.no_details:
         try:
-            from ..detail.infer import shared_predictor
+            from facedet3d.detail.infer import shared_predictor
 
             detail = shared_predictor().for_asset(asset, aus, preset=args.preset)
             note = "details from DetP"
@@ -116,7 +116,7 @@ def render_handler(args: argparse.Namespace) -> int:
     view = view_projection(asset.meta.pose.projection, asset.meta.box, args.size, args.yaw, args.pitch, centre)
     import torch
 
-    from .fit import cpu_threads
+    from facedet3d.neural.fit import cpu_threads
 
     torch.set_num_threads(cpu_threads())
     rgb = neural_render(args.subject, verts, detail, view, args.size)

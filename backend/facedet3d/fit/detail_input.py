@@ -29,7 +29,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .texture import UVLayout
+from facedet3d.fit.texture import UVLayout
 
 METRES_PER_LOG_UNIT = 1.0e-3
 MAX_ABS_M = 3.0e-3

@@ -1,0 +1,5 @@
+import sys
+
+from facedet3d.cli.app import main
+
+sys.exit(main())
