@@ -3,9 +3,10 @@ that ships inside the bpy module (no Blender binary needed).
 
     .venv/bin/python build_addon.py [-o dist]     -> dist/facedet3d-<version>.zip
 
-The staged copy holds the add-on's Python files, its manifest and a copy of the backend's
-``api_types.py`` (as ``_api_types.py``, for a Blender that reaches the backend over the
-loopback server); no tests, caches or bytecode.
+The staged copy holds the add-on's Python files and its manifest (no tests, caches or
+bytecode), plus the backend's ``facedet3d/api/{types,expressions}.py`` in ``_api/``: the typed
+interface and the AU vocabulary are defined once, in the backend, and shipped with the add-on
+for a Blender whose Python has no backend.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
+API_SRC = ROOT / "backend" / "facedet3d" / "api"
+API_FILES = ("types.py", "expressions.py")
 SKIP = ("__pycache__", ".pytest_cache", "tests", ".git")
 
 
@@ -39,7 +42,8 @@ def builder() -> Path:
 def stage(dest: Path) -> Path:
     src = dest / "facedet3d"
     shutil.copytree(ADDON, src, ignore=shutil.ignore_patterns(*SKIP, "*.pyc", "*.pyo", ".*"))
-    shutil.copy2(ROOT / "backend" / "facedet3d" / "api" / "types.py", src / "_api_types.py")
+    for name in API_FILES:  # the one definition, shipped inside the zip (see addon/_api/__init__.py)
+        shutil.copy2(API_SRC / name, src / "_api" / name)
     return src
 
 

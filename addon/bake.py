@@ -13,7 +13,7 @@ import numpy as np
 
 from . import live
 from .adapters import displacement
-from .properties import au_vector
+from .properties import expression_row
 
 SEQ_PREFIX = "detail_"
 
@@ -43,19 +43,20 @@ def savgol_smooth(maps: np.ndarray, window: int = 7, order: int = 2) -> np.ndarr
 
 
 def frame_aus(scene, obj, frames) -> np.ndarray:
-    """(T,17) AU vectors of ``obj`` at each frame (animation evaluated, no live requests)."""
+    """(T,19) expression rows of ``obj`` at each frame (17 AUs + left/right side multipliers;
+    animation evaluated, no live requests)."""
     keep = scene.frame_current
     rows = []
     with live.quiet():
         for f in frames:
             scene.frame_set(int(f))
-            rows.append(au_vector(obj))
+            rows.append(expression_row(obj))
         scene.frame_set(keep)
     return np.asarray(rows, np.float32)
 
 
 def predict_frames(client, obj, aus: np.ndarray, size: int, batch: int = 8, progress=None) -> np.ndarray:
-    """(T,S,S) maps for (T,17) AU rows: unique rows only, ``batch`` per backend call."""
+    """(T,S,S) maps for (T,19) expression rows: unique rows only, ``batch`` per backend call."""
     uniq, inverse = np.unique(np.round(aus, 5), axis=0, return_inverse=True)
     out = np.empty((len(uniq), size, size), np.float32)
     for i in range(0, len(uniq), batch):

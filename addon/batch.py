@@ -67,20 +67,12 @@ def say(msg: str) -> None:
     print(f"[facedet3d] {msg}", flush=True)
 
 
-def target_aus(args, presets) -> list[float]:
-    from facedet3d_addon.properties import AU_IDS  # noqa: PLC0415
+def target_aus(args):
+    """((17,) AUs, (left, right) sides) of --preset and --au, parsed and checked by the
+    backend's one vocabulary (out-of-range values clamped with a warning)."""
+    from facedet3d_addon._api.expressions import target_aus as parse_target  # noqa: PLC0415
 
-    vec = list(presets[args.preset]) if args.preset else [0.0] * len(AU_IDS)
-    for item in args.au:
-        num, _, val = item.partition("=")
-        au = int(num.strip().upper().removeprefix("AU"))
-        if au not in AU_IDS:
-            raise ValueError(f"AU{au} is not supported; supported AUs: {', '.join(map(str, AU_IDS))}")
-        v = float(val)
-        if v != v:
-            raise ValueError(f"AU{au} intensity is NaN")
-        vec[AU_IDS.index(au)] = min(max(v, 0.0), 1.0)
-    return vec
+    return parse_target(args.au, args.preset)
 
 
 def run(args) -> int:
@@ -99,9 +91,9 @@ def run(args) -> int:
         client = client_mod.get_client("AUTO")
         out = os.path.abspath(args.out)
         status = client.status()
-        if status.detail_source != "detp":
-            say(f"note: {status.message}")
-        tgt = target_aus(args, status.presets)
+        if status.detail_source != "detp":  # no silent stand-in for the wrinkles the job promises
+            raise RuntimeError(status.detail_error or status.message)
+        tgt, sides = target_aus(args)
         say(f"fitting {args.photo}")
         t0 = time.perf_counter()
         face = client.fit(client_mod.T.FitCall(photo=os.path.abspath(args.photo), out_dir=os.path.join(out, "asset")))
@@ -121,6 +113,7 @@ def run(args) -> int:
         ease = ts * ts * (3 - 2 * ts)  # smoothstep in time
         with live.quiet():
             animation.keyframe_aus(obj, np.arange(1, n + 1), start[None] * (1 - ease) + np.asarray(tgt)[None] * ease)
+            animation.keyframe_sides(obj, np.arange(1, n + 1), (1 - ease) + np.asarray(sides)[None] * ease)
         say(f"built {obj.name}: {len(obj.data.vertices)} vertices, {len(obj.data.shape_keys.key_blocks) - 1} shape keys")
         t0 = time.perf_counter()
         paths = bake.bake_details(ctx, obj, client, os.path.join(out, "details"), progress=say)

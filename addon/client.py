@@ -20,10 +20,7 @@ import threading
 import urllib.error
 import urllib.request
 
-try:  # the backend's own types when it is importable, else the copy shipped in the zip
-    from facedet3d.api import types as T
-except ImportError:  # pragma: no cover - Blender without the backend on sys.path
-    from . import _api_types as T  # type: ignore[no-redef]
+from ._api import types as T  # generated copy of facedet3d/api/types.py (build_addon.py --sync)
 
 TOKEN_HEADER = "X-FaceDet3D-Token"
 MAX_RESPONSE_BYTES = 2 * 1024**3

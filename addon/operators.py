@@ -9,9 +9,9 @@ import tempfile
 import uuid
 
 import bpy
-import numpy as np
 
 from . import jobs, live, preferences
+from ._api import expressions as X
 from .client import T
 
 
@@ -105,6 +105,8 @@ class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
             face = client.fit(call)
             if cancelled():
                 return None
+            if face.detail_source != "detp":  # said in the report and the panel: no wrinkles without DetP
+                return face, face.detail
             progress("predicting details")
             req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, resolution)
             return face, client.detail(req).maps[0]
@@ -122,7 +124,8 @@ class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
             return {"CANCELLED"}
         context.scene.facedet3d.photo = self.filepath
         obj.facedet3d.photo = bpy.path.abspath(self.filepath)  # the neural pass fits on it
-        note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
+        note = "" if face.detail_source == "detp" else " (detail network unavailable: the photo's own detail " \
+            "only, no expression wrinkles; see Backend status)"
         self.report({"INFO"}, f"Imported {obj.name}{note}")
         return {"FINISHED"}
 
@@ -165,8 +168,12 @@ class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
                             lambda progress, cancelled: neural.fit(client, folder, photo, progress=progress))
 
     def _apply(self, context, info):
-        self.report({"INFO"}, f"Neural pass of {self._name} ready: input view PSNR {info.psnr_db:.1f} dB, "
-                              f"SSIM {info.ssim:.3f}")
+        line = (f"PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}; "
+                + ("perceptual term used" if info.perceptual_used else (info.perceptual or "perceptual term off")))
+        obj = bpy.data.objects.get(self._name)
+        if obj is not None:
+            obj.facedet3d.neural_status = line  # the panel shows it under the neural pass
+        self.report({"INFO"}, f"Neural pass of {self._name} ready: {line}")
         return {"FINISHED"}
 
 
@@ -196,6 +203,7 @@ class FACEDET3D_OT_backend_status(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
+        context.scene.facedet3d.detail_error = st.detail_error
         return {"FINISHED"}
 
 
@@ -216,15 +224,10 @@ class FACEDET3D_OT_apply_preset(bpy.types.Operator):
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
         name = self.preset or context.scene.facedet3d.preset
-        try:
-            presets = preferences.backend_client(context).status().presets
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, str(exc))
+        if name not in X.PRESETS:
+            self.report({"ERROR"}, f"Unknown preset {name!r}; choose from {', '.join(X.PRESETS)}")
             return {"CANCELLED"}
-        if name not in presets:
-            self.report({"ERROR"}, f"Unknown preset {name!r}; choose from {', '.join(presets)}")
-            return {"CANCELLED"}
-        build.set_aus(obj, np.asarray(presets[name], np.float32))
+        build.set_aus(obj, X.preset_aus(name), sides=X.preset_sides(name))
         live.request_update(obj)
         return {"FINISHED"}
 

@@ -1,5 +1,5 @@
-"""AU properties drive the shape keys: value(shape k) = sum_a AU_a * W[a, k] (clamped to
-the key's 0..1 slider range), one driver per shape key with a simple expression (evaluated
+"""AU properties drive the shape keys: value(shape k) = min(1, sum_a AU_a * W[a, k]), times
+the side multiplier (``side_left``/``side_right``) for the lateral ``_L``/``_R`` keys, one driver per shape key with a simple expression (evaluated
 without Python, so it works with auto-run scripts off). Animation is keyed on the AU
 properties; exports bake the driven values (see ``animation.bake_shape_keys``)."""
 
@@ -32,7 +32,17 @@ def add_au_drivers(obj: bpy.types.Object, names, au_to_blendshape: np.ndarray) -
             var.targets[0].id = obj
             var.targets[0].data_path = f"facedet3d.{au_prop(AU_IDS[a])}"
             terms.append(var.name if abs(w[a, k] - 1.0) < 1e-9 else f"{w[a, k]:.6g}*{var.name}")
-        drv.expression = f"min(1.0, {' + '.join(terms)})"
+        expr = f"min(1.0, {' + '.join(terms)})"
+        side = "left" if str(name).endswith("_L") else "right" if str(name).endswith("_R") else ""
+        if side:  # lateral keys follow the side multiplier (contempt: one side)
+            var = drv.variables.new()
+            var.name = f"side_{side}"
+            var.type = "SINGLE_PROP"
+            var.targets[0].id_type = "OBJECT"
+            var.targets[0].id = obj
+            var.targets[0].data_path = f"facedet3d.side_{side}"
+            expr = f"{expr} * side_{side}"
+        drv.expression = expr
         for mod in list(fc.modifiers):  # driver_add puts a Generator modifier on it
             fc.modifiers.remove(mod)
         count += 1

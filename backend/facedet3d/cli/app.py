@@ -96,6 +96,8 @@ def _cmd_fit(args) -> int:
     backend = _backend(args.regressor)
     path = backend.fit_to_disk(req, args.out)
     meta = json.loads((path / "meta.json").read_text())
+    for w in meta.get("warnings", []):
+        print(f"facedet3d: warning: {w}", file=sys.stderr)
     t = meta["timings_ms"]
     print(f"wrote {path} (yaw {meta['pose']['yaw_deg']:.0f} deg, {sum(t.values()):.0f} ms: "
           + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + ")")

@@ -99,17 +99,16 @@ def _env() -> dict:
 
 
 def handler(args) -> int:
-    from facedet3d.rig import facs
+    from facedet3d.api.expressions import resolve_age, target_aus
     from facedet3d.errors import BadImage, FaceDet3DError
 
     if not Path(args.photo).is_file():
         raise BadImage(f"{args.photo}: no such file; give the path of a photo (JPEG, PNG, WebP, TIFF)")
     if args.frames < 1 or args.resolution < 16:
         raise FaceDet3DError("--frames must be >= 1 and --resolution >= 16")
-    try:  # check AUs / preset here too, so mistakes cost no Blender start
-        facs.parse_aus(args.au)
-        if args.preset:
-            facs.preset_aus(args.preset)
+    try:  # check AUs / preset / age here too, so mistakes cost no Blender start
+        target_aus(args.au, args.preset)
+        resolve_age(args.age)
     except ValueError as exc:
         raise FaceDet3DError(str(exc)) from None
     cmd = command(addon_dir(args.addon) / "batch.py", batch_argv(args), args.blender)

@@ -75,7 +75,7 @@ class Backend:
         from facedet3d.fit import photo as photo_mod
         from facedet3d.geometry import raster
         from facedet3d.fit import texture
-        from facedet3d.fit.detect import select_face
+        from facedet3d.fit.detect import select_face, small_face_warning
 
         if req.texture_size not in TEXTURE_SIZES:
             raise BadImage(f"texture size {req.texture_size} is not one of {TEXTURE_SIZES}")
@@ -106,6 +106,9 @@ class Backend:
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),
+            photo_path=str(Path(req.photo).resolve()),
+            face_px=round(float(min(det.width, det.height)), 1),
+            warnings=[w for w in (small_face_warning(det),) if w],
             image_size=[int(w), int(h)],
             box=[float(v) for v in det.box],
             box_source="detector" if det.landmarks5 is not None else "user",
@@ -162,13 +165,7 @@ class Backend:
 
     def fit_to_disk(self, req: FitRequest, out_dir: str | Path) -> Path:
         """Fit and write the FaceAsset folder atomically; returns its path."""
-        asset = self.fit(req)
-        t0 = time.perf_counter()
-        path = faceasset.write(asset, out_dir)
-        asset.meta.timings_ms["write"] = round((time.perf_counter() - t0) * 1000.0, 2)
-        # record the write time too (meta.json is rewritten in place, the folder is complete)
-        faceasset.rewrite_meta(asset.meta, path)
-        return path
+        return faceasset.write(self.fit(req), out_dir)  # meta.json written once, last, with the write time
 
 
 __all__ = ["Backend", "FitRequest", "FaceDet3DError"]

@@ -8,7 +8,6 @@ background never contributes (and mask borders make no edges).
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from facedet3d.detail.losses import laplacian_pyramid
+from facedet3d.errors import FaceDet3DError
 
 
 @dataclass
@@ -70,8 +70,12 @@ def vgg_weights_path() -> Path | None:
     """Local VGG16 (torchvision ImageNet) weights: ``$FACEDET3D_VGG16_WEIGHTS``, then
     ``$FACEDET3D_CACHE/vgg16-397923af.pth``, then the torch hub cache. Never downloads."""
     cands = []
-    if os.environ.get(VGG_ENV):
-        cands.append(Path(os.environ[VGG_ENV]))
+    if os.environ.get(VGG_ENV):  # named by the user: it must be there (an error, never a quiet skip)
+        named = Path(os.environ[VGG_ENV]).expanduser()
+        if not named.is_file():
+            raise FaceDet3DError(f"{VGG_ENV} names {named}, which does not exist; point it at a local "
+                                 "torchvision vgg16-397923af.pth or unset it")
+        return named
     for root in (os.environ.get("FACEDET3D_CACHE"), os.environ.get("TORCH_HOME") and Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints",
                  Path.home() / ".cache" / "torch" / "hub" / "checkpoints"):
         if root:
@@ -100,8 +104,9 @@ class VGGPerceptual(nn.Module):
 
 
 def load_perceptual(device: str | torch.device = "cpu") -> tuple[VGGPerceptual | None, str]:
-    """(module or None, status line). None when no local VGG16 weights exist (the loss is
-    then skipped; nothing is downloaded)."""
+    """(module or None, status line). None when no VGG16 weights are on this machine (the
+    status line says the term is off; nothing is downloaded). Weights that were named or found
+    but cannot be loaded are an error."""
     path = vgg_weights_path()
     if path is None:
         return None, (f"perceptual loss off: no VGG16 weights on this machine (set {VGG_ENV} to a local "
@@ -111,9 +116,9 @@ def load_perceptual(device: str | torch.device = "cpu") -> tuple[VGGPerceptual |
 
         net = vgg16(weights=None)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as exc:  # noqa: BLE001 - a broken file must not stop the fit
-        warnings.warn(f"VGG16 weights {path} unusable ({exc}); perceptual loss off", stacklevel=2)
-        return None, f"perceptual loss off: {path} unusable ({type(exc).__name__})"
+    except Exception as exc:  # noqa: BLE001 - any failure: say which file and why, in one line
+        raise FaceDet3DError(f"VGG16 weights {path} cannot be loaded ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); replace the file or unset {VGG_ENV}") from None
     return VGGPerceptual(net.features.eval()).to(device), f"perceptual loss on: VGG16 from {path}"
 
 
