@@ -22,12 +22,12 @@ DEFAULT_AGE = 35.0  # years, when the user leaves the age unknown (0)
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """A detail map at the requested size (bicubic when enlarging: no visible facets)."""
     import cv2
 
-    if img.shape[0] == size:
-        return img.astype(np.float32, copy=True)
-    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(img.astype(np.float32), (size, size), interpolation=interp)
+    from facedet3d.imaging.maps import resize_square
+
+    return resize_square(img, size, enlarge=cv2.INTER_CUBIC)
 
 
 class BackendAdapter:
