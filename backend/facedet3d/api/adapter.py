@@ -20,9 +20,9 @@ MAX_SUBJECTS = 8
 RETRY_DETP_S = 10.0  # a failed DetP load is tried again on requests at least this far apart
 
 
-
 class BackendAdapter:
-    """The operations of the add-on over ``facedet3d.service`` (models load lazily, once).
+    """The operations of the add-on over ``fit.pipeline.Backend`` and the detail and neural
+    stages (models load lazily, once).
 
     Thread-safe: a lock serialises fits and detail predictions (one model instance)."""
 

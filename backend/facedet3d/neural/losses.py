@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from facedet3d.detail.losses import laplacian_pyramid
 from facedet3d.errors import FaceDet3DError
+from facedet3d.imaging.color_torch import to_linear, to_srgb
 
 
 @dataclass
@@ -146,10 +147,7 @@ def weighted(parts: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
 def augmented_target(photo: torch.Tensor, shading: torch.Tensor, shading_fake: torch.Tensor) -> torch.Tensor:
     """I*_x = Shading*(I_x) x I_x / Shading(I_x) (Eq. 28), in linear light, back to sRGB.
     photo (B, 3, H, W) sRGB; shading, shading_fake (B, 1, H, W) SH shading of G_D and G*_D."""
-    from facedet3d.neural.nets import to_srgb
-
-    lin = torch.where(photo <= 0.04045, photo / 12.92, ((photo.clamp_min(0) + 0.055) / 1.055) ** 2.4)
-    return to_srgb(lin * shading_fake / shading.clamp_min(1e-3))
+    return to_srgb(to_linear(photo) * shading_fake / shading.clamp_min(1e-3))
 
 
 def augw_loss(pred_fake: torch.Tensor, target_fake: torch.Tensor, mask: torch.Tensor, levels: int = 4) -> torch.Tensor:
