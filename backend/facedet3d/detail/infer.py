@@ -101,12 +101,10 @@ def export_onnx(weights_dir: Path | None = None, out_dir: str | os.PathLike | No
 
 
 def resample(detail: np.ndarray, size: int) -> np.ndarray:
-    """Resize a detail map to size² (area averaging down, cubic up)."""
-    d = np.asarray(detail, np.float32)
-    if d.shape == (size, size):
-        return d
-    interp = cv2.INTER_AREA if d.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(d, (size, size), interpolation=interp)
+    """Resize a detail map to size² (area averaging down, cubic up: no facets in the relief)."""
+    from facedet3d.imaging.maps import resize_square
+
+    return resize_square(np.asarray(detail), size, enlarge=cv2.INTER_CUBIC)
 
 
 class DetailPredictor:
