@@ -9,6 +9,17 @@ import numpy as np
 from ..properties import AU_IDS, au_prop
 
 
+def _prop_variable(drv, obj, var_name: str, prop: str) -> str:
+    """A driver variable reading ``obj.facedet3d.<prop>``; returns its name."""
+    var = drv.variables.new()
+    var.name = var_name
+    var.type = "SINGLE_PROP"
+    var.targets[0].id_type = "OBJECT"
+    var.targets[0].id = obj
+    var.targets[0].data_path = f"facedet3d.{prop}"
+    return var_name
+
+
 def add_au_drivers(obj: bpy.types.Object, names, au_to_blendshape: np.ndarray) -> int:
     """Drivers on ``obj``'s shape keys from ``obj.facedet3d.auNN``; returns how many."""
     w = np.asarray(au_to_blendshape, np.float64)
@@ -25,23 +36,12 @@ def add_au_drivers(obj: bpy.types.Object, names, au_to_blendshape: np.ndarray) -
         drv.type = "SCRIPTED"
         terms = []
         for a in rows:
-            var = drv.variables.new()
-            var.name = f"au{AU_IDS[a]}"
-            var.type = "SINGLE_PROP"
-            var.targets[0].id_type = "OBJECT"
-            var.targets[0].id = obj
-            var.targets[0].data_path = f"facedet3d.{au_prop(AU_IDS[a])}"
-            terms.append(var.name if abs(w[a, k] - 1.0) < 1e-9 else f"{w[a, k]:.6g}*{var.name}")
+            name_a = _prop_variable(drv, obj, f"au{AU_IDS[a]}", au_prop(AU_IDS[a]))
+            terms.append(name_a if abs(w[a, k] - 1.0) < 1e-9 else f"{w[a, k]:.6g}*{name_a}")
         expr = f"min(1.0, {' + '.join(terms)})"
         side = "left" if str(name).endswith("_L") else "right" if str(name).endswith("_R") else ""
         if side:  # lateral keys follow the side multiplier (contempt: one side)
-            var = drv.variables.new()
-            var.name = f"side_{side}"
-            var.type = "SINGLE_PROP"
-            var.targets[0].id_type = "OBJECT"
-            var.targets[0].id = obj
-            var.targets[0].data_path = f"facedet3d.side_{side}"
-            expr = f"{expr} * side_{side}"
+            expr = f"{expr} * {_prop_variable(drv, obj, f'side_{side}', f'side_{side}')}"
         drv.expression = expr
         for mod in list(fc.modifiers):  # driver_add puts a Generator modifier on it
             fc.modifiers.remove(mod)

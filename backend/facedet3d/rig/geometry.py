@@ -226,12 +226,7 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     for r in range(rounds):
         if len(bad) == 0:
             break
-        region = np.zeros(n, bool)
-        region[faces[bad].ravel()] = True
-        for _ in range(rings + r):
-            region |= (adj @ region.astype(np.float64)) > 0
-        if keep is not None:
-            region &= ~keep
+        region = _fold_region(faces, bad, adj, n, rings + r, keep)
         free = np.flatnonzero(region)
         fixed = np.flatnonzero(~region)
         a = lap[free][:, free].tocsc()
@@ -241,6 +236,18 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     if len(bad) >= n_before:  # no better (e.g. folds pinned by ``keep``): leave it as it was
         return delta, n_before
     return out.astype(delta.dtype), len(bad)
+
+
+def _fold_region(faces: np.ndarray, bad: np.ndarray, adj, n: int, rings: int, keep: np.ndarray | None) -> np.ndarray:
+    """(n,) bool: the vertices of the ``bad`` triangles grown by ``rings`` rings of the
+    adjacency ``adj``, less the pinned ``keep`` — the vertices a fold repair may move."""
+    region = np.zeros(n, bool)
+    region[faces[bad].ravel()] = True
+    for _ in range(rings):
+        region |= (adj @ region.astype(np.float64)) > 0
+    if keep is not None:
+        region &= ~keep
+    return region
 
 
 def unfold(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, adj, keep: np.ndarray | None = None,
@@ -275,12 +282,7 @@ def unfold(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, adj, keep: np
     for r in range(rounds):
         if len(bad) == 0:
             break
-        region = np.zeros(n, bool)
-        region[faces[bad].ravel()] = True
-        for _ in range(rings + r):
-            region |= (adj @ region.astype(np.float64)) > 0
-        if keep is not None:
-            region &= ~keep
+        region = _fold_region(faces, bad, adj, n, rings + r, keep)
         free = np.flatnonzero(region)
         col = np.full(n, -1)
         col[free] = np.arange(len(free))
