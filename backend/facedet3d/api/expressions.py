@@ -130,7 +130,12 @@ def target_aus(au_items: Iterable[str] | None = None, preset: str | None = None)
 
 
 def side_multipliers(names: Sequence[str], sides=BOTH_SIDES) -> np.ndarray:
-    """(K,) float32: ``sides[0]`` on the ``_L`` blendshapes, ``sides[1]`` on ``_R``, 1 elsewhere."""
+    """(K,) float32: ``sides[0]`` on the ``_L`` blendshapes, ``sides[1]`` on ``_R``, 1 elsewhere.
+    ``sides`` may also be None (both) or a side suffix "_L"/"_R" (that side only)."""
+    if sides is None:
+        sides = BOTH_SIDES
+    elif isinstance(sides, str):
+        sides = {"_L": (1.0, 0.0), "_R": (0.0, 1.0)}[sides]
     left, right = (float(s) for s in sides)
     return np.array([left if str(n).endswith("_L") else right if str(n).endswith("_R") else 1.0 for n in names],
                     np.float32)
