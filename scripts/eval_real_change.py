@@ -87,7 +87,14 @@ def main(argv=None) -> int:
             lab = lambda f, _c=ctl, _e=exp, _n=neu: _e.aus if f is _c else _n.aus  # noqa: E731
             shown["control_aligned"] = ctl
             res["control_aligned"] = ev.compare(neu, ctl, pred, labels=lab, age=a.age, flow=ev.flow_uv(neu, ctl))
-        name = path.stem
+            # unbiased: predict from the neutral frame, observe from the control frame
+            res["crossref_aligned"] = ev.compare(neu, aligned, pred, age=a.age, flow=ev.flow_uv(neu, aligned),
+                                                 reference=ctl)
+            if preset:
+                lab = lambda f, _n=neu: {} if f is _n else dict(PRESETS[preset])  # noqa: E731
+                res["crossref_oracle"] = ev.compare(neu, aligned, pred, labels=lab, age=a.age,
+                                                    flow=ev.flow_uv(neu, aligned), reference=ctl)
+        name = f"{path.stem}_{e_i}"
         rows = [ev.panel(r, neu, shown.get(k, aligned), f"{name} n={n_i} e={e_i} c={c_i} {k} AUs "
                          + " ".join(f"{au}:{v:.1f}" for au, v in r.aus_e.items() if v >= 0.1))
                 for k, r in res.items()]
@@ -112,7 +119,39 @@ def main(argv=None) -> int:
                       f"r(P,Dn)={m['r_p_dn']:+.3f} r(O,Dn)={m['r_o_dn']:+.3f} r|Dn={m['r_partial']:+.3f} "
                       f"r(Pnet,De)={m['r_pnet_de']:+.3f} flow={m['flow_px']:.2f}px n={m['n']}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "summary.md").write_text(summary(results))
+    print("\n" + summary(results))
     return 0
+
+
+def summary(results: dict) -> str:
+    """Markdown tables: r / gain / RMS ratio per clip and region for each condition, and the
+    diagnostics (repeatability r(D_n, D_e), misregistration before/after alignment, shared-term
+    correlations)."""
+    regs = ("crows_feet", "nasolabial", "forehead")
+    conds = [c for c in ("raw", "aligned", "crossref_aligned", "crossref_oracle", "control_aligned")
+             if any(c in r for r in results.values())]
+    lines = ["| clip | region | " + " | ".join(f"{c} r / g / rms" for c in conds) + " |",
+             "|---|---|" + "---|" * len(conds)]
+    for name, r in results.items():
+        for reg in regs:
+            cells = []
+            for c in conds:
+                m = r.get(c, {}).get(reg)
+                cells.append("" if m is None else f"{m['r']:+.2f} / {m['gain']:+.2f} / {m['rms_ratio']:.3f}")
+            lines.append(f"| {name} | {reg} | " + " | ".join(cells) + " |")
+    lines += ["", "| clip | region | r(Dn,De) raw -> aligned | flow px raw -> aligned | r(Dn,Dctl) | "
+              "r(P,Dn) | r(O,Dn) raw / crossref | r(P,O given Dn) raw / crossref |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        for reg in regs:
+            a, b = r["raw"][reg], r["aligned"][reg]
+            c = r.get("control_aligned", {}).get(reg, {})
+            x = r.get("crossref_aligned", {}).get(reg, {})
+            lines.append(f"| {name} | {reg} | {a['r_dn_de']:+.2f} -> {b['r_dn_de']:+.2f} | {a['flow_px']:.2f} -> "
+                         f"{b['flow_px']:.2f} | {c.get('r_dn_de', float('nan')):+.2f} | {a['r_p_dn']:+.2f} | "
+                         f"{a['r_o_dn']:+.2f} / {x.get('r_o_dn', float('nan')):+.2f} | {a['r_partial']:+.2f} / "
+                         f"{x.get('r_partial', float('nan')):+.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

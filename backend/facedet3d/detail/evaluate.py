@@ -128,21 +128,28 @@ class PairResult:
 
 
 def compare(neutral: FrameFit, expressive: FrameFit, predictor, labels: AULabels = landmark_aus,
-            age: float = 35.0, flow: np.ndarray | None = None) -> PairResult:
+            age: float = 35.0, flow: np.ndarray | None = None, reference: FrameFit | None = None) -> PairResult:
     """Predicted vs observed change between two fitted frames of one clip (module docstring).
     ``flow``: the UV flow between them (texels of their map) when already known, for the
-    misregistration figure; measured here otherwise."""
+    misregistration figure; measured here otherwise.
+    ``reference``: a second neutral frame (aligned to ``neutral``); the observed change is then
+    bp(D_e) - bp(D_ref), so the prediction (made from D_n) and the observation share no
+    estimator noise: P = k D_n + ... and O = D_e - D_n are anti-correlated through -D_n
+    whenever D(I) is not perfectly repeatable, whatever the expression does."""
     from facedet3d.rig.facs import normalise_aus
 
     aus_n, aus_e = labels(neutral), labels(expressive)
     seen_hi = (neutral.mask > 127) & (expressive.mask > 127)
+    if reference is not None:
+        seen_hi &= reference.mask > 127
     seen = _down(seen_hi.astype(np.float32)) > 0.99
     w = seen.astype(np.float32)
     d_n, d_e = _down(neutral.detail), _down(expressive.detail)
     pr_y = predictor(neutral.detail, aus_n, aus_e, age=age, size=EVAL_SIZE)
     pr_x = predictor(neutral.detail, aus_n, aus_n, age=age, size=EVAL_SIZE)
     bn, be, by, bx = (bandpass(m, w) for m in (d_n, d_e, pr_y, pr_x))
-    obs, pred, pred_net = be - bn, by - bn, by - bx
+    bref = bn if reference is None else bandpass(_down(reference.detail), w)
+    obs, pred, pred_net = be - bref, by - bn, by - bx
     if flow is None:
         flow = flow_uv(neutral, expressive)
     fmag = _down(np.hypot(flow[..., 0], flow[..., 1])) * (EVAL_SIZE / neutral.detail.shape[0])
@@ -207,3 +214,47 @@ def expression_score(a: dict, b: dict) -> float:
     from facedet3d.rig.facs import normalise_aus
 
     return float(np.abs(normalise_aus(a) - normalise_aus(b)).sum())
+
+
+def estimator_response(fit: FrameFit, height: np.ndarray, light=(0.0, 0.0, 1.0), ambient: float = 0.3,
+                       texel_m: float | None = None, cavity: float = 0.0) -> dict:
+    """Sign and shape test of the D(I) estimator on a known relief.
+
+    Re-lights the fitted frame's unwrap in UV: albedo = the unwrap blurred (sigma 4 texels),
+    normals = the fitted mesh's normals tilted by ``height`` ((S, S) metres, e.g. a corpus map;
+    negative = into the skin), Lambertian ``ambient + (1 - ambient) * max(n . l, 0)`` with the
+    unit ``light`` (camera frame, +Y up, +Z toward the camera), times an occlusion term
+    ``exp(-cavity * depth below the local mean (sigma 3 texels) / 0.1 mm)`` (real creases are
+    dark mostly because they are occluded; Lambertian shading alone darkens their walls). Then D(I) is estimated from
+    that texture and compared, band-passed at 256², with the true relief and with its slope
+    along the light (what shading measures under oblique light): {"r_height", "r_slope",
+    "gain"} over the observed texels. r_height > 0 means the estimator's sign is right."""
+    from facedet3d.assets import bfm as bfm_mod
+    from facedet3d.fit import detail_input
+    from facedet3d.fit.texture import uv_layout
+
+    S = fit.texture.shape[0]
+    layout = uv_layout(S)
+    if texel_m is None:  # face width in metres over the chart's width in texels
+        b = bfm_mod.load_bfm()
+        texel_m = float(np.ptp(b.mean.reshape(-1, 3)[:, 0]) * bfm_mod.METRES_PER_UNIT) / layout.chart_width
+    n0 = layout.to_image(layout.sample(fit.normals_cam), fill=0.0)
+    h = np.asarray(height, np.float32)
+    gx = cv2.Sobel(h, cv2.CV_32F, 1, 0, ksize=3) / (8.0 * texel_m)  # dh/dx, x = u right
+    gy = -cv2.Sobel(h, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * texel_m)  # dh/dy, y = v up (rows down)
+    n = n0 + np.stack([-gx, -gy, np.zeros_like(gx)], -1)
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+    lvec = np.asarray(light, np.float32) / np.linalg.norm(light)
+    shade = ambient + (1 - ambient) * np.clip(n @ lvec, 0, 1)
+    if cavity > 0:
+        shade = shade * np.exp(-cavity * np.maximum(cv2.GaussianBlur(h, (0, 0), 3.0) - h, 0) / 1e-4)
+    lin = (cv2.GaussianBlur(fit.texture.astype(np.float32), (0, 0), 4.0) / 255.0) ** 2.2
+    tex = np.clip(255.0 * (lin * shade[..., None]) ** (1 / 2.2) + 0.5, 0, 255).astype(np.uint8)
+    est = detail_input.estimate_detail(tex, fit.mask, layout, fit.normals_cam)
+    w = (_down((fit.mask > 127).astype(np.float32)) > 0.99).astype(np.float32) * (_down(np.abs(est)) > 0)
+    be, bh = bandpass(_down(est), w), bandpass(_down(h), w)
+    slope = -(gx * lvec[0] + gy * lvec[1])  # brighter where the relief faces the light
+    bs = bandpass(_down(slope), w)
+    sel = w > 0
+    st = _stats(bh, be, sel)
+    return {"r_height": st["r"], "gain": st["gain"], "r_slope": _stats(bs, be, sel)["r"], "n": st["n"]}
