@@ -20,9 +20,10 @@ def add_parser(sub) -> None:
     p.add_argument("--per-clip", type=int, default=24, help="at most N frames kept per video (default 24)")
     p.add_argument("--min-change", type=float, default=0.6,
                    help="keep a frame when its AUs differ by >= this (L1 over 17 AUs, 0..1 each) from every kept one")
-    p.add_argument("--max-frames", type=int, help="scan at most N sampled frames per video")
+    p.add_argument("--max-frames", type=int, help="scan at most N frames per video, spread over it")
     p.add_argument("--size", type=int, choices=(256, 512, 1024), default=512, help="unwrap / D(I) size (default 512)")
     p.add_argument("--store-size", type=int, choices=(256, 512), default=256, help="stored map size (default 256)")
+    p.add_argument("--no-align", action="store_true", help="store frames as fitted (no UV-flow registration)")
     p.add_argument("--age", type=float, help="the subjects' age in years, when known (else null)")
     p.set_defaults(func=handler)
 
@@ -34,7 +35,7 @@ def handler(args: argparse.Namespace) -> int:
         raise BadRequest("--stride and --per-clip must be at least 1")
     index = real_corpus.build(args.inputs, args.out, size=args.size, stride=args.stride, per_clip=args.per_clip,
                               min_change=args.min_change, store_size=args.store_size, age=args.age,
-                              max_frames=args.max_frames, progress=lambda m: print(m, flush=True))
+                              max_frames=args.max_frames, align=not args.no_align, progress=lambda m: print(m, flush=True))
     clips = index["clips"]
     frames = sum(c["frames_scanned"] for c in clips.values())
     secs = sum(c["seconds"] for c in clips.values())

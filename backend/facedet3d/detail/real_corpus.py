@@ -18,7 +18,7 @@ leaves complete clips only, and a rerun skips them — resumable):
     CORPUS/clips/<clip>.json   the clip's entries (below) and its cost
     CORPUS/index.json          all entries: {"clip", "subject", "source", "frame", "row", "aus"
                                {AU: v}, "age" (years or null), "quality", "observed_fraction",
-                               "yaw_deg", "face_px"} + per clip {"frames_scanned", "seconds",
+                               "yaw_deg", "face_px", "flow_px", "flow_px_aligned"} + per clip {"frames_scanned", "seconds",
                                "seconds_per_frame"}
 
 quality in [0, 1]: min(face width / 250 px, 1) x observed fraction of the UV chart / 0.6
@@ -40,6 +40,7 @@ from facedet3d.errors import BadRequest, FaceDet3DError, NoFace
 
 VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 PHOTO_EXT = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+EV_SIZE = 256  # texel unit of the recorded flows
 UNIT_M = 1e-4  # stored detail unit (DETAIL_SCALE_M): float16 keeps ~3 digits at O(1)
 
 
@@ -77,8 +78,15 @@ def _select(scores: list[tuple[int, np.ndarray]], min_change: float, per_clip: i
 
 def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_clip: int = 24,
                min_change: float = 0.6, store_size: int = 256, age: float | None = None,
-               max_frames: int | None = None) -> dict:
-    """Fit, select and store one video or photo; returns its record (also written as json)."""
+               max_frames: int | None = None, align: bool = True) -> dict:
+    """Fit, select and store one video or photo; returns its record (also written as json).
+
+    max_frames: scan at most this many frames, spread over the whole clip (the stride grows).
+    align: resample every kept frame's maps onto the first kept frame's texels by the UV flow
+    between their unwraps (``evaluate.align_to``): the BFM's 10 expression coefficients do
+    not register the skin under expression (median misregistration 1-7 texels at 256²), so
+    without it a wrinkle does not land on the same texels in every frame. Each entry records
+    the median flow before and after (``flow_px``, ``flow_px_aligned``, texels at 256²)."""
     import cv2
 
     from facedet3d.detail.frames import landmark_aus, read_video
@@ -93,7 +101,9 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
         from facedet3d.detail.frames import frame_count
 
         n = frame_count(path)
-        want = list(range(0, n, stride))[:max_frames] if (max_frames and n > 0) else None
+        if max_frames and n > 0:
+            stride = max(stride, -(-n // max_frames))
+        want = list(range(0, n, stride))[:max_frames] if n > 0 else None
         frames = read_video(path, frames=want, stride=stride)
     else:
         frames = {0: photo_mod.load_photo(path).rgb}
@@ -115,6 +125,21 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
     if not rows:
         raise NoFace(f"{path.name}: no frame with a face")
     S = int(store_size)
+    flows = {rows[0]: (0.0, 0.0)}
+    if align and len(rows) > 1:
+        from facedet3d.detail import evaluate as ev
+
+        ref = kept_fits[rows[0]][0]
+        for i in rows[1:]:
+            f, a = kept_fits[i]
+            both = (ref.mask > 127) & (f.mask > 127)
+            g, flow = ev.align_to(ref, f)
+            k = EV_SIZE / ref.mask.shape[0]
+            before = float(np.median(np.hypot(flow[..., 0], flow[..., 1])[both])) * k if both.any() else 0.0
+            res = ev.flow_uv(ref, g)
+            after = float(np.median(np.hypot(res[..., 0], res[..., 1])[both])) * k if both.any() else 0.0
+            kept_fits[i] = (g, a)
+            flows[i] = (before, after)
 
     def down(m):
         return cv2.resize(np.asarray(m, np.float32), (S, S), interpolation=cv2.INTER_AREA)
@@ -131,7 +156,8 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
                         "aus": {str(a): round(float(v), 4) for a, v in zip(AU_IDS, aus[r]) if v >= 1e-4},
                         "age": age, "quality": round(quality(f), 4),
                         "observed_fraction": round(f.observed_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
-                        "face_px": round(f.face_px, 1)})
+                        "face_px": round(f.face_px, 1), "flow_px": round(flows.get(i, (0.0,))[0], 3),
+                        "flow_px_aligned": round(flows.get(i, (0.0, 0.0))[1], 3)})
     secs = time.perf_counter() - t0
     rec = {"clip": cid, "source": str(path), "video": is_video, "frames_scanned": len(frames),
            "frames_fitted": len(scored), "frames_kept": len(rows), "seconds": round(secs, 2),
@@ -222,18 +248,20 @@ class CorpusReader:
         self.arrays = {}
         for c in self.names:
             with np.load(root / "clips" / f"{c}.npz") as z:
-                self.arrays[c] = (z["detail"].astype(np.float32) * self.unit, z["aus"])
+                self.arrays[c] = (z["detail"].astype(np.float32) * self.unit, z["aus"], z["mask"])
 
-    def pair(self, rng: np.random.Generator):
-        """(d_x, d_y, x, y, age) for one random pair of one random clip (256² metres)."""
+    def pair(self, rng: np.random.Generator, with_mask: bool = False):
+        """(d_x, d_y, x, y, age[, seen]) for one random pair of one random clip (metres; seen:
+        float32 1 where both frames observed the texel)."""
         c = self.names[int(rng.integers(len(self.names)))]
-        det, aus = self.arrays[c]
+        det, aus, msk = self.arrays[c]
         n = len(det)
         cand = [(a, b) for a in range(n) for b in range(n) if a != b
                 and np.abs(aus[a] - aus[b]).sum() >= self.min_change]
         a, b = cand[int(rng.integers(len(cand)))] if cand else rng.choice(n, 2, replace=False)
         age = self.clips[c][a].get("age") or 35.0
-        return det[a], det[b], aus[a], aus[b], float(age)
+        out = det[a], det[b], aus[a], aus[b], float(age)
+        return out + (((msk[a] > 127) & (msk[b] > 127)).astype(np.float32),) if with_mask else out
 
     def batch(self, k: int, n: int):
         import cv2
