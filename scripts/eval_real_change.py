@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle", default=None, help="also evaluate with this preset as the expressive AUs (neutral = {})")
     ap.add_argument("--weights", default=None, help="DetP weights folder (default: shipped)")
     ap.add_argument("--age", type=float, default=35.0)
+    ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default 0.7,4)")
     a = ap.parse_args(argv)
 
     from facedet3d.detail import evaluate as ev
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
     from facedet3d.detail.infer import DetailPredictor
     from facedet3d.rig.facs import PRESETS
 
+    if a.band:
+        ev.BAND = tuple(float(v) for v in a.band.split(","))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fitter = FrameFitter(a.size)

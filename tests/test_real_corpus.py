@@ -78,3 +78,17 @@ def test_cli_registered_and_bad_input(tmp_path):
                         "corpus", str(bad), "-o", str(tmp_path / "c")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a video or photo" in r.stderr + r.stdout
     assert not (tmp_path / "c" / "index.json").exists()
+
+
+def test_labels_folder_still_reads_as_folder_pairs(tmp_path):
+    import json
+
+    from facedet3d.detail import data
+
+    rng = np.random.default_rng(0)
+    for n in ("a.npy", "b.npy"):
+        np.save(tmp_path / n, (rng.normal(size=(64, 64)) * 1e-4).astype(np.float32))
+    (tmp_path / "labels.json").write_text(json.dumps({"a.npy": {"subject": "s", "aus": {}},
+                                                      "b.npy": {"subject": "s", "aus": {"12": 1.0}}}))
+    src = data.FolderPairs(tmp_path)
+    assert type(src) is data.FolderPairs and src.batch(0, 2)["d_x"].shape[0] == 2

@@ -64,8 +64,10 @@ def _down(x: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
     return x if x.shape[0] == size else cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def bandpass(d: np.ndarray, w: np.ndarray, band=BAND) -> np.ndarray:
-    """Difference of Gaussians of ``d`` by normalised convolution with weights ``w``."""
+def bandpass(d: np.ndarray, w: np.ndarray, band=None) -> np.ndarray:
+    """Difference of Gaussians of ``d`` by normalised convolution with weights ``w``
+    (``band``: (sigma_lo, sigma_hi) texels at 256², default the module's ``BAND``)."""
+    band = BAND if band is None else band
     def nb(s):
         a = cv2.GaussianBlur(d * w, (0, 0), s)
         b = cv2.GaussianBlur(w, (0, 0), s)
