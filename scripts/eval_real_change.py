@@ -45,11 +45,12 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle", default=None, help="also evaluate with this preset as the expressive AUs (neutral = {})")
     ap.add_argument("--weights", default=None, help="DetP weights folder (default: shipped)")
     ap.add_argument("--age", type=float, default=35.0)
+    ap.add_argument("--labels", default="landmarks", help="AU labels source (frames.resolve_labels)")
     ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default 0.7,4)")
     a = ap.parse_args(argv)
 
     from facedet3d.detail import evaluate as ev
-    from facedet3d.detail.frames import FrameFitter, frame_count, read_video
+    from facedet3d.detail.frames import FrameFitter, frame_count, read_video, resolve_labels
     from facedet3d.detail.infer import DetailPredictor
     from facedet3d.rig.facs import PRESETS
 
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fitter = FrameFitter(a.size)
+    labels = resolve_labels(a.labels)
     pred = DetailPredictor(a.weights, backend="torch", threads=1)
     results = {}
     for spec in a.clips:
@@ -75,23 +77,23 @@ def main(argv=None) -> int:
         fits = fitter.fit_clip(frames, n_i)
         neu = fits[n_i]
         if e_i is None:
-            e_i = max((i for i in fits if i != n_i), key=lambda i: ev.expression_score(neu.aus, fits[i].aus))
+            e_i = max((i for i in fits if i != n_i), key=lambda i: ev.expression_score(labels(neu), labels(fits[i])))
         exp = fits[e_i]
         aligned, flow = ev.align_to(neu, exp)
         shown = {"raw": exp}
-        res = {"raw": ev.compare(neu, exp, pred, age=a.age, flow=flow),
-               "aligned": ev.compare(neu, aligned, pred, age=a.age, flow=ev.flow_uv(neu, aligned))}
+        res = {"raw": ev.compare(neu, exp, pred, labels=labels, age=a.age, flow=flow),
+               "aligned": ev.compare(neu, aligned, pred, labels=labels, age=a.age, flow=ev.flow_uv(neu, aligned))}
         if preset:
             lab = lambda f, _n=neu: {} if f is _n else dict(PRESETS[preset])  # noqa: E731
             res["oracle_aligned"] = ev.compare(neu, aligned, pred, labels=lab, age=a.age,
                                                flow=ev.flow_uv(neu, aligned))
         if c_i is not None and c_i in fits:
             ctl, cflow = ev.align_to(neu, fits[c_i])
-            lab = lambda f, _c=ctl, _e=exp, _n=neu: _e.aus if f is _c else _n.aus  # noqa: E731
+            lab = lambda f, _c=ctl, _e=exp, _n=neu: labels(_e) if f is _c else labels(_n)  # noqa: E731
             shown["control_aligned"] = ctl
             res["control_aligned"] = ev.compare(neu, ctl, pred, labels=lab, age=a.age, flow=ev.flow_uv(neu, ctl))
             # unbiased: predict from the neutral frame, observe from the control frame
-            res["crossref_aligned"] = ev.compare(neu, aligned, pred, age=a.age, flow=ev.flow_uv(neu, aligned),
+            res["crossref_aligned"] = ev.compare(neu, aligned, pred, labels=labels, age=a.age, flow=ev.flow_uv(neu, aligned),
                                                  reference=ctl)
             if preset:
                 lab = lambda f, _n=neu: {} if f is _n else dict(PRESETS[preset])  # noqa: E731

@@ -59,6 +59,12 @@ def test_build_resume_and_pairs(short_clip, tmp_path):
     msgs.clear()
     real_corpus.build([str(short_clip)], out, size=256, progress=msgs.append)
     assert any("skipped" in m for m in msgs)
+    assert index["labels_source"] == "landmarks"
+    # another AU labels source cannot be mixed into the same corpus
+    from facedet3d.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        real_corpus.build([str(short_clip)], out, labels_name="pkg.mod:reader", progress=msgs.append)
     # training reads it through FolderPairs as pairs of the same clip
     src = data.FolderPairs(out, seed=0)
     assert isinstance(src, real_corpus.CorpusReader)
@@ -92,3 +98,14 @@ def test_labels_folder_still_reads_as_folder_pairs(tmp_path):
                                                       "b.npy": {"subject": "s", "aus": {"12": 1.0}}}))
     src = data.FolderPairs(tmp_path)
     assert type(src) is data.FolderPairs and src.batch(0, 2)["d_x"].shape[0] == 2
+
+
+def test_labels_source_hook():
+    from facedet3d.detail import frames
+    from facedet3d.errors import FaceDet3DError
+
+    assert frames.resolve_labels(None) is frames.landmark_aus
+    assert frames.resolve_labels("facedet3d.detail.frames:landmark_aus") is frames.landmark_aus
+    for bad in ("facedet3d.no_such_reader:read", "facedet3d.detail.frames:nope", "justaname"):
+        with pytest.raises(FaceDet3DError):
+            frames.resolve_labels(bad)

@@ -24,16 +24,21 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, choices=(256, 512, 1024), default=512, help="unwrap / D(I) size (default 512)")
     p.add_argument("--store-size", type=int, choices=(256, 512), default=256, help="stored map size (default 256)")
     p.add_argument("--no-align", action="store_true", help="store frames as fitted (no UV-flow registration)")
+    p.add_argument("--labels", default="landmarks",
+                   help="AU labels source: 'landmarks' (68-landmark rig fit) or 'package.module:function' "
+                        "called with each fitted frame (facedet3d.detail.frames.resolve_labels)")
     p.add_argument("--age", type=float, help="the subjects' age in years, when known (else null)")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
     from facedet3d.detail import real_corpus
+    from facedet3d.detail.frames import resolve_labels
 
     if args.stride < 1 or args.per_clip < 1:
         raise BadRequest("--stride and --per-clip must be at least 1")
-    index = real_corpus.build(args.inputs, args.out, size=args.size, stride=args.stride, per_clip=args.per_clip,
+    labels = resolve_labels(args.labels)
+    index = real_corpus.build(args.inputs, args.out, labels=labels, labels_name=args.labels, size=args.size, stride=args.stride, per_clip=args.per_clip,
                               min_change=args.min_change, store_size=args.store_size, age=args.age,
                               max_frames=args.max_frames, align=not args.no_align, progress=lambda m: print(m, flush=True))
     clips = index["clips"]

@@ -55,6 +55,27 @@ def landmark_aus(fit: FrameFit) -> dict:
     return dict(fit.aus)
 
 
+def resolve_labels(spec: str | None) -> AULabels:
+    """A labels source by name: None / "landmarks" -> ``landmark_aus``; "package.module:func"
+    -> that callable, which gets the ``FrameFit`` (frame ``rgb``, face ``box``, fitted mesh)
+    and returns {AU number: intensity 0..1} (e.g. an adapter around the MediaPipe reader:
+    ``lambda fit: reader(fit.rgb)``). A missing module or function is an error, not a fallback."""
+    import importlib
+
+    if spec in (None, "", "landmarks"):
+        return landmark_aus
+    mod, _, fn = spec.partition(":")
+    if not fn:
+        raise FaceDet3DError(f"labels source {spec!r}: use 'landmarks' or 'package.module:function'")
+    try:
+        obj = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as exc:
+        raise FaceDet3DError(f"labels source {spec!r} not available: {exc}") from None
+    if not callable(obj):
+        raise FaceDet3DError(f"labels source {spec!r} is not callable")
+    return obj
+
+
 def read_video(path: str | Path, frames: list[int] | None = None, stride: int = 1,
                max_side: int = 1280) -> dict[int, np.ndarray]:
     """Decode frames of a video -> {index: (H, W, 3) uint8 RGB}.

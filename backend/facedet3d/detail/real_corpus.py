@@ -174,7 +174,8 @@ def write_index(out: Path) -> dict:
     """Rebuild CORPUS/index.json from the per-clip records."""
     clips = sorted((out / "clips").glob("*.json"))
     recs = [json.loads(p.read_text()) for p in clips if (p.with_suffix(".npz")).is_file()]
-    index = {"version": 1, "unit_m": UNIT_M, "entries": [e for r in recs for e in r["entries"]],
+    src = out / "labels_source.txt"
+    index = {"version": 1, "unit_m": UNIT_M, "labels_source": src.read_text().strip() if src.is_file() else None, "entries": [e for r in recs for e in r["entries"]],
              "clips": {r["clip"]: {k: r[k] for k in ("source", "video", "frames_scanned", "frames_kept",
                                                      "seconds", "seconds_per_frame")} for r in recs}}
     _write_atomic(out / "index.json", lambda p: p.write_text(json.dumps(index, indent=1)))
@@ -199,13 +200,21 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, progress=print, **kw) -> dict:
-    """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options."""
+def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, progress=print,
+          labels_name: str = "landmarks", **kw) -> dict:
+    """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options.
+    ``labels``: the AU labels source (``frames.AULabels``), recorded as ``labels_name``; a
+    resumed build must use the same source (else: error, build into a new folder)."""
     from facedet3d.detail.frames import FrameFitter
 
     out = Path(out)
     paths = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
+    src_file = out / "labels_source.txt"
+    if src_file.is_file() and src_file.read_text().strip() != labels_name:
+        raise BadRequest(f"{out} was built with AU labels from {src_file.read_text().strip()!r}, "
+                         f"not {labels_name!r}: build into a new folder")
+    _write_atomic(src_file, lambda p: p.write_text(labels_name + "\n"))
     fitter = None
     for p in paths:
         cid = clip_id(p)
