@@ -50,7 +50,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from facedet3d.detail import evaluate as ev
-    from facedet3d.detail.frames import FrameFitter, frame_count, read_video, resolve_labels
+    from facedet3d.detail.frames import (
+        FrameFitter,
+        frame_count,
+        read_video,
+        resolve_labels,
+    )
     from facedet3d.detail.infer import DetailPredictor
     from facedet3d.rig.facs import PRESETS
 
@@ -84,19 +89,19 @@ def main(argv=None) -> int:
         res = {"raw": ev.compare(neu, exp, pred, labels=labels, age=a.age, flow=flow),
                "aligned": ev.compare(neu, aligned, pred, labels=labels, age=a.age, flow=ev.flow_uv(neu, aligned))}
         if preset:
-            lab = lambda f, _n=neu: {} if f is _n else dict(PRESETS[preset])  # noqa: E731
+            lab = lambda f, _n=neu, _p=preset: {} if f is _n else dict(PRESETS[_p])
             res["oracle_aligned"] = ev.compare(neu, aligned, pred, labels=lab, age=a.age,
                                                flow=ev.flow_uv(neu, aligned))
         if c_i is not None and c_i in fits:
-            ctl, cflow = ev.align_to(neu, fits[c_i])
-            lab = lambda f, _c=ctl, _e=exp, _n=neu: labels(_e) if f is _c else labels(_n)  # noqa: E731
+            ctl, _ = ev.align_to(neu, fits[c_i])
+            lab = lambda f, _c=ctl, _e=exp, _n=neu: labels(_e) if f is _c else labels(_n)
             shown["control_aligned"] = ctl
             res["control_aligned"] = ev.compare(neu, ctl, pred, labels=lab, age=a.age, flow=ev.flow_uv(neu, ctl))
             # unbiased: predict from the neutral frame, observe from the control frame
             res["crossref_aligned"] = ev.compare(neu, aligned, pred, labels=labels, age=a.age, flow=ev.flow_uv(neu, aligned),
                                                  reference=ctl)
             if preset:
-                lab = lambda f, _n=neu: {} if f is _n else dict(PRESETS[preset])  # noqa: E731
+                lab = lambda f, _n=neu, _p=preset: {} if f is _n else dict(PRESETS[_p])
                 res["crossref_oracle"] = ev.compare(neu, aligned, pred, labels=lab, age=a.age,
                                                     flow=ev.flow_uv(neu, aligned), reference=ctl)
         name = f"{path.stem}_{e_i}"
@@ -145,8 +150,8 @@ def summary(results: dict) -> str:
                 m = r.get(c, {}).get(reg)
                 cells.append("" if m is None else f"{m['r']:+.2f} / {m['gain']:+.2f} / {m['rms_ratio']:.3f}")
             lines.append(f"| {name} | {reg} | " + " | ".join(cells) + " |")
-    lines += ["", "| clip | region | r(Dn,De) raw -> aligned | flow px raw -> aligned | r(Dn,Dctl) | "
-              "r(P,Dn) | r(O,Dn) raw / crossref | r(P,O given Dn) raw / crossref |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", ("| clip | region | r(Dn,De) raw -> aligned | flow px raw -> aligned | r(Dn,Dctl) | "
+                   "r(P,Dn) | r(O,Dn) raw / crossref | r(P,O given Dn) raw / crossref |"), "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         for reg in regs:
             a, b = r["raw"][reg], r["aligned"][reg]

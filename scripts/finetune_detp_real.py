@@ -36,7 +36,6 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     import torch
-
     from facedet3d.detail.data import CorpusPairs, alpha_e
     from facedet3d.detail.infer import DETP_FILE, SR_FILE, WEIGHTS_DIR, _load
     from facedet3d.detail.losses import lap_loss
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(detp.parameters(), lr=a.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(a.seed)
     t0, step, log = time.time(), 0, []
-    T = lambda x: torch.from_numpy(np.ascontiguousarray(np.stack(x), np.float32))  # noqa: E731
+    T = lambda x: torch.from_numpy(np.ascontiguousarray(np.stack(x), np.float32))
     while time.time() - t0 < a.minutes * 60:
         if rng.random() < a.mix:
             b = proc.batch(step, a.batch)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from facedet3d.detail import evaluate as ev
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

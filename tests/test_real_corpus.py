@@ -20,7 +20,6 @@ pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason="real clips not in ..
 def short_clip(tmp_path_factory):
     """4 frames of d0 (neutral -> smile), cut at test time."""
     import cv2
-
     from facedet3d.detail.frames import read_video
 
     frames = read_video(CLIP, frames=[0, 24, 36, 48])
@@ -81,7 +80,7 @@ def test_cli_registered_and_bad_input(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("x")
     r = subprocess.run([sys.executable, "-c", "import sys; from facedet3d.cli.app import main; sys.exit(main())",
-                        "corpus", str(bad), "-o", str(tmp_path / "c")], capture_output=True, text=True)
+                        "corpus", str(bad), "-o", str(tmp_path / "c")], check=False, capture_output=True, text=True)
     assert r.returncode == 2 and "not a video or photo" in r.stderr + r.stdout
     assert not (tmp_path / "c" / "index.json").exists()
 

@@ -13,9 +13,9 @@ reader plugs in the same way (a callable reading ``fit.rgb``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -86,7 +86,7 @@ def read_video(path: str | Path, frames: list[int] | None = None, stride: int = 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise BadImage(f"cannot open video {path}")
-    want = None if frames is None else set(int(i) for i in frames)
+    want = None if frames is None else {int(i) for i in frames}
     out, i = {}, 0
     last = max(want) if want else None
     while True:
@@ -122,8 +122,8 @@ def refit_fixed_shape(bfm, fp, shape: np.ndarray, stats_std: np.ndarray, iters: 
     68 landmarks meet the free fit's landmarks (a clip's identity must not breathe with the
     expression). Same alternation and prior as ``camera.refine``. Returns (FitParams, rms px).
     """
-    from facedet3d.fit import camera
     from facedet3d.assets.bfm import N_SHAPE
+    from facedet3d.fit import camera
 
     target = camera.landmarks_image(bfm, fp)[:, :2].astype(np.float64)
     rows = bfm.landmark_rows()
@@ -152,8 +152,8 @@ class FrameFitter:
     """Models loaded once (a ``pipeline.Backend``); ``fit(rgb, shape=None)`` per frame."""
 
     def __init__(self, size: int = 512, backend=None):
-        from facedet3d.fit.pipeline import Backend
         from facedet3d.fit import texture
+        from facedet3d.fit.pipeline import Backend
 
         self.backend = backend or Backend()
         self.size = int(size)

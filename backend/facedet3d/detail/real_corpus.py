@@ -164,8 +164,11 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
            "seconds_per_frame": round(secs / max(len(frames), 1), 3), "entries": entries}
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
-    _write_atomic(clips / f"{cid}.npz", lambda p: np.savez_compressed(
-        open(p, "wb"), detail=det, mask=msk, frames=np.asarray(rows, np.int32), aus=aus))
+    def save_npz(p: Path) -> None:
+        with open(p, "wb") as fh:  # a file object: savez would append ".npz" to the temp name
+            np.savez_compressed(fh, detail=det, mask=msk, frames=np.asarray(rows, np.int32), aus=aus)
+
+    _write_atomic(clips / f"{cid}.npz", save_npz)
     _write_atomic(clips / f"{cid}.json", lambda p: p.write_text(json.dumps(rec, indent=1)))
     return rec
 
