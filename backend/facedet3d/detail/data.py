@@ -7,6 +7,8 @@ features (8,), and the identity code.
 Sources:
 - ``CorpusPairs``: the procedural corpus (``corpus.py``), endless, deterministic per seed.
 - ``FolderPairs``: real detail maps with AU labels, for users who have FDS/DECA-style maps.
+  A folder holding a corpus built by ``facedet3d corpus`` (``index.json``, no
+  ``labels.json``) is read as real pairs of the same clip (``real_corpus.CorpusReader``).
   Folder layout::
 
       ROOT/labels.json
@@ -129,6 +131,14 @@ def _read_map(path: Path) -> np.ndarray:
 
 class FolderPairs:
     """Pairs from a folder of real detail maps with AU labels (format: module docstring)."""
+
+    def __new__(cls, root: str | Path, seed: int = 0, size: int = DETAIL_SIZE):
+        r = Path(root)
+        if (r / "index.json").is_file() and not (r / "labels.json").is_file():
+            from facedet3d.detail.real_corpus import CorpusReader
+
+            return CorpusReader(r, seed=seed)  # a `facedet3d corpus` build: pairs within a clip
+        return super().__new__(cls)
 
     def __init__(self, root: str | Path, seed: int = 0, size: int = DETAIL_SIZE):
         from facedet3d.rig.facs import normalise_aus
