@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from facedet3d.api.expressions import DEFAULT_AGE_YEARS
 from facedet3d.detail.frames import AULabels, FrameFit, landmark_aus
 
 EVAL_SIZE = 256
@@ -130,7 +131,7 @@ class PairResult:
 
 
 def compare(neutral: FrameFit, expressive: FrameFit, predictor, labels: AULabels = landmark_aus,
-            age: float = 35.0, flow: np.ndarray | None = None, reference: FrameFit | None = None) -> PairResult:
+            age: float = DEFAULT_AGE_YEARS, flow: np.ndarray | None = None, reference: FrameFit | None = None) -> PairResult:
     """Predicted vs observed change between two fitted frames of one clip (module docstring).
     ``flow``: the UV flow between them (texels of their map) when already known, for the
     misregistration figure; measured here otherwise.

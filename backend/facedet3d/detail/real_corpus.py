@@ -24,7 +24,7 @@ leaves complete clips only, and a rerun skips them — resumable):
 quality in [0, 1]: min(face width / 250 px, 1) x observed fraction of the UV chart / 0.6
 (capped at 1) x cos(yaw) x exp(-landmark refit residual / 3 px). Age: not read from the
 data (the sources carry none); entries get the --age given per build, else null, and
-training uses its default age (35 years) for null.
+training reads null as unknown (`expressions.DEFAULT_AGE_YEARS`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedet3d.api.expressions import resolve_age
 from facedet3d.errors import BadRequest, FaceDet3DError, NoFace
 
 VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
@@ -271,7 +272,7 @@ class CorpusReader:
         cand = [(a, b) for a in range(n) for b in range(n) if a != b
                 and np.abs(aus[a] - aus[b]).sum() >= self.min_change]
         a, b = cand[int(rng.integers(len(cand)))] if cand else rng.choice(n, 2, replace=False)
-        age = self.clips[c][a].get("age") or 35.0
+        age = resolve_age(self.clips[c][a].get("age") or 0.0)  # null = unknown = the default age
         out = det[a], det[b], aus[a], aus[b], float(age)
         return out + (((msk[a] > 127) & (msk[b] > 127)).astype(np.float32),) if with_mask else out
 
