@@ -40,8 +40,8 @@ def _died(task: Task) -> Result:
                                                "reason": _DIED}])
 
 
-def run_serial(tasks: list[Task], opts: JobOptions):
-    w = Worker(opts)
+def run_serial(tasks: list[Task], opts: JobOptions, threads: int | None = None):
+    w = Worker(opts, threads)
     for t in tasks:
         yield w.process(t)
 
@@ -153,6 +153,7 @@ class Progress:
         self.total, self.already, self.every = total, already, every
         self.stream = stream or sys.stderr
         self.t0 = self.last = time.monotonic()
+        self.t_first = self.t_last = None  # first and latest result (steady-state rate)
         self.n = 0
         self.counts = {"ok": 0, "failed": 0, "filtered": 0}
 
@@ -160,13 +161,22 @@ class Progress:
         self.n += 1
         self.counts[status] = self.counts.get(status, 0) + 1
         now = time.monotonic()
+        self.t_first = self.t_first or now
+        self.t_last = now
         if force or now - self.last >= self.every or self.already + self.n == self.total:
             self.last = now
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
     def rate(self) -> float:
+        """Photos per second: from the first result on once there are a few (model loading
+        and worker start-up are not what the remaining photos will cost)."""
+        if self.n >= 3:
+            return (self.n - 1) / max(self.t_last - self.t_first, 1e-9)
         return self.n / max(time.monotonic() - self.t0, 1e-9)
+
+    def steady_rate(self) -> float | None:
+        return (self.n - 1) / max(self.t_last - self.t_first, 1e-9) if self.n >= 2 else None
 
     def line(self) -> str:
         done = self.already + self.n
@@ -190,11 +200,14 @@ class JobReport:
     workers: int
     executor: str
     counts: dict
+    steady_photos_per_s: float | None  # from the first result to the last (start-up excluded)
 
 
 def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: str | None = None,
             shard_size: int = 64, limit: int | None = None, overwrite: bool = False, stream=None,
-            command: str | None = None) -> JobReport:
+            command: str | None = None, threads: int | None = None) -> JobReport:
+    """Run (or resume) a dataset job; ``threads`` per worker (default: the cores shared
+    out among the workers, or the libraries' default for one in-process worker)."""
     from facedet3d.dataset import card
 
     inputs = list_inputs(input_path, limit)
@@ -207,13 +220,14 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     todo = store.pending()
     prog = Progress(len(inputs.tasks), len(inputs.tasks) - len(todo), stream=stream)
     cpus = os.cpu_count() or 1
-    threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
+    if threads is None:
+        threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
     if ray:
         results, executor = run_ray(todo, opts, ray, workers if workers > 1 or ray == "local" else None, threads), f"ray ({ray})"
     elif workers > 1:
         results, executor = run_pool(todo, opts, workers, threads), "process pool"
     else:
-        results, executor = run_serial(todo, opts), "serial"
+        results, executor = run_serial(todo, opts, threads), "serial"
     t0 = time.monotonic()
     for res in results:
         store.put(res)
@@ -224,7 +238,8 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     table = store.consolidate()
     counts = card.write_card(store, inputs, table, opts, command=command, executor=executor, workers=workers)
     return JobReport(str(out), len(inputs.tasks), prog.n, prog.already, round(seconds, 2),
-                     round(prog.n / max(seconds, 1e-9), 3), workers, executor, counts)
+                     round(prog.n / max(seconds, 1e-9), 3), workers, executor, counts,
+                     None if prog.steady_rate() is None else round(prog.steady_rate(), 3))
 
 
 __all__ = ["run_job", "JobOptions", "JobReport", "asdict"]

@@ -203,6 +203,7 @@ class Worker:
                 # (facedet3d.expression), not in this build: explicit nulls, filled when it lands.
                 "landmarks478": None, "blendshapes": None,
                 "aus": row["aus"], "box_photo_px": [float(v) for v in meta.box],
+                "mtcnn5_photo_px": None if mt5 is None else np.round(mt5, 3).tolist(),
                 "pose": {"yaw_deg": meta.pose.yaw_deg, "pitch_deg": meta.pose.pitch_deg, "roll_deg": meta.pose.roll_deg,
                          "rotation": meta.pose.rotation},
                 "camera": {"model": "pinhole depth over the fit's scaled-orthographic x/y", "f_px": cam.f_px,
