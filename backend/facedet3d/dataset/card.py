@@ -71,7 +71,7 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
         f"- quality of the kept fits: {_stats(r['quality'] for r in ok)}; landmark residual (x inter-ocular, "
         f"against MTCNN's five points): {_stats(r['lm_residual'] for r in ok)}; photometric residual "
         f"(relative, SH9 shading over the mask): {_stats(r['photo_residual'] for r in ok)}.",
-        "- `quality = exp(-(lm/0.12)^2/2 - (photo/0.25)^2/2)`; both residuals are manifest columns.", "",
+        "- `quality = exp(-(lm/0.12)^2/2 - (photo/0.8)^2/2)`; both residuals are manifest columns.", "",
         "## What a sample holds", "",
         "WebDataset tar shards (`shards/shard-NNNNNN.tar`), members `KEY.jpg` (the photo in the output frame, "
         "or the synthesized RGB), `KEY.npz` (`depth` (H, W) float32, `normals` (H, W, 3) float16, `mask` (H, W) uint8) "

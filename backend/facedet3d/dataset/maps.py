@@ -49,16 +49,30 @@ def camera_vertices(verts_img: np.ndarray, cam: Camera) -> np.ndarray:
 
 def render_maps(verts_img: np.ndarray, faces: np.ndarray, frame: Frame, cam: Camera,
                 uv: np.ndarray | None = None) -> Maps:
-    """Rasterise ``verts_img`` (``image_vertices``) into depth / normals / mask."""
-    ras = rz.rasterize(verts_img, faces, frame.height, frame.width)
-    mask = ras.covered
-    depth = np.where(mask, cam.distance_m - ras.depth, 0.0).astype(np.float32)
-    vn = rz.vertex_normals(camera_vertices(verts_img, cam), faces)
-    n = rz.interpolate(ras, vn)
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    n = np.where(mask[..., None] & (norm > 1e-8), n / np.maximum(norm, 1e-8), 0.0).astype(np.float32)
-    uvmap = rz.interpolate(ras, uv) if uv is not None else None
-    return Maps(depth, n, mask, ras, uvmap)
+    """Rasterise ``verts_img`` (``image_vertices``) into depth / normals / mask.
+    Per-pixel work touches only the covered pixels (a face is a fraction of a photo)."""
+    H, W = frame.height, frame.width
+    ras = rz.rasterize(verts_img, faces, H, W)
+    tri = ras.tri_id.reshape(-1)
+    sel = np.flatnonzero(tri >= 0)
+    vid = ras.faces[tri[sel]]
+    b = ras.bary.reshape(-1, 3)[sel]
+
+    def interp(attr):
+        return attr[vid[:, 0]] * b[:, 0:1] + attr[vid[:, 1]] * b[:, 1:2] + attr[vid[:, 2]] * b[:, 2:3]
+
+    depth = np.zeros(H * W, np.float32)
+    depth[sel] = cam.distance_m - ras.depth.reshape(-1)[sel]
+    n = interp(rz.vertex_normals(camera_vertices(verts_img, cam), faces))
+    n /= np.maximum(np.sqrt((n * n).sum(1, keepdims=True)), 1e-8)
+    normals = np.zeros((H * W, 3), np.float32)
+    normals[sel] = n
+    uvmap = None
+    if uv is not None:
+        uvmap = np.zeros((H * W, 2), np.float32)
+        uvmap[sel] = interp(np.asarray(uv, np.float32))
+        uvmap = uvmap.reshape(H, W, 2)
+    return Maps(depth.reshape(H, W), normals.reshape(H, W, 3), ras.covered, ras, uvmap)
 
 
 def sample_uv(uv_image: np.ndarray, uvmap: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -222,7 +222,9 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     cpus = os.cpu_count() or 1
     if threads is None:
         threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
-    if ray:
+    if not todo:
+        results, executor = iter(()), "nothing to compute"
+    elif ray:
         results, executor = run_ray(todo, opts, ray, workers if workers > 1 or ray == "local" else None, threads), f"ray ({ray})"
     elif workers > 1:
         results, executor = run_pool(todo, opts, workers, threads), "process pool"
