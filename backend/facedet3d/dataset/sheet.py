@@ -59,9 +59,10 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return img
 
 
-def contact_sheet(out: str | Path, rows: int = 4) -> np.ndarray:
-    """Per photo (the first ``rows`` with targets): photo, depth, normals, then per
-    synthesized target its RGB and normals. Tiles share the photo's face crop."""
+def contact_sheet(out: str | Path, rows: int = 4, pick: list[tuple[str, float]] | None = None) -> np.ndarray:
+    """Per photo (the first ``rows``): photo, depth, normals, then per synthesized target
+    (all, or those in ``pick`` as (expression, yaw)) its RGB and normals. Tiles share the
+    photo's face crop."""
     from facedet3d.dataset.reader import iter_shard, shard_paths
 
     samples = {}
@@ -76,6 +77,8 @@ def contact_sheet(out: str | Path, rows: int = 4) -> np.ndarray:
                  _label(_tile(normals_rgb(s["normals"], s["mask"]), box), "normals")]
         targets = sorted((t for t in samples.values() if t["info"].get("source_key") == s["key"]),
                          key=lambda t: (t["info"]["expression"], t["info"]["view_yaw_deg"]))
+        if pick:
+            targets = [t for t in targets if (t["info"]["expression"], t["info"]["view_yaw_deg"]) in pick]
         for t in targets:
             tag = f"{t['info']['expression']} {t['info']['view_yaw_deg']:+g}"
             tiles += [_label(_tile(t["rgb"], box), tag), _label(_tile(normals_rgb(t["normals"], t["mask"]), box), tag + " n")]
@@ -124,8 +127,10 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--quality-strip")
+    ap.add_argument("--pick", help="targets to show, e.g. happy:0,surprise:30 (default: all)")
     a = ap.parse_args(argv)
-    cv2.imwrite(a.out, contact_sheet(a.dataset, a.rows)[..., ::-1])
+    pick = [(e, float(v)) for e, v in (p.split(":") for p in a.pick.split(","))] if a.pick else None
+    cv2.imwrite(a.out, contact_sheet(a.dataset, a.rows, pick)[..., ::-1])
     if a.quality_strip:
         cv2.imwrite(a.quality_strip, quality_strip(a.dataset)[..., ::-1])
     return 0

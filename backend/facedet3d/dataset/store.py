@@ -41,10 +41,10 @@ COLUMNS = [
     ("expression", "string"), ("view_yaw_deg", "float64"), ("target_aus", "json"),
     ("has_detail", "bool"), ("detail_max_m", "float64"), ("labels", "json"),
     ("fit_ms", "float64"), ("maps_ms", "float64"), ("synth_ms", "float64"),
-    ("total_ms", "float64"), ("worker", "string"),
+    ("total_ms", "float64"), ("cpu_ms", "float64"), ("worker", "string"),
 ]
 # Columns that differ between two runs of the same job (timings, which process ran it).
-VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "worker")
+VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "cpu_ms", "worker")
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
