@@ -163,7 +163,8 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
                    "missing.jpg,sad,-0.5\n"
                    f"{INTERFACES / '001.jpg'},happy,0.75\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "facedet3d.cli", "dataset", str(lst), "-o", str(out), "--size", "256", "--shard-size", "1"]
+    cmd = [sys.executable, "-m", "facedet3d.cli", "dataset", str(lst), "-o", str(out), "--size", "256", "--crop", "face",
+           "--shard-size", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -191,6 +192,10 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     names = [m.name for p in sorted((out / "shards").glob("*.tar")) for m in tarfile.open(p)]
     assert len(names) == len(set(names)) == 9  # 3 ok photos x (jpg, npz, json)
     assert not list((out / ".staging").iterdir())
+    for key, smp in _samples(out).items():  # face crops: 256 x 256, the landmarks on the mask
+        assert smp["depth"].shape == (256, 256) and smp["rgb"].shape == (256, 256, 3)
+        lm = np.round(np.asarray(smp["info"]["landmarks68"])).astype(int)
+        assert smp["mask"][np.clip(lm[17:, 1], 0, 255), np.clip(lm[17:, 0], 0, 255)].mean() > 0.95
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "computed 0 (4 from an earlier run)" in again.stdout
     other = subprocess.run(cmd + ["--with-detail"], env=env, capture_output=True, text=True, timeout=300)

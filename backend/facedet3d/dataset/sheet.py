@@ -16,13 +16,14 @@ TILE = 200  # pixels per tile side
 
 
 def depth_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Near = bright; a turbo colour ramp over the mask's own depth range, black outside."""
+    """Near = bright (viridis: yellow near, blue far) over the mask's own depth range,
+    black outside."""
     out = np.zeros(depth.shape + (3,), np.uint8)
     if mask.any():
         d = depth[mask]
         lo, hi = np.percentile(d, 1), np.percentile(d, 99)
         t = np.clip((hi - depth) / max(hi - lo, 1e-9), 0, 1)
-        col = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+        col = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[..., ::-1]
         out[mask] = col[mask]
     return out
 
@@ -73,7 +74,7 @@ def contact_sheet(out: str | Path, rows: int = 4, pick: list[tuple[str, float]] 
     lines = []
     for s in photos[:rows]:
         box = _crop_box(s["mask"])
-        tiles = [_label(_tile(s["rgb"], box), s["info"]["relpath"][-22:]), _label(_tile(depth_rgb(s["depth"], s["mask"]), box), "depth"),
+        tiles = [_label(_tile(s["rgb"], box), Path(s["info"]["relpath"]).name), _label(_tile(depth_rgb(s["depth"], s["mask"]), box), "depth"),
                  _label(_tile(normals_rgb(s["normals"], s["mask"]), box), "normals")]
         targets = sorted((t for t in samples.values() if t["info"].get("source_key") == s["key"]),
                          key=lambda t: (t["info"]["expression"], t["info"]["view_yaw_deg"]))
@@ -82,6 +83,13 @@ def contact_sheet(out: str | Path, rows: int = 4, pick: list[tuple[str, float]] 
         for t in targets:
             tag = f"{t['info']['expression']} {t['info']['view_yaw_deg']:+g}"
             tiles += [_label(_tile(t["rgb"], box), tag), _label(_tile(normals_rgb(t["normals"], t["mask"]), box), tag + " n")]
+        if targets:  # the last target's forehead at full resolution: DetP's folds
+            t = targets[-1]
+            lm = np.asarray(t["info"]["landmarks68"])
+            w = max(8, int(np.ptp(lm[17:27, 0]) * 0.7))
+            cx, cy = lm[17:27].mean(0)
+            zoom = (int(cx - w), int(cy - 1.45 * w), 2 * w, 2 * w)
+            tiles.append(_label(_tile(normals_rgb(t["normals"], t["mask"]), zoom), "brow zoom, last"))
         lines.append(np.hstack(tiles))
     width = max(line.shape[1] for line in lines)
     return np.vstack([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines])
