@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-quality", type=float, help="drop fits whose quality score (0..1) is below this")
     p.add_argument("--with-detail", action="store_true", help="add the photo's fine detail D(Ix) to depth and normals")
     p.add_argument("--expressions", type=_expressions, default=(), help="synthesize these presets, e.g. happy,surprise")
-    p.add_argument("--views", type=_views, default=(0.0,), help="yaw angles of the synthesized views, e.g. -30,0,30")
+    p.add_argument("--views", type=_views, help="yaw angles of the synthesized views, e.g. -30,0,30 (default 0)")
     p.add_argument("--detail-size", type=int, choices=(256, 1024), default=256, help="DetP map size for synthesized wrinkles")
     p.add_argument("--texture-size", type=int, choices=(256, 512, 1024), default=512,
                    help="UV texture/D(Ix) size when details or synthesis need it")
@@ -68,10 +68,12 @@ def handler(args: argparse.Namespace) -> int:
         raise BadRequest("--size takes 16..8192 pixels")
     if not 5 <= args.focal_mm <= 2000:
         raise BadRequest("--focal-mm takes a 35 mm-equivalent focal length in 5..2000")
+    if args.views and not args.expressions:
+        raise BadRequest("--views sets the synthesized views: give --expressions too (e.g. --expressions happy)")
     if args.min_quality is not None and not 0 <= args.min_quality <= 1:
         raise BadRequest("--min-quality takes a score in 0..1")
     opts = JobOptions(size=args.size, crop=args.crop, min_quality=args.min_quality, with_detail=args.with_detail,
-                      expressions=tuple(args.expressions), views=tuple(args.views) if args.expressions else (0.0,),
+                      expressions=tuple(args.expressions), views=tuple(args.views or (0.0,)),
                       focal_mm=args.focal_mm, detail_size=args.detail_size, texture_size=args.texture_size)
     command = "facedet3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     rep = run_job(args.input, args.out, opts, workers=args.workers, ray=args.ray, shard_size=args.shard_size,

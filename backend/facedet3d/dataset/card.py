@@ -105,5 +105,8 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
     tmp = path.with_name("README.md.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
-    (Path(store.out) / "counts.json").write_text(json.dumps(counts, indent=1), encoding="utf-8")
+    cp = Path(store.out) / "counts.json"
+    ctmp = cp.with_name("counts.json.tmp")
+    ctmp.write_text(json.dumps(counts, indent=1), encoding="utf-8")
+    os.replace(ctmp, cp)
     return counts

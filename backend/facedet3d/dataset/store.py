@@ -139,7 +139,7 @@ class Store:
         if overwrite and self.out.exists():
             for sub in ("shards", "manifest", ".staging"):
                 shutil.rmtree(self.out / sub, ignore_errors=True)
-            for f in ("job.json", "manifest.parquet", "README.md"):
+            for f in ("job.json", "manifest.parquet", "README.md", "counts.json"):
                 (self.out / f).unlink(missing_ok=True)
         if jp.exists():
             old = json.loads(jp.read_text(encoding="utf-8"))
