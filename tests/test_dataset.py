@@ -279,3 +279,20 @@ def test_inputs_and_quality_units(tmp_path):
     lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = (0, 0), (10, 0), (5, 5), (2, 10), (8, 10)
     assert quality.landmark_residual(lm, quality.five_points(lm)) == 0.0
     assert quality.landmark_residual(lm, quality.five_points(lm) + [1.0, 0.0]) == pytest.approx(0.1)
+
+
+def test_cli_arguments(tmp_path, capsys):
+    from facedet3d import cli
+    from facedet3d.cli import app
+
+    a = app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy,surprise", "--views", "-30,0,30"])
+    assert a.expressions == ("happy", "surprise") and a.views == (-30.0, 0.0, 30.0)
+    assert cli.main(["dataset", str(tmp_path), "-o", str(tmp_path / "o"), "--views", "30"]) == 2
+    assert "--expressions" in capsys.readouterr().err
+    assert cli.main(["dataset", str(tmp_path / "none"), "-o", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "keep.txt").write_text("not a dataset")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.jpg").write_text("x")
+    assert cli.main(["dataset", str(tmp_path / "in"), "-o", str(tmp_path)]) == 2  # never writes into a foreign folder
+    assert "not a facedet3d dataset folder" in capsys.readouterr().err

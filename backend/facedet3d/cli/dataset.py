@@ -8,6 +8,7 @@ OUT: WebDataset tar shards, a Parquet manifest and a dataset card (see
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 
@@ -44,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--with-detail", action="store_true", help="add the photo's fine detail D(Ix) to depth and normals")
     p.add_argument("--expressions", type=_expressions, default=(), help="synthesize these presets, e.g. happy,surprise")
     p.add_argument("--views", type=_views, help="yaw angles of the synthesized views, e.g. -30,0,30 (default 0)")
+    # argparse reads "-30,0,30" as an unknown option (its negative-number pattern has no
+    # commas); this parser has no option that looks like a number, so widen the pattern.
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,-]*$")
     p.add_argument("--detail-size", type=int, choices=(256, 1024), default=256, help="DetP map size for synthesized wrinkles")
     p.add_argument("--texture-size", type=int, choices=(256, 512, 1024), default=512,
                    help="UV texture/D(Ix) size when details or synthesis need it")
