@@ -27,6 +27,9 @@ def _export_copy(context, obj, frames):
     scene.collection.objects.link(copy)
     context.view_layer.update()
     animation.bake_shape_keys(scene, copy, frames)
+    from .animate import copy_head_rotation  # head motion keyed by Animate from Video / --drive
+
+    copy_head_rotation(scene, obj, copy, frames)
     return copy
 
 

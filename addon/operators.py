@@ -348,3 +348,8 @@ class FACEDET3D_OT_export(bpy.types.Operator):
 
 classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
            FACEDET3D_OT_apply_preset, FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)
+
+# Animate from Video lives in its own module (it subclasses _JobOperator defined above).
+from .animate import classes as _animate_classes  # noqa: E402
+
+classes = classes + _animate_classes

@@ -52,6 +52,7 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         col.prop(s, "detail_strength")
         col.prop(s, "detail_resolution")
         col.prop(s, "live_update")
+        layout.operator("facedet3d.animate_from_video", icon="SEQUENCE")
         row = layout.row(align=True)
         row.operator("facedet3d.bake_details", icon="RENDER_ANIMATION")
         if s.baked_dir:

@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PHOTOS, SHARED
+# ../shared beside the checkout (not `from conftest import`: blender_tests has a conftest too)
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PHOTOS = SHARED / "photos"
+
 
 INTERFACES = SHARED / "data" / "faces" / "interfaces" / "1000 x 1000"
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@
 
 fit_ms: median wall time of warm fits of one photo, all stages from reading the file to
 the finished in-memory FaceAsset (writing the folder is reported apart as write_ms).
+track_fps: frames per second of `facedet3d track` on a 512² clip (target 30).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
             result.update(bench_detail())
         except Exception as exc:  # noqa: BLE001 - reported in the JSON, not hidden
             result["detail_error"] = f"{type(exc).__name__}: {exc}"
+    try:  # the expression tracker (facedet3d track), 512² video
+        from facedet3d.expression.track import bench_track
+
+        result.update(bench_track(photo=photo))
+    except Exception as exc:  # noqa: BLE001
+        result["track_error"] = f"{type(exc).__name__}: {exc}"
     if dataset:
         try:
             from facedet3d.dataset.bench import dataset_bench

@@ -73,6 +73,7 @@ class FaceMeta:
     texture_size: int = 1024
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
     aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
+    aus_source: str = ""  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
     rig_residual_mm: float | None = None  # mean closest-point distance of the rig transfer
     versions: dict = field(default_factory=dict)
     assets: dict = field(default_factory=dict)  # manifest path -> sha256
