@@ -103,6 +103,10 @@ class Backend:
         with tm("detail_input"):
             normals_cam = raster.vertex_normals(model_v @ pose["rotation"].T, self.bfm.faces)
             detail = detail_input.estimate_detail(tex, mask, layout, normals_cam)
+        with tm("head"):  # eyes, teeth, mouth socket, head and neck (rig/head.py)
+            from facedet3d.rig import head as head_mod
+
+            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv)
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),
@@ -128,7 +132,7 @@ class Backend:
         )
         asset = faceasset.FaceAsset(
             vertices=(neutral_units * bfm_mod.METRES_PER_UNIT).astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
-            texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays,
+            texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays, head=head_arrays,
         )
         if req.overlay:
             from facedet3d.preview import overlay

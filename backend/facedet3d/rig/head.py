@@ -30,7 +30,7 @@ from facedet3d.rig import parts as parts_mod
 from facedet3d.rig.geometry import smoothstep
 
 SAMPLE_EVERY = 25  # every 25th BFM vertex (plus the seams) drives the subject spline
-SKIN_BLEND_MM = 30.0
+SKIN_BLEND_MM = 20.0
 PART_MATERIALS = {  # per part: material names, index = the part's ``material`` values
     "head": ("skin",), "mouth": ("mouth",), "teeth_upper": ("teeth", "gums"), "teeth_lower": ("teeth", "gums"),
     "eye_L": ("sclera", "iris", "cornea"), "eye_R": ("sclera", "iris", "cornea"),
@@ -131,6 +131,11 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
                 v[local] = subj[seam_ids]  # exact: the seam copies sit on the face
             if name == "head":
                 border = _sample_texture(texture, uv[seam_ids])
+                # hair, background or shadow at the face's border is not skin: there the
+                # head takes the skin tone (weight falls from 1 at 40 to 0 at 90 RGB apart)
+                far = np.linalg.norm(border - tone[None], axis=1)
+                keep = 1.0 - smoothstep(far, 40.0, 90.0)
+                border = keep[:, None] * border + (1 - keep[:, None]) * tone[None]
                 dist, j = cKDTree(v[local]).query(v)
                 a = 1.0 - smoothstep(dist * 1e-3, 0.0, SKIN_BLEND_MM)
                 col = a[:, None] * border[j] + (1 - a[:, None]) * tone[None]
@@ -171,3 +176,41 @@ def posed_parts(head: dict, weights: np.ndarray) -> dict[str, np.ndarray]:
     w = np.asarray(weights, np.float32)
     return {str(n): head[f"{n}_vertices"] + np.tensordot(w, head[f"{n}_blendshapes"], axes=1)
             for n in head["part_names"]}
+
+
+def visible_face_faces(asset) -> np.ndarray:
+    """The face's triangles shown with the head parts (those over the eyes dropped)."""
+    keep = np.ones(len(asset.faces), bool)
+    keep[asset.head["face_hidden"]] = False
+    return asset.faces[keep]
+
+
+def combined_mesh(asset, face_vertices_m: np.ndarray, parts: dict):
+    """One mesh (vertices, faces, uv) of the face and all parts (each part's own uv), for
+    OBJ/PLY output: face vertices first, then the parts in ``part_names`` order."""
+    vs, fs, uvs, off = [face_vertices_m], [visible_face_faces(asset)], [asset.uv], len(face_vertices_m)
+    for n in asset.head["part_names"]:
+        n = str(n)
+        vs.append(parts[n])
+        fs.append(asset.head[f"{n}_faces"] + off)
+        uvs.append(asset.head[f"{n}_uv"])
+        off += len(parts[n])
+    return np.concatenate(vs), np.concatenate(fs), np.concatenate(uvs)
+
+
+def view_items(asset, face_vertices_m: np.ndarray, parts: dict, textured: bool = True):
+    """``preview.views.Item`` list: the face (textured or clay) and every part (its vertex
+    colours, or clay)."""
+    from facedet3d.preview.views import Item
+
+    clay = np.array([205.0, 200.0, 190.0])
+    face = Item(face_vertices_m, visible_face_faces(asset), texture=asset.texture if textured else None,
+                uv=asset.uv, colour=None if textured else np.tile(clay, (len(face_vertices_m), 1)))
+    items = [face]
+    for n in asset.head["part_names"]:
+        n = str(n)
+        col = asset.head[f"{n}_colour"].astype(np.float32) if textured else np.tile(clay, (len(parts[n]), 1))
+        if n.startswith("eye_") and not textured:
+            col = asset.head[f"{n}_colour"].astype(np.float32)  # clay eyes would read as blind
+        items.append(Item(parts[n], asset.head[f"{n}_faces"], colour=col))
+    return items
