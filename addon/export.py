@@ -15,18 +15,22 @@ import shutil
 
 import bpy
 
-from .adapters import animation
+from .adapters import animation, parts as parts_ad
 
 
-def _export_copy(context, obj, frames):
+def _export_copy(context, obj, frames, parent=None):
     """Linked-in copy of ``obj`` with baked shape-key keyframes and the original's name."""
     scene = context.scene
     copy = obj.copy()
     copy.data = obj.data.copy()
     copy.animation_data_clear()
+    if parent is not None:  # head parts: children of the face's export copy
+        copy.parent = parent
+        copy.constraints.clear()  # the eye aim: glTF drops a node's morph animation with it
     scene.collection.objects.link(copy)
     context.view_layer.update()
-    animation.bake_shape_keys(scene, copy, frames)
+    if copy.data.shape_keys is not None:
+        animation.bake_shape_keys(scene, copy, frames)
     return copy
 
 
@@ -49,12 +53,19 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
     sel = [o.name for o in context.view_layer.objects if o.select_get()]
     active = context.view_layer.objects.active
     copy = _export_copy(context, obj, frames)
+    # the head parts (children tagged facedet3d_part) go too, each with its baked shape keys
+    part_copies = [(p, p.name, _export_copy(context, p, frames, parent=copy)) for p in parts_ad.part_objects(obj)]
     try:
         obj.name = name + " (exporting)"
         copy.name = name
+        for p, pname, pc in part_copies:
+            p.name = pname + " (exporting)"
+            pc.name = pname
         for o in context.view_layer.objects:
             o.select_set(False)
         copy.select_set(True)
+        for _, _, pc in part_copies:
+            pc.select_set(True)
         context.view_layer.objects.active = copy
         if fmt.upper() == "FBX":
             bpy.ops.export_scene.fbx(
@@ -69,6 +80,9 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
                 export_animations=True, export_frame_range=True, export_force_sampling=True)
     finally:
         copy.select_set(False)
+        for p, pname, pc in part_copies:
+            _cleanup(pc)
+            p.name = pname
         _cleanup(copy)
         obj.name = name
         for n in sel:
