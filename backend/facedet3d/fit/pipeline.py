@@ -100,6 +100,11 @@ class Backend:
         with tm("unwrap"):
             layout = texture.uv_layout(req.texture_size)
             tex, mask = texture.unwrap(rgb, img_v, self.bfm.faces, layout)
+        with tm("occluders"):  # glasses, hands, hair: out of T(Ix) and D(Ix) (fit/occluders.py)
+            from facedet3d.fit import occluders
+
+            occ = occluders.detect(tex, mask, layout, self.bfm, self.rig.openings)
+            tex, mask = occluders.remove(tex, mask, occ, layout, self.bfm)
         with tm("detail_input"):
             normals_cam = raster.vertex_normals(model_v @ pose["rotation"].T, self.bfm.faces)
             detail = detail_input.estimate_detail(tex, mask, layout, normals_cam)
@@ -134,6 +139,7 @@ class Backend:
             vertices=(neutral_units * bfm_mod.METRES_PER_UNIT).astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
             texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays, head=head_arrays,
         )
+        asset.extras["occluder_mask.png"] = (occ * 255).astype(np.uint8)
         if req.overlay:
             from facedet3d.preview import overlay
 

@@ -140,9 +140,10 @@ def look_deltas(names, side: str, verts: np.ndarray, centre: np.ndarray) -> np.n
     return out
 
 
-def poke_depth(pts: np.ndarray, skin_v: np.ndarray, skin_f: np.ndarray, inner: bool = False) -> float:
-    """Largest depth (um, plus ``CLEAR_UM``) by which points (P, 3) break through the
-    skin: in front of (or less than CLEAR_UM behind) a skin triangle that faces forward
+def poke_depth(pts: np.ndarray, skin_v: np.ndarray, skin_f: np.ndarray, inner: bool = False,
+               clear: float = CLEAR_UM) -> float:
+    """Largest depth (um, plus ``clear``) by which points (P, 3) break through the
+    skin: in front of (or less than ``clear`` behind) a skin triangle that faces forward
     (+Z), counting only points whose closest skin point lies inside the triangle's normal
     prism (not points seen through an opening, whose closest point is on its rim). With
     ``inner`` also points inside the tissue behind a backward-facing skin triangle (the
@@ -153,9 +154,9 @@ def poke_depth(pts: np.ndarray, skin_v: np.ndarray, skin_f: np.ndarray, inner: b
     along = (off * n).sum(1)
     tangential = np.linalg.norm(off - along[:, None] * n, axis=1)
     ok = tangential < 50.0
-    depth = np.where(n[:, 2] > 0.2, along + CLEAR_UM, -np.inf)
+    depth = np.where(n[:, 2] > 0.2, along + clear, -np.inf)
     if inner:
-        depth = np.maximum(depth, np.where((n[:, 2] < -0.2) & (along < 0), -along + CLEAR_UM, -np.inf))
+        depth = np.maximum(depth, np.where((n[:, 2] < -0.2) & (along < 0), -along + clear, -np.inf))
     depth = depth[ok]
     return float(max(depth.max(), 0.0)) if len(depth) else 0.0
 

@@ -45,7 +45,7 @@ from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 1  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 2  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -56,6 +56,8 @@ TEETH_POLYS = (17006, 21496)
 COVER_MM = 15.0  # ICT skin within this of the BFM's inside is under the face: cut away
 TANGENT_MM = 0.5  # ... "inside": closest point less than this off the normal line
 BLEND_MM = 12.0  # head/socket motion blends to the BFM border's over this distance
+TEETH_SLACK_UM = 500.0  # teeth sit this much further back than the least that clears the lips
+TEETH_CLEAR_UM = 100.0  # and keep at least this behind the lip skin in every shape
 JAW_MOVES_CM = 0.05  # a gums/teeth vertex moving more than this in jawOpen is lower jaw
 
 
@@ -132,14 +134,17 @@ def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
         if need <= 0:
             break
         push += need + eyes_mod.STEP_UM
+    # slack: a small rest push spares the large per-shape pushes that near-touches at low
+    # weight would need (a 0.1 mm touch at weight 0.25 costs 0.4 mm at full weight)
+    push += TEETH_SLACK_UM
     v -= push * back
     for k in range(len(d)):
         if np.abs(d[k]).max() < 200.0 and np.abs(deltas[k, ids]).max() < 200.0:
             continue
         extra = 0.0
         for _ in range(8):
-            need = max(eyes_mod.poke_depth(v + w * (d[k] - extra * back), skin + w * deltas[k, ids], sf, inner=True) / w
-                       for w in (0.25, 0.5, 1.0))
+            need = max(eyes_mod.poke_depth(v + w * (d[k] - extra * back), skin + w * deltas[k, ids], sf,
+                                           inner=True, clear=TEETH_CLEAR_UM) / w for w in (0.25, 0.5, 0.75, 1.0))
             if need <= 0:
                 break
             extra += need + eyes_mod.STEP_UM
