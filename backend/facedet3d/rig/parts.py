@@ -45,7 +45,7 @@ from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 2  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 3  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -205,6 +205,11 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
         ids, f = _sub_mesh(inside[sel])
         put(name, warped[ids], f, motion(ids))
         out[f"{name}_material"] = gum[sel].astype(np.int8)  # 0 teeth, 1 gums (and tongue)
+    # the BFM's upper lip drops with some shapes (6.5 mm in jawOpen, where ICT's barely
+    # moves): the upper teeth follow its inner edge down (never up), so that an open mouth
+    # shows them under the lip instead of hiding them behind it
+    lip_dy = rig.deltas[:, bfm.landmarks[61:64], 1].mean(1)
+    out["teeth_upper_deltas"][:, :, 1] += np.minimum(lip_dy, 0.0)[:, None].astype(np.float32)
     mouth_c = bv[mouth_loop].mean(0)
     for name in ("teeth_upper", "teeth_lower"):
         out[f"{name}_pushback_um"] = np.float64(_clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c))
