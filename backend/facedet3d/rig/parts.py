@@ -45,7 +45,7 @@ from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 3  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 4  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -56,7 +56,8 @@ TEETH_POLYS = (17006, 21496)
 COVER_MM = 15.0  # ICT skin within this of the BFM's inside is under the face: cut away
 TANGENT_MM = 0.5  # ... "inside": closest point less than this off the normal line
 BLEND_MM = 12.0  # head/socket motion blends to the BFM border's over this distance
-TEETH_SLACK_UM = 500.0  # teeth sit this much further back than the least that clears the lips
+LIP_FOLLOW = 0.8  # the upper teeth drop by this share of the upper lip's drop
+TEETH_SLACK_UM = 800.0  # teeth sit this much further back than the least that clears the lips
 TEETH_CLEAR_UM = 100.0  # and keep at least this behind the lip skin in every shape
 JAW_MOVES_CM = 0.05  # a gums/teeth vertex moving more than this in jawOpen is lower jaw
 
@@ -209,7 +210,7 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
     # moves): the upper teeth follow its inner edge down (never up), so that an open mouth
     # shows them under the lip instead of hiding them behind it
     lip_dy = rig.deltas[:, bfm.landmarks[61:64], 1].mean(1)
-    out["teeth_upper_deltas"][:, :, 1] += np.minimum(lip_dy, 0.0)[:, None].astype(np.float32)
+    out["teeth_upper_deltas"][:, :, 1] += (LIP_FOLLOW * np.minimum(lip_dy, 0.0))[:, None].astype(np.float32)
     mouth_c = bv[mouth_loop].mean(0)
     for name in ("teeth_upper", "teeth_lower"):
         out[f"{name}_pushback_um"] = np.float64(_clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c))
