@@ -77,7 +77,10 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
             bpy.ops.export_scene.gltf(
                 filepath=filepath, export_format="GLB" if filepath.lower().endswith(".glb") else "GLTF_SEPARATE",
                 use_selection=True, export_apply=False, export_morph=True, export_morph_normal=False,
-                export_animations=True, export_frame_range=True, export_force_sampling=True)
+                export_animations=True, export_frame_range=True, export_force_sampling=True,
+                # one glTF animation for the face and its parts: per-object animations would
+                # re-import with only the first one active (the rest in NLA tracks)
+                export_animation_mode="SCENE", export_anim_scene_split_object=False)
     finally:
         copy.select_set(False)
         for p, pname, pc in part_copies:

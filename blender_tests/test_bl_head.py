@@ -51,7 +51,8 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
     bpy.context.view_layer.update()
     drop = rest[:, 2] - _evaluated(parts["teeth_lower"])[:, 2]  # Blender +Z is up
     assert np.percentile(drop, 90) > 0.005  # metres
-    assert np.abs(_evaluated(parts["teeth_upper"])[:, 2] - up_rest[:, 2]).max() < 0.001
+    # the upper teeth only follow the upper lip's small drop (backend rig/parts.py LIP_FOLLOW)
+    assert np.abs(_evaluated(parts["teeth_upper"])[:, 2] - up_rest[:, 2]).max() < 0.5 * np.percentile(drop, 90)
 
 
 @pytest.mark.parametrize("fmt,ext", [("FBX", ".fbx"), ("GLTF", ".glb")])
@@ -79,8 +80,6 @@ def test_export_carries_all_parts(face, tmp_path, fmt, ext, addon):
         for o in meshes:
             key = o.data.shape_keys
             assert key is not None and len(key.key_blocks) == 54, o.name
-            if fmt == "GLTF" and "facedet3d" not in o.name and len(o.data.vertices) < 30_000:
-                continue  # KNOWN BROKEN: Blender's glTF re-import keeps only the face's morph animation
             assert key.animation_data is not None and key.animation_data.action is not None, o.name
         scene = bpy.context.scene
         scene.frame_set(5)
@@ -88,8 +87,6 @@ def test_export_carries_all_parts(face, tmp_path, fmt, ext, addon):
         want = np.array([kb.value for kb in face_obj.data.shape_keys.key_blocks[1:]])
         assert want.max() > 0.9
         for o in meshes:  # every part re-imports the face's animated values
-            if fmt == "GLTF" and o is not face_obj:
-                continue
             got = np.array([kb.value for kb in o.data.shape_keys.key_blocks[1:]])
             np.testing.assert_allclose(got, want, atol=2e-3, err_msg=o.name)
     finally:
