@@ -37,6 +37,7 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
     for name, o in parts.items():
         assert o.parent == face and o["facedet3d_part"] in TAGS
         assert len(o.data.shape_keys.key_blocks) == 54
+        assert next(u for u in o.data.uv_layers if u.active_render).name == "FaceUV"
         assert o.data.shape_keys.animation_data is not None
     eye = parts["eye_L"]
     mats = [m.name.split()[-1] for m in eye.data.materials]

@@ -160,3 +160,15 @@ def test_colours_from_the_texture(bfm, rig, parts):
     assert np.abs(np.median(skin, 0) - (210, 160, 130)).max() < 3
     eye = head["eye_L_colour"][head["eye_L_material"].size and np.unique(head["eye_L_faces"][head["eye_L_material"] == 1])]
     assert (np.abs(eye.astype(float) - iris).max(1) < 2).mean() > 0.5
+
+
+def test_parts_map_into_the_face_texture(bfm, rig, subject):
+    """Every part has a place in the face's UV layout (its render UV map in Blender, read
+    by UV passes): the eyes land on the photo's eyes, the mouth parts between the lips."""
+    _, head = subject
+    for name, key in (("eye_L", "eye_l"), ("eye_R", "eye_r"), ("teeth_upper", "mouth"), ("mouth", "mouth")):
+        fuv = head[f"{name}_face_uv"]
+        assert fuv.shape == (len(head[f"{name}_vertices"]), 2) and (fuv >= 0).all() and (fuv <= 1).all()
+        region = bfm.uv[rig.openings[key]]
+        lo, hi = region.min(0) - 1e-6, region.max(0) + 1e-6
+        assert ((fuv >= lo) & (fuv <= hi)).all(), name

@@ -4,7 +4,9 @@ Reads the FaceAsset's ``head.npz`` (written by ``facedet3d fit``, see the backen
 ``fit/faceasset.py``) from the face's ``asset_dir``. Each part is its own object with
 the custom property ``facedet3d_part`` (one of face, head, eye_L, eye_R, teeth_upper,
 teeth_lower, tongue, mouth; a part that merges others lists them in ``facedet3d_parts``,
-comma-separated), the same 53 shape keys as the face, each driven by the face's key of the
+comma-separated), a render UV map ``FaceUV`` into the face's texture (so a UV pass — the
+neural render pass — sees skin, eye and lip texels on the parts, never background),
+the same 53 shape keys as the face, each driven by the face's key of the
 same name (so AU drivers, animation and presets move every part), vertex colours (the
 ``Col`` attribute, sRGB) feeding its materials, and eyes an aim target (Damped Track on an
 empty in front of the face).
@@ -22,6 +24,7 @@ from . import to_blender
 
 MERGED = {"teeth_lower": "tongue"}  # the tongue rides on the lower jaw: one object
 COLOUR_ATTR = "Col"
+FACE_UV = "FaceUV"  # parts' render UV: coordinates in the face texture (UV passes, neural pass)
 _MAT = {  # material name -> (roughness, transmission, alpha)
     "skin": (0.55, 0.0, 1.0), "mouth": (0.6, 0.0, 1.0), "teeth": (0.25, 0.0, 1.0), "gums": (0.35, 0.0, 1.0),
     "sclera": (0.35, 0.0, 1.0), "iris": (0.45, 0.0, 1.0), "cornea": (0.02, 1.0, 0.15),
@@ -99,6 +102,10 @@ def build_parts(face_obj, head: dict, names) -> list:
         v = head[f"{part}_vertices"]
         origin = head[f"{part}_centre"] if part.startswith("eye_") else np.zeros(3, np.float32)
         me = mesh_ad.build_mesh(f"{face_obj.name} {part}", v - origin, head[f"{part}_faces"], head[f"{part}_uv"])
+        if f"{part}_face_uv" in head:  # the render UV map: where the face texture has this part
+            fuv = me.uv_layers.new(name=FACE_UV)
+            fuv.data.foreach_set("uv", head[f"{part}_face_uv"][head[f"{part}_faces"].reshape(-1)].reshape(-1))
+            fuv.active_render = True
         col = me.color_attributes.new(COLOUR_ATTR, "BYTE_COLOR", "POINT")
         rgba = np.ones((len(v), 4), np.float32)
         rgba[:, :3] = head[f"{part}_colour"].astype(np.float32) / 255.0

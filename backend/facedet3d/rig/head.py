@@ -149,6 +149,7 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
         out[f"{name}_vertices"] = (v * m).astype(np.float32)
         out[f"{name}_faces"] = f.astype(np.int32)
         out[f"{name}_uv"] = uvp
+        out[f"{name}_face_uv"] = _face_uv(name, v, subj, uv, rig.openings, p)
         out[f"{name}_blendshapes"] = (d * m).astype(np.float32)
         out[f"{name}_colour"] = np.clip(np.round(col), 0, 255).astype(np.uint8)
         out[f"{name}_material"] = np.asarray(mat, np.int8)
@@ -156,6 +157,23 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     out["head_seam_bfm"] = p["head_seam_bfm"]
     out["mouth_seam_bfm"] = p["mouth_seam_bfm"]
     return out
+
+
+def _face_uv(name: str, v: np.ndarray, subj: np.ndarray, uv: np.ndarray, openings: dict, p: dict) -> np.ndarray:
+    """(M, 2) a place in the FACE's UV layout for every part vertex: the UV of the nearest
+    face vertex of the region the part shows through (head: the face's border; eyes: the
+    eye opening; mouth and teeth: the skin between the lips). The add-on makes this the
+    parts' render UV map, so a UV pass (the neural render pass reads the face texture
+    through it) finds the photo's own skin, eye and lip texels there — never background."""
+    if name == "head":
+        ids = p["head_seam_bfm"]
+    elif name.startswith("eye_"):
+        ids = np.flatnonzero(openings["eye_l" if name.endswith("L") else "eye_r"])
+    else:
+        ids = np.flatnonzero(openings["mouth"])
+    key = [0, 1] if name.startswith("eye_") else [0, 1, 2]  # eyes: straight through the opening (xy)
+    _, j = cKDTree(subj[ids][:, key]).query(v[:, key])
+    return uv[ids[j]].astype(np.float32)
 
 
 def _face_scale(rig, subj: np.ndarray, mean: np.ndarray) -> float:
