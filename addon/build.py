@@ -68,6 +68,8 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
         mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength)
         me.materials.append(mat)
         displacement.add_modifier(obj, det_img, s.detail_strength)
+        if head is not None:
+            parts_ad.pin_seams(obj, head, face.vertices)  # no detail displacement on the seams
         part_objs = parts_ad.build_parts(obj, head, face.names) if head is not None else []
         cam = camera_ad.build_camera(f"{name} camera", face.camera)
         light = _key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None

@@ -39,6 +39,15 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
         assert len(o.data.shape_keys.key_blocks) == 54
         assert next(u for u in o.data.uv_layers if u.active_render).name == "FaceUV"
         assert o.data.shape_keys.animation_data is not None
+    # the detail displacement fades out at the seams (no crack against the head)
+    md = next(m for m in face.modifiers if m.type == "DISPLACE")
+    vg = face.vertex_groups[md.vertex_group]
+    head = mod("adapters.parts").load_head(face.facedet3d.asset_dir)
+    for vid in head["head_seam_bfm"][::50]:
+        try:
+            assert vg.weight(int(vid)) == 0.0
+        except RuntimeError:  # not in the group: weight 0 as well
+            pass
     eye = parts["eye_L"]
     mats = [m.name.split()[-1] for m in eye.data.materials]
     assert mats == ["sclera", "iris", "cornea"]

@@ -24,6 +24,7 @@ from . import to_blender
 
 MERGED = {"teeth_lower": "tongue"}  # the tongue rides on the lower jaw: one object
 COLOUR_ATTR = "Col"
+SEAM_GROUP = "FaceDet3D seam fade"
 FACE_UV = "FaceUV"  # parts' render UV: coordinates in the face texture (UV passes, neural pass)
 _MAT = {  # material name -> (roughness, transmission, alpha)
     "skin": (0.55, 0.0, 1.0), "mouth": (0.6, 0.0, 1.0), "teeth": (0.25, 0.0, 1.0), "gums": (0.35, 0.0, 1.0),
@@ -127,6 +128,29 @@ def build_parts(face_obj, head: dict, names) -> list:
             c.track_axis = "TRACK_NEGATIVE_Y"  # the model's +Z (gaze) is Blender's -Y
         made.append(obj)
     return made
+
+
+def pin_seams(face_obj, head: dict, vertices: np.ndarray, fade_m: float = 0.008) -> None:
+    """The face's Displace modifier (detail maps) fades to zero at the vertices the head
+    and the mouth socket share (vertex group ``SEAM_GROUP``: 0 on the seam, 1 from
+    ``fade_m`` away): a displaced border would open a crack against the head."""
+    from . import displacement
+
+    seam = vertices[np.r_[head["head_seam_bfm"], head["mouth_seam_bfm"]]].astype(np.float32)
+    v = np.asarray(vertices, np.float32)
+    d = np.empty(len(v), np.float32)
+    for a in range(0, len(v), 4096):  # nearest seam vertex, in chunks (bounded memory)
+        blk = v[a:a + 4096]
+        d[a:a + 4096] = np.sqrt(np.maximum(((blk[:, None, :] - seam[None]) ** 2).sum(-1).min(1), 0))
+    t = np.clip(d / fade_m, 0.0, 1.0)
+    w = t * t * (3 - 2 * t)
+    vg = face_obj.vertex_groups.new(name=SEAM_GROUP)
+    levels = np.round(w * 50).astype(int)  # 51 weight levels: one add() call each
+    for lvl in np.unique(levels):
+        vg.add(np.flatnonzero(levels == lvl).tolist(), float(lvl) / 50.0, "REPLACE")
+    md = displacement.modifier(face_obj)
+    if md is not None:
+        md.vertex_group = vg.name
 
 
 def part_objects(face_obj) -> list:

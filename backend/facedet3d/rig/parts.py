@@ -12,7 +12,12 @@ Built once per asset version and cached (like the rig, ``rig.transfer``):
   BFM no-neck mesh has a 78-vertex opening between the lips).
 - **teeth_upper / teeth_lower**: ICT's teeth and its gums-and-tongue mesh, split by
   whether ``jawOpen`` moves them (the tongue and lower gums ride on the lower jaw and
-  are merged into ``teeth_lower``; the upper gums into ``teeth_upper``).
+  are merged into ``teeth_lower``; the upper gums into ``teeth_upper``). ICT's lips are
+  thinner than the BFM's, so the teeth are cleared behind the lip skin like the eyes
+  (``_clear_teeth``: pushed back at rest by the least that clears plus ``TEETH_SLACK_UM``,
+  and per shape, linearly in its weight, where a shape would still bring a tooth through
+  a lip); the upper teeth also follow ``LIP_FOLLOW`` of the BFM upper lip's drop (the BFM
+  lip drops 6.5 mm in jawOpen and would otherwise hide them).
 - **eye_L / eye_R**: an eyeball of ICT's size and centre (sphere fitted to ICT's sclera,
   through the registration), built here as a UV sphere with sclera and iris faces plus a
   cornea cap, pushed back until the BFM lids clear it (``rig.eyes``). The BFM skin over
