@@ -53,6 +53,14 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
     assert mats == ["sclera", "iris", "cornea"]
     track = eye.constraints[0]
     assert track.type == "DAMPED_TRACK" and track.target is not None
+    # the eyes aim: raising the target turns the gaze (-Y of the eye object) upwards (+Z)
+    bpy.context.view_layer.update()
+    gaze0 = -eye.matrix_world.to_3x3().col[1]
+    track.target.location.z += 0.3
+    bpy.context.view_layer.update()
+    gaze1 = -eye.matrix_world.to_3x3().col[1]
+    assert gaze1.z > gaze0.z + 0.3
+    track.target.location.z -= 0.3
     # AU26 (jaw drop) through the face's AU drivers -> the face's jawOpen key -> the teeth
     rest = _evaluated(parts["teeth_lower"])
     up_rest = _evaluated(parts["teeth_upper"])
