@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 
 from . import live
-from .adapters import camera as camera_ad, displacement, drivers, material, mesh as mesh_ad
+from .adapters import camera as camera_ad, displacement, drivers, material, mesh as mesh_ad, parts as parts_ad
 from .properties import AU_IDS, au_prop
 
 
@@ -54,7 +54,8 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
     name = name or f"Face {face.photo.rsplit('.', 1)[0] or 'FaceDet3D'}"
     before = _new_ids()
     try:
-        me = mesh_ad.build_mesh(name, face.vertices, face.faces, face.uv)
+        head = parts_ad.load_head(face.asset_dir)  # eyes, teeth, mouth, head (None: older asset)
+        me = mesh_ad.build_mesh(name, face.vertices, parts_ad.visible_faces(face.faces, head), face.uv)
         obj = bpy.data.objects.new(name, me)
         mesh_ad.add_shape_keys(obj, face.names, face.blendshapes)
         s = obj.facedet3d
@@ -72,11 +73,16 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
         mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength)
         me.materials.append(mat)
         displacement.add_modifier(obj, det_img, s.detail_strength)
+        if head is not None:
+            parts_ad.pin_seams(obj, head, face.vertices)  # no detail displacement on the seams
+        part_objs = parts_ad.build_parts(obj, head, face.names) if head is not None else []
         cam = camera_ad.build_camera(f"{name} camera", face.camera)
         light = _key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
         # all built: link
         coll = scene.collection
         coll.objects.link(obj)
+        for o in part_objs:
+            coll.objects.link(o)
         coll.objects.link(cam)
         if light is not None:
             coll.objects.link(light)

@@ -15,21 +15,26 @@ import shutil
 
 import bpy
 
-from .adapters import animation
+from .adapters import animation, parts as parts_ad
 
 
-def _export_copy(context, obj, frames):
+def _export_copy(context, obj, frames, parent=None):
     """Linked-in copy of ``obj`` with baked shape-key keyframes and the original's name."""
     scene = context.scene
     copy = obj.copy()
     copy.data = obj.data.copy()
     copy.animation_data_clear()
+    if parent is not None:  # head parts: children of the face's export copy
+        copy.parent = parent
+        copy.constraints.clear()  # the eye aim: glTF drops a node's morph animation with it
     scene.collection.objects.link(copy)
     context.view_layer.update()
-    animation.bake_shape_keys(scene, copy, frames)
-    from .animate import copy_head_rotation  # head motion keyed by Animate from Video / --drive
+    if copy.data.shape_keys is not None:
+        animation.bake_shape_keys(scene, copy, frames)
+    if parent is None:  # the face: head motion keyed by Animate from Video / --drive (parts inherit it)
+        from .animate import copy_head_rotation
 
-    copy_head_rotation(scene, obj, copy, frames)
+        copy_head_rotation(scene, obj, copy, frames)
     return copy
 
 
@@ -52,12 +57,19 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
     sel = [o.name for o in context.view_layer.objects if o.select_get()]
     active = context.view_layer.objects.active
     copy = _export_copy(context, obj, frames)
+    # the head parts (children tagged facedet3d_part) go too, each with its baked shape keys
+    part_copies = [(p, p.name, _export_copy(context, p, frames, parent=copy)) for p in parts_ad.part_objects(obj)]
     try:
         obj.name = name + " (exporting)"
         copy.name = name
+        for p, pname, pc in part_copies:
+            p.name = pname + " (exporting)"
+            pc.name = pname
         for o in context.view_layer.objects:
             o.select_set(False)
         copy.select_set(True)
+        for _, _, pc in part_copies:
+            pc.select_set(True)
         context.view_layer.objects.active = copy
         if fmt.upper() == "FBX":
             bpy.ops.export_scene.fbx(
@@ -69,9 +81,15 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
             bpy.ops.export_scene.gltf(
                 filepath=filepath, export_format="GLB" if filepath.lower().endswith(".glb") else "GLTF_SEPARATE",
                 use_selection=True, export_apply=False, export_morph=True, export_morph_normal=False,
-                export_animations=True, export_frame_range=True, export_force_sampling=True)
+                export_animations=True, export_frame_range=True, export_force_sampling=True,
+                # one glTF animation for the face and its parts: per-object animations would
+                # re-import with only the first one active (the rest in NLA tracks)
+                export_animation_mode="SCENE", export_anim_scene_split_object=False)
     finally:
         copy.select_set(False)
+        for p, pname, pc in part_copies:
+            _cleanup(pc)
+            p.name = pname
         _cleanup(copy)
         obj.name = name
         for n in sel:

@@ -59,7 +59,10 @@ def test_import_photo_builds_the_face(scene, session_client):
     assert any(link.to_node.type == "BUMP" for link in obj.active_material.node_tree.links)
     cam = bpy.context.scene.camera
     assert cam is not None and cam.data.type == "ORTHO"
-    assert len(bpy.data.objects) == n_obj + 3  # face, camera, key light
+    parts = [o for o in obj.children if "facedet3d_part" in o.keys()]
+    assert len(parts) == 6  # head, eyes, teeth, mouth (blender_tests/test_bl_head.py)
+    # face, camera, key light, the parts and the eyes' aim target
+    assert len(bpy.data.objects) == n_obj + 3 + len(parts) + 1
     # the shipped DetP weights are installed: the face is driven by the detail network
     assert s.detail_source == "detp"
 

@@ -13,12 +13,22 @@ from facedet3d.errors import BadRequest
 PICTURE_SIDE = 512  # pixels
 
 
-def picture(asset, vertices_m: np.ndarray, side: int = PICTURE_SIDE) -> np.ndarray:
-    """Clay-shaded | textured render from the photo's camera, side by side, (side, 2*side, 3)."""
+def picture(asset, vertices_m: np.ndarray, side: int = PICTURE_SIDE, parts: dict | None = None) -> np.ndarray:
+    """Clay-shaded | textured render from the photo's camera, side by side, (side, 2*side, 3);
+    with ``parts`` (name -> posed vertices, ``rig.pose.posed_head``) the head parts too."""
     from facedet3d.preview import preview
     from facedet3d.assets.bfm import METRES_PER_UNIT
 
     to_crop = preview.view_transform(np.asarray(asset.meta.pose.projection), asset.meta.box, side)
+    if parts is not None:
+        from facedet3d.rig.head import view_items
+        from facedet3d.preview.views import render_items
+
+        def to_img(v):
+            return to_crop(np.asarray(v, np.float64) / METRES_PER_UNIT)
+        grey = render_items(view_items(asset, vertices_m, parts, textured=False), side=side, to_image=to_img)
+        tex = render_items(view_items(asset, vertices_m, parts, textured=True), side=side, to_image=to_img)
+        return np.hstack([grey, tex])
     v = to_crop(vertices_m / METRES_PER_UNIT)
     clay = preview.render(v, asset.faces, side, side)
     tex = preview.render(v, asset.faces, side, side, texture=asset.texture, uv=asset.uv)
@@ -31,13 +41,14 @@ def add_parser(sub) -> None:
     p.add_argument("--au", action="append", metavar="N=VALUE", help="AU intensity 0..1, e.g. --au 12=0.8 (repeatable)")
     p.add_argument("--preset", help="emotion preset: happy, sad, surprise, fear, anger, disgust, contempt")
     p.add_argument("-o", "--out", required=True, help="OUT.obj, OUT.ply or OUT.png")
+    p.add_argument("--face-only", action="store_true", help="the face mask alone, without the head parts (head.npz)")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
     import cv2
 
-    from facedet3d.rig.pose import posed_vertices, target_aus
+    from facedet3d.rig.pose import posed_head, posed_vertices, target_aus
     from facedet3d.fit import faceasset
     from facedet3d.preview import preview
 
@@ -50,12 +61,18 @@ def handler(args: argparse.Namespace) -> int:
         raise BadRequest(f"{args.subject} is not a FaceAsset folder ({exc}); create one with `facedet3d fit`") from None
     aus, sides = target_aus(args.au, args.preset)
     verts = posed_vertices(asset, aus, sides)
+    parts = None if args.face_only else posed_head(asset, aus, sides)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         tmp = out.with_name(f".{out.stem}.tmp.png")
-        if not cv2.imwrite(str(tmp), picture(asset, verts)[..., ::-1]):
+        if not cv2.imwrite(str(tmp), picture(asset, verts, parts=parts)[..., ::-1]):
             raise BadRequest(f"could not write {out}")
         tmp.replace(out)
+    elif parts is not None:
+        from facedet3d.rig.head import combined_mesh
+
+        v, f, uv = combined_mesh(asset, verts, parts)
+        preview.write_mesh(out, v, f, uv if out.suffix.lower() == ".obj" else None)
     else:
         preview.write_mesh(out, verts, asset.faces, asset.uv if out.suffix.lower() == ".obj" else None)
     print(f"wrote {out}")

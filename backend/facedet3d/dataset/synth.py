@@ -35,8 +35,8 @@ def posed_units(asset, preset: str, yaw_deg: float, rotation: np.ndarray) -> tup
     frame; and the target AU vector (17,)."""
     from facedet3d.rig.pose import posed_vertices, target_aus
 
-    aus, unilateral = target_aus(None, preset)
-    X = posed_vertices(asset, aus, unilateral).astype(np.float64) / METRES_PER_UNIT
+    aus, sides = target_aus(None, preset)
+    X = posed_vertices(asset, aus, sides).astype(np.float64) / METRES_PER_UNIT
     if yaw_deg:
         R = np.asarray(rotation, np.float64)
         M = R.T @ yaw_matrix(yaw_deg) @ R  # model-space rotation that is a camera-space yaw

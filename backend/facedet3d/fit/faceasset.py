@@ -13,6 +13,13 @@ A folder holding
 - ``rig.npz``: ``blendshapes`` (K,N,3) float32 METRES in the same model space as
   ``mesh.npz`` (K = 53 FACS shapes on this subject), ``names`` (K,) ARKit names, ``au_ids``
   (17,) AU numbers, ``au_to_blendshape`` (17,K) weights (AU intensity 1 -> shape weights).
+- ``head.npz``: the head parts (``rig.head.subject_head``): ``part_names``; per part
+  ``{part}_vertices`` (M,3) float32 METRES, ``_faces``, ``_uv``, ``_blendshapes`` (K,M,3)
+  METRES, ``_colour`` (M,3) uint8 sRGB, ``_material`` / ``_materials``, ``_face_uv`` (a
+  place in the face texture); ``face_hidden`` (face triangles over the eyes),
+  ``head_seam_bfm`` / ``mouth_seam_bfm``, ``iris_rgb``, ``skin_rgb``, ``eye_L_centre`` ...
+- ``occluder_mask.png``: 8-bit UV-space mask, 255 where an occluder (glasses, hair, a
+  hand, a microphone) was removed from the texture (and from the observation mask).
 - with ``--overlay``: ``overlay.png`` and ``texture_preview.png``.
 
 The folder is written to a temporary sibling and renamed into place, so a failed run
@@ -97,6 +104,7 @@ class FaceAsset:
     detail_input: np.ndarray
     meta: FaceMeta
     rig: dict[str, np.ndarray] | None = None  # rig.npz arrays, when built
+    head: dict[str, np.ndarray] | None = None  # head.npz arrays (head parts), when built
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # name.png -> uint8 image
 
 
@@ -127,6 +135,8 @@ def write(asset: FaceAsset, out_dir: str | os.PathLike) -> Path:
         _write_exr(tmp / "detail_input.exr", asset.detail_input)
         if asset.rig is not None:
             np.savez(tmp / "rig.npz", **asset.rig)
+        if asset.head is not None:
+            np.savez_compressed(tmp / "head.npz", **asset.head)  # 3.4 MB instead of 12 (shape keys are mostly 0)
         for name, img in asset.extras.items():
             _write_png(tmp / name, img)
         # meta.json last and once, with the time the rest took (milliseconds)
@@ -167,5 +177,9 @@ def read(path: str | os.PathLike) -> FaceAsset:
     if (p / "rig.npz").is_file():
         with np.load(p / "rig.npz", allow_pickle=False) as z:
             rig = {k: z[k] for k in z.files}
+    head = None
+    if (p / "head.npz").is_file():
+        with np.load(p / "head.npz", allow_pickle=False) as z:
+            head = {k: z[k] for k in z.files}
     return FaceAsset(mesh["vertices"], mesh["faces"], mesh["uv"], mesh["landmarks"], np.ascontiguousarray(tex), mask,
-                     np.load(p / "detail_input.npy", allow_pickle=False), meta, rig)
+                     np.load(p / "detail_input.npy", allow_pickle=False), meta, rig, head=head)

@@ -117,9 +117,18 @@ class Backend:
         with tm("unwrap"):
             layout = texture.uv_layout(req.texture_size)
             tex, mask = texture.unwrap(rgb, img_v, self.bfm.faces, layout)
+        with tm("occluders"):  # glasses, hands, hair: out of T(Ix) and D(Ix) (fit/occluders.py)
+            from facedet3d.fit import occluders
+
+            occ = occluders.detect(tex, mask, layout, self.bfm, self.rig.openings)
+            tex, mask = occluders.remove(tex, mask, occ, layout, self.bfm)
         with tm("detail_input"):
             normals_cam = raster.vertex_normals(model_v @ pose["rotation"].T, self.bfm.faces)
             detail = detail_input.estimate_detail(tex, mask, layout, normals_cam)
+        with tm("head"):  # eyes, teeth, mouth socket, head and neck (rig/head.py)
+            from facedet3d.rig import head as head_mod
+
+            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv)
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),
@@ -149,8 +158,9 @@ class Backend:
         )
         asset = faceasset.FaceAsset(
             vertices=(neutral_units * bfm_mod.METRES_PER_UNIT).astype(np.float32), faces=self.bfm.faces, uv=self.bfm.uv, landmarks=self.bfm.landmarks,
-            texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays,
+            texture=tex, texture_mask=mask, detail_input=detail, meta=meta, rig=rig_arrays, head=head_arrays,
         )
+        asset.extras["occluder_mask.png"] = (occ * 255).astype(np.uint8)
         if req.overlay:
             from facedet3d.preview import overlay
 

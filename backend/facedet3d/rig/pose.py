@@ -19,6 +19,17 @@ def posed_vertices(asset, au_vector: np.ndarray, sides=facs.BOTH_SIDES) -> np.nd
     return asset.vertices + np.tensordot(w.astype(np.float32), asset.rig["blendshapes"], axes=1)
 
 
+def posed_head(asset, au_vector: np.ndarray, sides=facs.BOTH_SIDES) -> dict[str, np.ndarray] | None:
+    """name -> (M,3) metres: the asset's head parts posed with the same AUs and sides (None
+    when the FaceAsset has no head.npz)."""
+    from facedet3d.rig import head
+
+    if asset.head is None or asset.rig is None:
+        return None
+    w = facs.blendshape_weights(au_vector, [str(n) for n in asset.rig["names"]], sides)
+    return head.posed_parts(asset.head, w)
+
+
 def target_aus(au_items: list[str] | None, preset: str | None) -> tuple[np.ndarray, tuple[float, float]]:
     """((17,) AUs, (left, right) sides) from a preset and/or ``12=0.8`` items (items override
     the preset); bad input is a one-line BadRequest."""

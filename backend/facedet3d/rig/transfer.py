@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.interpolate import RBFInterpolator
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from facedet3d.assets import files as assets
 from facedet3d.assets import bfm as bfm_mod
 from facedet3d.assets import ict as ict_mod
+from facedet3d.rig.register import ICP_SMOOTHING, NO_JAW, register_skin  # noqa: F401  (re-exported)
 from facedet3d.rig.geometry import (  # noqa: F401  (re-exported: tests and tools use rig.side_labels etc.)
     face_normals, flatten_slivers, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, points_in_polygon,
     project_by_side, project_to_mesh, relax_folds, rims as _rims, side_labels, sliver_tips, smoothstep, umeyama,
@@ -58,10 +58,8 @@ from facedet3d.rig.geometry import (  # noqa: F401  (re-exported: tests and tool
 )
 
 RIG_VERSION = 4  # bump when the transfer algorithm changes (part of the cache key)
-NO_JAW = np.r_[17:68]  # landmarks used for alignment/warp (jaw contour 0..16 excluded)
 FALLOFF_MM = (3.0, 8.0)  # full motion below 3 mm from the ICT skin, none beyond 8 mm
 SMOOTH_ITERS = 10  # ~2 mm smoothing radius on the BFM's ~1 mm edges
-ICP_SMOOTHING = (10.0, 1.0)  # TPS regularisation (mm²) of the two non-rigid ICP rounds
 LID_STRIP_UM = 300.0  # closed lids: the skin between the rims' outer rows ends 0.3 mm high
 LIP_CLOSE_MAX = 0.4  # a shape may close the lips by at most this fraction of their rest gap
 STIFF = 0.15  # unfold: triangles whose normal keeps < 15 % of its rest projection are stiffened
@@ -213,50 +211,17 @@ def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
 
 # --- the transfer -------------------------------------------------------------------------
 
-def _warp_field(src_mm: np.ndarray, dst_mm: np.ndarray, smoothing: np.ndarray | float) -> RBFInterpolator:
-    """3D thin-plate spline (affine part included) mapping src -> dst as a displacement
-    field, in millimetres (so ``smoothing`` is a plain mm² regulariser)."""
-    return RBFInterpolator(src_mm, dst_mm - src_mm, kernel="thin_plate_spline",
-                           smoothing=smoothing, degree=1)
-
-
 def build_transfer(progress=None) -> dict[str, np.ndarray]:
     """Run the ICT -> BFM transfer. Returns the arrays cached by ``load_rig`` (see Rig)."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     bfm, ict = bfm_mod.load_bfm(), ict_mod.load_ict()
     target = bfm.mean.astype(np.float64)  # micrometres
-    s, rot, t = umeyama(ict.neutral[ict.landmarks][NO_JAW], target[bfm.landmarks][NO_JAW])
-    aligned = ict.neutral @ (s * rot).T + t  # ICT in BFM space, micrometres
-    tris = ict.skin_triangles()
-    skin = np.unique(tris)
-    mm = 1e-3  # micrometres -> millimetres for the warp
-    lm_src, lm_dst = aligned[ict.landmarks][NO_JAW] * mm, target[bfm.landmarks][NO_JAW] * mm
-
-    # 1) landmark-only TPS: exact at the 51 inner landmarks.
-    warped = aligned.copy()
-    warped[skin] = aligned[skin] + _warp_field(lm_src, lm_dst, 0.0)(aligned[skin] * mm) / mm
-    lm_bfm = target[bfm.landmarks]
-    in_hole = opening_masks(target, lm_bfm)
-    hole = np.logical_or.reduce(list(in_hole.values()))
-    plab = side_labels(target, lm_bfm)
-    # ICT triangles labelled in the warped space, where the ICT landmarks sit on the BFM's.
-    tlab = side_labels(warped[tris].mean(1), lm_bfm)
-    lm_residual_mm = float(project_by_side(target, plab, warped, tris, tlab)[3][~hole].mean() * mm)
-    say(f"landmark warp done ({time.perf_counter() - t0:.1f} s)")
-
-    # 2) regularised non-rigid ICP: BFM samples pull the ICT skin onto the BFM surface.
-    rng = np.random.default_rng(0)
-    for it, lam in enumerate(ICP_SMOOTHING):
-        tri, bary, _, dist = project_by_side(target, plab, warped, tris, tlab)
-        ok = np.flatnonzero(~hole & (dist < 10_000))
-        pick = rng.choice(ok, size=min(1500, len(ok)), replace=False)
-        pre = (bary[pick, :, None] * aligned[tris[tri[pick]]]).sum(1) * mm
-        src = np.concatenate([lm_src, pre])
-        dst = np.concatenate([lm_dst, target[pick] * mm])
-        smooth = np.concatenate([np.zeros(len(lm_src)), np.full(len(pick), lam)])
-        warped[skin] = aligned[skin] + _warp_field(src, dst, smooth)(aligned[skin] * mm) / mm
-        say(f"ICP round {it + 1} done ({time.perf_counter() - t0:.1f} s)")
+    mm = 1e-3  # micrometres -> millimetres
+    # 1) similarity + landmark-only TPS, 2) regularised non-rigid ICP (rig.register)
+    reg = register_skin(bfm, ict, lambda msg: say(f"{msg} ({time.perf_counter() - t0:.1f} s)"))
+    s, rot, warped, tris = reg.scale, reg.rot, reg.warped, reg.tris
+    in_hole, hole, plab, tlab, lm_residual_mm = reg.in_hole, reg.hole, reg.plab, reg.tlab, reg.landmark_residual_mm
 
     # 3) final correspondence of every BFM vertex; barycentric transfer (one triangle corner
     # at a time, no (K, N, 3, 3) temporary), similarity-scaled, with the coverage falloff.

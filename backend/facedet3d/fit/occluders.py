@@ -1,0 +1,151 @@
+"""Occluders out of the texture T(Ix) and the detail input D(Ix): glasses, a microphone, a
+hand, hair over the forehead.
+
+Detection works in UV space on the unwrapped texture (every texel knows where it is on the
+face, so landmarks give regions directly), with no learned model (no segmentation network
+is available offline here):
+
+1. A skin reference: observed texels of the cheek/nose band (between the lower lids and
+   the upper lip, in the BFM mean's geometry), robust statistics (median, MAD) of their
+   CIE Lab colour.
+2. Non-skin colour anywhere on the skin: chroma (a, b) more than ``CHROMA_Z`` robust
+   deviations from the skin's (a microphone, coloured frames, a glove, a sleeve).
+3. Dark matter on the upper face: lightness more than ``DARK_Z`` robust deviations (and at
+   least ``DARK_MIN_L``) below the skin's, above the nose tip, outside the eyes and the
+   eyebrows (glasses rims, hair over the forehead). The lower face is not tested for
+   darkness: beards and the mouth's shadows are the person, not an occluder.
+4. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
+   occluder's soft edge and cast shadow (``GROW_PX`` at 1024²).
+
+Removal: occluded texels take the mirrored texel's colour where that one is observed and
+not occluded (the face is nearly symmetric; glasses are too, so both sides are often
+occluded), the rest is inpainted by push-pull from the surrounding skin. They are removed
+from the observation mask, so ``detail_input`` (which uses observed texels only) never
+turns a rim into a bump, and the mask records what was replaced.
+
+A skin-coloured hand is not separable by colour from the face it covers; it is found only
+where its shading or shadow line darkens the upper face. The mask is written to the
+FaceAsset as ``occluder_mask.png`` (UV space, 255 = occluder removed).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+CHROMA_Z = 7.0
+DARK_Z = 5.0
+DARK_MIN_L = 28.0  # Lab L units (0..100)
+GROW_PX = 4  # at 1024 texels; scaled with the texture size
+RIM_PX = 61  # black-hat window at 1024 texels (~14 mm): wider than a spectacle frame
+RIM_HAT_L = 16.0  # Lab L units darker than the closing: a rim, not a pore or a wrinkle
+EYE_MARGIN_UM = 4_500.0  # lids, lashes and eyeliner are the person
+BROW_BAND_UM = (-5_000.0, 8_000.0)  # eyebrows: from 5 mm below to 8 mm above their landmarks
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(rgb.astype(np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    lab[:, 0] *= 100.0 / 255.0  # OpenCV's 8-bit L is 0..255
+    lab[:, 1:] -= 128.0
+    return lab
+
+
+def _texel_points(layout, mean: np.ndarray) -> np.ndarray:
+    """(K, 3) BFM-mean position (um) of every chart texel."""
+    return (mean[layout.texel_vid] * layout.texel_bary[..., None]).sum(1)
+
+
+def mirror_texels(layout, mean: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """(K,) flat texel index of each chart texel's mirror image (x -> -x on the BFM mean)."""
+    flip = mean * np.array([-1.0, 1.0, 1.0])
+    _, mir = cKDTree(mean).query(flip)
+    muv = (uv[mir[layout.texel_vid]] * layout.texel_bary[..., None]).sum(1)
+    s = layout.size
+    col = np.clip((muv[:, 0] * s).astype(int), 0, s - 1)
+    row = np.clip(((1.0 - muv[:, 1]) * s).astype(int), 0, s - 1)
+    return row * s + col
+
+
+def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -> np.ndarray:
+    """(S, S) bool occluder mask in UV space (see the module docstring)."""
+    s = layout.size
+    mean = bfm.mean.astype(np.float64)
+    lm = mean[bfm.landmarks]
+    pts = _texel_points(layout, mean)
+    flat = layout.texel_index
+    obs = mask.reshape(-1)[flat] > 0
+    lab = _lab(texture.reshape(-1, 3)[flat])
+    y = pts[:, 1]
+    band = (y < lm[[40, 41, 46, 47], 1].min()) & (y > lm[51, 1]) & (np.abs(pts[:, 0]) < np.abs(lm[[2, 14], 0]).min())
+    ref = lab[band & obs]
+    if len(ref) < 200:  # too little skin seen to judge: nothing is removed
+        return np.zeros((s, s), bool)
+    med = np.median(ref, 0)
+    mad = np.maximum(np.median(np.abs(ref - med), 0) * 1.4826, [2.0, 1.5, 1.5])
+    z_chroma = np.sqrt((((lab[:, 1:] - med[1:]) / mad[1:]) ** 2).sum(1))
+    # regions that are not skin by nature: eyes (with a margin), eyebrows, lips, nostrils
+    eye_v = np.flatnonzero(openings["eye_l"] | openings["eye_r"] | openings["mouth"])
+    near_eye = cKDTree(mean[eye_v]).query(pts)[0] < EYE_MARGIN_UM
+    brow_y = np.interp(pts[:, 0], *zip(*sorted(zip(lm[17:27, 0], lm[17:27, 1]))))
+    brow = ((pts[:, 1] - brow_y) > BROW_BAND_UM[0]) & ((pts[:, 1] - brow_y) < BROW_BAND_UM[1]) \
+        & (pts[:, 0] > lm[17, 0] - 8_000) & (pts[:, 0] < lm[26, 0] + 8_000)
+    # the lid creases between the eyes and the brows (shadows, make-up): a frame's top bar
+    # there is kept (the price of not erasing a person's lids)
+    lid_top = lm[[37, 38, 43, 44], 1].min()
+    brow |= (pts[:, 1] > lid_top) & (pts[:, 1] < brow_y) & (pts[:, 0] > lm[17, 0]) & (pts[:, 0] < lm[26, 0]) \
+        & (np.abs(pts[:, 0]) > 0.5 * np.abs(lm[[39, 42], 0]).min())
+    lips = cKDTree(lm[48:68]).query(pts)[0] < 8_000
+    nostrils = cKDTree(lm[31:36]).query(pts)[0] < 5_000
+    natural = near_eye | brow | lips | nostrils
+    upper = y > lm[30, 1]  # above the nose tip
+    dark = (lab[:, 0] < med[0] - max(DARK_Z * mad[0], DARK_MIN_L)) & upper
+    # thin dark structures (glasses rims, strands of hair): a black-hat (closing minus the
+    # image) of the lightness, wider than a rim and narrower than a brow or a lid crease
+    light = np.zeros(s * s, np.float32)
+    light[flat] = lab[:, 0]
+    k = max(int(round(RIM_PX * s / 1024)) | 1, 3)
+    hat = cv2.morphologyEx(light.reshape(s, s), cv2.MORPH_BLACKHAT,
+                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).reshape(-1)[flat]
+    dark |= (hat > RIM_HAT_L) & upper
+    occ = obs & ~natural & ((z_chroma > CHROMA_Z) | dark)
+    out = np.zeros(s * s, np.uint8)
+    out[flat[occ]] = 255
+    out = out.reshape(s, s)
+    k = max(int(round(GROW_PX * s / 1024)), 1)
+    out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    seen = (out > 0) & layout.chart & (mask > 0)
+    # texels the photo did not see were filled from their mirror by the unwrap: where that
+    # mirror is an occluder, the fill copied it (glasses on the hidden side): out too
+    mir = mirror_texels(layout, mean, bfm.uv)
+    hidden = ~obs & seen.reshape(-1)[mir]
+    full = seen.reshape(-1).copy()
+    full[flat[hidden]] = True
+    return full.reshape(s, s)
+
+
+def remove(texture: np.ndarray, mask: np.ndarray, occ: np.ndarray, layout, bfm) -> tuple[np.ndarray, np.ndarray]:
+    """(texture, mask) with the occluded texels replaced (mirror, else push-pull inpaint)
+    and dropped from the observation mask. Inputs are not modified."""
+    from facedet3d.fit.texture import push_pull_fill
+
+    if not occ.any():
+        return texture, mask
+    s = layout.size
+    tex = texture.reshape(-1, 3).copy()
+    flat = layout.texel_index
+    mir = mirror_texels(layout, bfm.mean.astype(np.float64), bfm.uv)
+    occ_f, obs_f = occ.reshape(-1), mask.reshape(-1) > 0
+    use = occ_f[flat] & obs_f[flat] & obs_f[mir] & ~occ_f[mir]
+    tex[flat[use]] = texture.reshape(-1, 3)[mir[use]]
+    filled = np.zeros(s * s, bool)
+    filled[flat[use]] = True
+    hole = occ_f & ~filled
+    if hole.any():
+        w = (~hole.reshape(s, s) & layout.chart).astype(np.float32)
+        pp = push_pull_fill(tex.reshape(s, s, 3).astype(np.float32), w)
+        tex[hole] = np.clip(np.round(pp.reshape(-1, 3)[hole]), 0, 255)
+    new_mask = mask.copy()
+    new_mask[occ] = 0
+    return tex.reshape(s, s, 3).astype(np.uint8), new_mask

@@ -1,0 +1,111 @@
+"""Head parts in Blender: tagged children of the face, driven by the face's shape keys
+(jawOpen drops the lower teeth), eyes with sclera/iris/cornea materials and an aim
+target, and FBX/glTF exports that re-import every part with its shape keys and animation."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+import pytest
+
+from conftest import mod
+
+TAGS = {"face", "head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue", "mouth"}
+
+
+def _parts(face):
+    return {o["facedet3d_part"]: o for o in mod("adapters.parts").part_objects(face)}
+
+
+def _evaluated(obj):
+    dg = bpy.context.evaluated_depsgraph_get()
+    ev = obj.evaluated_get(dg)
+    me = ev.to_mesh()
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
+def test_parts_are_tagged_children_driven_by_the_face(face):
+    parts = _parts(face)
+    assert face["facedet3d_part"] == "face"
+    assert set(parts) == {"head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth"}
+    assert parts["teeth_lower"]["facedet3d_parts"] == "tongue"
+    for name, o in parts.items():
+        assert o.parent == face and o["facedet3d_part"] in TAGS
+        assert len(o.data.shape_keys.key_blocks) == 54
+        assert next(u for u in o.data.uv_layers if u.active_render).name == "FaceUV"
+        assert o.data.shape_keys.animation_data is not None
+    # the detail displacement fades out at the seams (no crack against the head)
+    md = next(m for m in face.modifiers if m.type == "DISPLACE")
+    vg = face.vertex_groups[md.vertex_group]
+    head = mod("adapters.parts").load_head(face.facedet3d.asset_dir)
+    for vid in head["head_seam_bfm"][::50]:
+        try:
+            assert vg.weight(int(vid)) == 0.0
+        except RuntimeError:  # not in the group: weight 0 as well
+            pass
+    eye = parts["eye_L"]
+    mats = [m.name.split()[-1] for m in eye.data.materials]
+    assert mats == ["sclera", "iris", "cornea"]
+    track = eye.constraints[0]
+    assert track.type == "DAMPED_TRACK" and track.target is not None
+    # the eyes aim: raising the target turns the gaze (-Y of the eye object) upwards (+Z)
+    bpy.context.view_layer.update()
+    gaze0 = -eye.matrix_world.to_3x3().col[1]
+    track.target.location.z += 0.3
+    bpy.context.view_layer.update()
+    gaze1 = -eye.matrix_world.to_3x3().col[1]
+    assert gaze1.z > gaze0.z + 0.3
+    track.target.location.z -= 0.3
+    # AU26 (jaw drop) through the face's AU drivers -> the face's jawOpen key -> the teeth
+    rest = _evaluated(parts["teeth_lower"])
+    up_rest = _evaluated(parts["teeth_upper"])
+    with mod("live").quiet():
+        face.facedet3d.au26 = 1.0
+    bpy.context.view_layer.update()
+    drop = rest[:, 2] - _evaluated(parts["teeth_lower"])[:, 2]  # Blender +Z is up
+    assert np.percentile(drop, 90) > 0.005  # metres
+    # the upper teeth only follow the upper lip's small drop (backend rig/parts.py LIP_FOLLOW)
+    assert np.abs(_evaluated(parts["teeth_upper"])[:, 2] - up_rest[:, 2]).max() < 0.5 * np.percentile(drop, 90)
+
+
+@pytest.mark.parametrize("fmt,ext", [("FBX", ".fbx"), ("GLTF", ".glb")])
+def test_export_carries_all_parts(face, tmp_path, fmt, ext, addon):
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 5
+    ids = list(mod("properties").AU_IDS)
+    aus = np.zeros(17, np.float32)
+    aus[[ids.index(6), ids.index(12), ids.index(26)]] = (0.8, 1.0, 1.0)
+    with mod("live").quiet():
+        mod("adapters.animation").keyframe_aus(face, [1, 5], np.stack([np.zeros(17), aus]))
+    n_parts = len(_parts(face))
+    path = str(tmp_path / f"head{ext}")
+    assert bpy.ops.facedet3d.export(filepath=path, format=fmt) == {"FINISHED"}
+    print(f"{fmt} size with head parts: {os.path.getsize(path) / 1e6:.1f} MB")
+    addon.unregister()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        if fmt == "FBX":
+            bpy.ops.import_scene.fbx(filepath=path, anim_offset=0.0)
+        else:
+            bpy.ops.import_scene.gltf(filepath=path)
+        meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+        assert len(meshes) == 1 + n_parts
+        for o in meshes:
+            key = o.data.shape_keys
+            assert key is not None and len(key.key_blocks) == 54, o.name
+            assert key.animation_data is not None and key.animation_data.action is not None, o.name
+        scene = bpy.context.scene
+        scene.frame_set(5)
+        face_obj = max(meshes, key=lambda o: len(o.data.vertices))
+        want = np.array([kb.value for kb in face_obj.data.shape_keys.key_blocks[1:]])
+        assert want.max() > 0.9
+        for o in meshes:  # every part re-imports the face's animated values
+            got = np.array([kb.value for kb in o.data.shape_keys.key_blocks[1:]])
+            np.testing.assert_allclose(got, want, atol=2e-3, err_msg=o.name)
+    finally:
+        addon.register()

@@ -1,0 +1,174 @@
+"""Head parts (rig/parts.py, rig/eyes.py, rig/head.py): the generic transfer is cached, the
+head meets the face exactly in every shape, the jaw carries the lower teeth, eyes stay
+behind the lids at AU45 and the teeth stay out of the lips at every AU and preset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from facedet3d.rig.parts import load_parts
+
+    return load_parts()
+
+
+@pytest.fixture(scope="module")
+def rig():
+    from facedet3d.rig.transfer import load_rig
+
+    return load_rig()
+
+
+@pytest.fixture(scope="module")
+def subject(bfm, rig, parts):
+    """A subject 6 % larger than the BFM mean with some identity, and its head.npz arrays."""
+    from facedet3d.rig.head import subject_head
+
+    rng = np.random.default_rng(3)
+    shape = rng.normal(0, 1, bfm.shape_basis.shape[1]).astype(np.float32) * 2e3
+    v = bfm.vertices(shape, None).astype(np.float64) * 1.06
+    tex = np.full((256, 256, 3), (200, 150, 120), np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    return v, subject_head(v, rig, tex, mask, bfm.uv, parts)
+
+
+def _lid_skin(verts, faces, hidden, centre, radius):
+    keep = np.ones(len(faces), bool)
+    keep[hidden] = False
+    f = faces[keep]
+    near = np.linalg.norm(verts - centre, axis=1) < radius
+    f = f[near[f].all(1)]
+    ids, inv = np.unique(f, return_inverse=True)
+    return ids, inv.reshape(-1, 3)
+
+
+def test_parts_cover_the_53_shapes(parts, rig, bfm):
+    from facedet3d.rig.parts import PART_NAMES
+
+    assert list(parts["names"]) == list(rig.names)
+    for n in PART_NAMES:
+        v, d = parts[f"{n}_vertices"], parts[f"{n}_deltas"]
+        assert d.shape == (53,) + v.shape and np.isfinite(d).all()
+        assert parts[f"{n}_faces"].max() < len(v)
+    jaw = list(rig.names).index("jawOpen")
+    lower = -parts["teeth_lower_deltas"][jaw][:, 1]
+    upper = -parts["teeth_upper_deltas"][jaw][:, 1]
+    lip = -rig.deltas[jaw][bfm.landmarks[61:64], 1].mean()
+    assert np.percentile(lower, 90) > 8_000  # um: the lower jaw drops more than 8 mm
+    # the upper teeth only follow the BFM upper lip's own drop (parts.LIP_FOLLOW), no more
+    assert upper.min() > -500 and upper.max() < lip + 500
+
+
+def test_head_meets_face_exactly_in_every_shape(bfm, rig, subject):
+    from facedet3d.rig import seam
+
+    v, head = subject
+    m = 1e-6
+    for name in ("head", "mouth"):
+        ids = head[f"{name}_seam_bfm"]
+        hv = head[f"{name}_vertices"]
+        copies = np.arange(len(hv) - len(ids), len(hv))
+        np.testing.assert_allclose(hv[copies], v[ids] * m, atol=1e-7)
+        face_d = rig.subject_deltas(v)[:, ids] * m
+        np.testing.assert_allclose(head[f"{name}_blendshapes"][:, copies], face_d, atol=1e-7)
+        # the copies form one border loop of the part: the part is closed against the face
+        loops = seam.boundary_loops(head[f"{name}_faces"])
+        assert any(set(lp) == set(copies) for lp in loops)
+    # the face's own outer border has no other neighbour: every border vertex is copied
+    outer = max(seam.boundary_loops(bfm.faces), key=len)
+    assert set(outer) == set(head["head_seam_bfm"])
+
+
+def test_head_does_not_overlap_face(bfm, parts):
+    from facedet3d.rig.geometry import project_to_mesh
+
+    v = parts["head_vertices"].astype(np.float64)
+    n_seam = len(parts["head_seam_bfm"])
+    body = v[:-n_seam]
+    _, _, cp, dist = project_to_mesh(body, bfm.mean.astype(np.float64), bfm.faces)
+    # no head vertex lies on the face (closer than 0.3 mm) except along the seam strip
+    near_seam = np.min(np.linalg.norm(body[:, None] - v[-n_seam:][None, ::7], axis=2), axis=1) < 8_000
+    assert (dist[~near_seam] > 300).all()
+
+
+def test_eyes_stay_behind_lids_at_au45(bfm, rig, parts):
+    from facedet3d.rig import eyes, facs
+
+    names = [str(n) for n in rig.names]
+    mean = bfm.mean.astype(np.float64)
+    for side in ("L", "R"):
+        c = parts[f"eye_{side}_centre"]
+        ids, f = _lid_skin(mean, bfm.faces, parts["face_hidden"], c, 26_000)
+        for au45 in (0.0, 0.25, 0.5, 0.75, 1.0):
+            aus = np.zeros(len(facs.AU_IDS))
+            aus[facs.AU_IDS.index(45)] = au45
+            w = facs.blendshape_weights(aus, names)
+            skin = mean[ids] + np.tensordot(w, rig.deltas[:, ids], axes=1)
+            eye = parts[f"eye_{side}_vertices"] + np.tensordot(w, parts[f"eye_{side}_deltas"], axes=1)
+            assert eyes.poke_depth(eye.astype(np.float64), skin, f) - eyes.CLEAR_UM < 0, (side, au45)
+
+
+def test_lips_never_intersect_teeth(bfm, rig, parts):
+    """Every single AU at 0.5 and 1 and every preset: no tooth/gum point in front of the lip
+    skin or inside the lips (poke_depth with inner=True, less its clearance margin)."""
+    from facedet3d.rig import eyes, facs
+
+    names = [str(n) for n in rig.names]
+    mean = bfm.mean.astype(np.float64)
+    ids, f = _lid_skin(mean, bfm.faces, parts["face_hidden"], mean[parts["mouth_seam_bfm"]].mean(0), 45_000)
+    cases = []
+    for k, au in enumerate(facs.AU_IDS):
+        for val in (0.5, 1.0):
+            a = np.zeros(len(facs.AU_IDS))
+            a[k] = val
+            cases.append((f"AU{au}={val}", facs.blendshape_weights(a, names)))
+    for p in facs.PRESETS:
+        cases.append((p, facs.blendshape_weights(facs.preset_aus(p), names)))
+    worst = {}
+    for label, w in cases:
+        skin = mean[ids] + np.tensordot(w, rig.deltas[:, ids], axes=1)
+        for part in ("teeth_upper", "teeth_lower"):
+            t = parts[f"{part}_vertices"] + np.tensordot(w, parts[f"{part}_deltas"], axes=1)
+            worst[(label, part)] = eyes.poke_depth(t.astype(np.float64), skin, f, inner=True) - eyes.CLEAR_UM
+    bad = {k: round(v) for k, v in worst.items() if v >= 0}
+    assert not bad, bad
+
+
+def test_colours_from_the_texture(bfm, rig, parts):
+    from facedet3d.rig.head import iris_colour, subject_head
+
+    tex = np.full((256, 256, 3), (210, 160, 130), np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    # paint the eye openings' texels: bright sclera, a blue iris ring, a black pupil
+    s = 256
+    for key in ("eye_l", "eye_r"):
+        ids = np.flatnonzero(rig.openings[key])
+        uv = bfm.uv[ids]
+        x = np.clip((uv[:, 0] * s).astype(int), 0, s - 1)
+        y = np.clip(((1 - uv[:, 1]) * s).astype(int), 0, s - 1)
+        c = np.array([x.mean(), y.mean()])
+        r = np.hypot(x - c[0], y - c[1])
+        for xi, yi, ri in zip(x, y, r):
+            tex[yi, xi] = (20, 20, 20) if ri < 0.15 * r.max() else (60, 110, 190) if ri < 0.6 * r.max() else (240, 240, 235)
+    iris = iris_colour(tex, mask, bfm.uv, rig.openings)
+    assert iris[2] > iris[0] + 60  # blue
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    skin = head["head_colour"][: -len(head["head_seam_bfm"])].astype(float)
+    assert np.abs(np.median(skin, 0) - (210, 160, 130)).max() < 3
+    eye = head["eye_L_colour"][head["eye_L_material"].size and np.unique(head["eye_L_faces"][head["eye_L_material"] == 1])]
+    assert (np.abs(eye.astype(float) - iris).max(1) < 2).mean() > 0.5
+
+
+def test_parts_map_into_the_face_texture(bfm, rig, subject):
+    """Every part has a place in the face's UV layout (its render UV map in Blender, read
+    by UV passes): the eyes land on the photo's eyes, the mouth parts between the lips."""
+    _, head = subject
+    for name, key in (("eye_L", "eye_l"), ("eye_R", "eye_r"), ("teeth_upper", "mouth"), ("mouth", "mouth")):
+        fuv = head[f"{name}_face_uv"]
+        assert fuv.shape == (len(head[f"{name}_vertices"]), 2) and (fuv >= 0).all() and (fuv <= 1).all()
+        region = bfm.uv[rig.openings[key]]
+        lo, hi = region.min(0) - 1e-6, region.max(0) + 1e-6
+        assert ((fuv >= lo) & (fuv <= hi)).all(), name
