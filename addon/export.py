@@ -14,19 +14,30 @@ import os
 import shutil
 
 import bpy
+import numpy as np
 
+from . import live
 from .adapters import animation
 
 
-def _export_copy(context, obj, frames):
-    """Linked-in copy of ``obj`` with baked shape-key keyframes and the original's name."""
+def _export_copy(context, obj, frames, values, names, shift: int = 0):
+    """Linked-in copy of ``obj`` whose shape keys are keyed with ``values`` (T,K) at
+    ``frames`` + ``shift`` (drivers removed)."""
     scene = context.scene
     copy = obj.copy()
     copy.data = obj.data.copy()
     copy.animation_data_clear()
     scene.collection.objects.link(copy)
+    key = copy.data.shape_keys
+    for kb in key.key_blocks[1:]:
+        kb.driver_remove("value")
+    if key.animation_data is not None:
+        key.animation_data.action = None
+    fcs, _ = animation._fcurves(key, f"{obj.name} shape keys")
+    fr = np.asarray(frames) + shift
+    for k, name in enumerate(names):
+        animation.set_keys(fcs, f'key_blocks["{name}"].value', fr, values[:, k], group="", interpolation="LINEAR")
     context.view_layer.update()
-    animation.bake_shape_keys(scene, copy, frames)
     return copy
 
 
@@ -39,16 +50,43 @@ def _cleanup(copy) -> None:
         bpy.data.actions.remove(action)
 
 
-def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
-    """Export the face to ``filepath`` (.fbx or .glb/.gltf); returns the path written."""
+# Blender's FBX importer puts FBX time 0 on frame 1 (its anim_offset defaults to 1): frames
+# are written one frame early so a default re-import (and other tools, which start at time
+# 0) get frame f's pose on frame f.
+FBX_FRAME_SHIFT = -1
+
+
+def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
+    """Step generator (``jobs``): sample the driven shape keys frame by frame (progress, Esc),
+    then one exporter call. Returns the path written."""
     scene = context.scene
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     filepath = bpy.path.abspath(filepath)
     os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
+    fbx = fmt.upper() == "FBX"
+    shift = FBX_FRAME_SHIFT if fbx and scene.frame_start + FBX_FRAME_SHIFT >= 0 else 0
+    key = obj.data.shape_keys
+    names = [kb.name for kb in key.key_blocks[1:]]
+    values = np.zeros((len(frames), len(names)), np.float32)
+    keep = scene.frame_current
+    try:
+        with live.quiet():
+            for t, f in enumerate(frames):
+                scene.frame_set(f)
+                values[t] = [kb.value for kb in key.key_blocks[1:]]
+                if t % 10 == 9:
+                    yield (f"sampling frame {f}", 0.5 * (t + 1) / len(frames))
+    finally:
+        with live.quiet():
+            scene.frame_set(keep)
+    yield (f"writing {os.path.basename(filepath)}", 0.5)
     name = obj.name
     sel = [o.name for o in context.view_layer.objects if o.select_get()]
     active = context.view_layer.objects.active
-    copy = _export_copy(context, obj, frames)
+    copy = _export_copy(context, obj, frames, values, names, shift)
+    start, end = scene.frame_start, scene.frame_end
+    quiet = live.quiet()  # the exporter steps through frames: no live requests meanwhile
+    quiet.__enter__()
     try:
         obj.name = name + " (exporting)"
         copy.name = name
@@ -56,7 +94,8 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
             o.select_set(False)
         copy.select_set(True)
         context.view_layer.objects.active = copy
-        if fmt.upper() == "FBX":
+        if fbx:
+            scene.frame_start, scene.frame_end = start + shift, end + shift
             bpy.ops.export_scene.fbx(
                 filepath=filepath, use_selection=True, object_types={"MESH"}, use_mesh_modifiers=False,
                 add_leaf_bones=False, bake_anim=True, bake_anim_use_all_bones=False,
@@ -68,6 +107,8 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
                 use_selection=True, export_apply=False, export_morph=True, export_morph_normal=False,
                 export_animations=True, export_frame_range=True, export_force_sampling=True)
     finally:
+        quiet.__exit__(None, None, None)
+        scene.frame_start, scene.frame_end = start, end
         copy.select_set(False)
         _cleanup(copy)
         obj.name = name
@@ -80,3 +121,10 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
         dest = os.path.splitext(filepath)[0] + "_details"
         shutil.copytree(bpy.path.abspath(baked), dest, dirs_exist_ok=True)
     return filepath
+
+
+def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
+    """Export the face to ``filepath`` (.fbx or .glb/.gltf) here and now; returns the path."""
+    from . import jobs
+
+    return jobs.run_steps("Export", export_steps(context, obj, filepath, fmt))

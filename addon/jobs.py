@@ -1,74 +1,177 @@
-"""Long backend work off the UI thread.
+"""Long work without freezing the UI: a ``Task`` runs a generator of steps.
 
-``Job(work)`` runs ``work(progress, cancelled)`` in a worker thread; the modal operator that
-owns it polls ``job.done`` on its timer and applies the result on the main thread. Under
-``--background`` (and the bpy module) callers use ``run_sync`` instead: same work, inline.
-Progress goes to the status bar; Esc / the Cancel button set ``cancelled`` (the backend call
-finishes, its result is dropped).
+A step generator does its bpy work on the main thread between ``yield``s and hands slow,
+bpy-free work (backend calls, server start-up, smoothing) to a worker thread by yielding
+``Background(message, fn)``; the task sends ``fn()``'s result back into the generator. It
+may also yield a progress message (``str``) or ``(message, fraction 0..1)``; its ``return``
+value (a one-line summary) is the task's result.
+
+The UI drives a task from a modal operator's timer: each ``tick()`` runs main-thread steps
+for at most ``budget_s`` and never waits on a worker. Background runs (``--background``,
+the bpy module, tests) call ``run_blocking()``, which is the same ``tick()`` in a loop, so
+the code the timer runs is the code the tests run. ``cancel()`` stops at the next step
+boundary (a backend call in flight finishes first; its result is dropped) and closes the
+generator, so its ``finally`` blocks tidy up on the main thread.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import bpy
 
-_active: list["Job"] = []
+_active: list["Task"] = []
 
 
-class Job:
-    def __init__(self, name: str, work):
-        self.name, self._work = name, work
+class Background:
+    """Yielded by a step generator: run ``fn()`` in a worker thread (no bpy inside ``fn``)."""
+
+    def __init__(self, message: str, fn, fraction: float | None = None):
+        self.message, self.fn, self.fraction = message, fn, fraction
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Task:
+    """States: running -> done | failed | cancelled."""
+
+    def __init__(self, name: str, steps, on_progress=None):
+        """``steps``: a step generator, or a callable ``steps(task)`` that returns one (so the
+        steps can pass ``task.cancelled`` to their workers)."""
+        self.name, self._on_progress = name, on_progress
+        self.state = "running"
+        self.message, self.fraction = name, 0.0
         self.result = None
         self.error: str | None = None
-        self.message = name
-        self.cancel_event = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"facedet3d-{name}", daemon=True)
+        self.messages: list[str] = []  # every progress message, in order (tests, the log)
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bg_out = None  # (ok, value) of the finished worker
+        self._send = None  # what the generator gets next
+        self._started = False
+        self._gen = steps if hasattr(steps, "send") else steps(self)
 
-    def start(self) -> "Job":
+    # -- control ------------------------------------------------------------------------
+    def start(self) -> "Task":
         _active.append(self)
-        self._thread.start()
         return self
 
-    def _run(self):
-        try:
-            self.result = self._work(self.progress, self.cancel_event.is_set)
-        except Exception as exc:  # noqa: BLE001 - shown by the operator
-            self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    def cancel(self) -> None:
+        self._cancel.set()
 
-    def progress(self, message: str) -> None:
-        self.message = f"{self.name}: {message}"
+    def cancelled(self) -> bool:
+        """Thread-safe: step closures pass this to long backend loops."""
+        return self._cancel.is_set()
 
     @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
+    def finished(self) -> bool:
+        return self.state != "running"
 
-    def cancel(self) -> None:
-        self.cancel_event.set()
+    @property
+    def waiting(self) -> bool:
+        """A worker is computing (the UI stays responsive meanwhile)."""
+        return self._thread is not None
 
-    def finish(self) -> None:
+    def _progress(self, message: str, fraction: float | None = None) -> None:
+        self.message = f"{self.name}: {message}"
+        if fraction is not None:
+            self.fraction = min(max(float(fraction), 0.0), 1.0)
+        self.messages.append(message)
+        if self._on_progress:
+            self._on_progress(message)
+
+    def _end(self, state: str, result=None, error: str | None = None) -> None:
+        self.state, self.result, self.error = state, result, error
+        self.fraction = 1.0 if state == "done" else self.fraction
+        self._gen.close()
         if self in _active:
             _active.remove(self)
 
+    def _run_bg(self, fn) -> None:
+        try:
+            self._bg_out = (True, fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised into the generator
+            self._bg_out = (False, exc)
 
-def run_sync(name: str, work):
-    """Run ``work`` inline (background mode). Returns (result, error line or None)."""
-    try:
-        return work(lambda msg: print(f"FaceDet3D {name}: {msg}", flush=True), lambda: False), None
-    except Exception as exc:  # noqa: BLE001
-        return None, (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    # -- the step loop --------------------------------------------------------------------
+    def tick(self, budget_s: float = 0.05) -> bool:
+        """Advance on the main thread for at most ``budget_s``; True once finished."""
+        t_end = time.perf_counter() + budget_s
+        while self.state == "running":
+            if self._thread is not None:
+                if self._thread.is_alive():
+                    return False
+                self._thread = None
+                ok, value = self._bg_out
+                self._bg_out = None
+                if not ok:
+                    self._send = ("throw", value)
+                else:
+                    self._send = ("send", value)
+            if self._cancel.is_set():
+                self._end("cancelled")
+                return True
+            try:
+                how, value = self._send or ("send", None)
+                self._send = None
+                if not self._started:
+                    self._started, item = True, next(self._gen)
+                elif how == "throw":
+                    item = self._gen.throw(value)
+                else:
+                    item = self._gen.send(value)
+            except StopIteration as stop:
+                self._end("done", result=stop.value)
+                return True
+            except Exception as exc:  # noqa: BLE001 - shown by the operator, one line
+                self._end("failed", error=one_line(exc))
+                return True
+            if isinstance(item, Background):
+                self._progress(item.message, item.fraction)
+                self._thread = threading.Thread(target=self._run_bg, args=(item.fn,), daemon=True,
+                                                name=f"facedet3d-{self.name}")
+                self._thread.start()
+            elif isinstance(item, tuple):
+                self._progress(str(item[0]), item[1])
+            elif item is not None:
+                self._progress(str(item))
+            if time.perf_counter() > t_end:
+                return False
+        return True
+
+    def run_blocking(self, poll_s: float = 0.002) -> "Task":
+        """Drive the task to the end (background mode): the timer's ``tick`` in a loop."""
+        if self not in _active:
+            self.start()
+        while not self.tick(budget_s=3600.0):
+            time.sleep(poll_s)
+        return self
 
 
-def active() -> list["Job"]:
+def active() -> list[Task]:
     return list(_active)
 
 
 def cancel_all() -> int:
-    for job in _active:
-        job.cancel()
+    for task in _active:
+        task.cancel()
     return len(_active)
 
 
 def status_text(context, text: str | None) -> None:
     if not bpy.app.background and context.workspace is not None:
         context.workspace.status_text_set(text)
+
+
+def run_steps(name: str, steps, progress=None):
+    """Run a step generator to the end here (batch jobs); returns its result or raises."""
+    task = Task(name, steps, on_progress=progress).run_blocking()
+    if task.state == "failed":
+        raise RuntimeError(task.error)
+    if task.state == "cancelled":
+        raise RuntimeError(f"{name} cancelled")
+    return task.result

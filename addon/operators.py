@@ -1,11 +1,11 @@
-"""Thin operators: read properties, build a request, call one function, report errors with
-``self.report`` and CANCELLED. Import Photo and Fit Neural Pass run in a worker (modal, Esc
-cancels; synchronous under --background)."""
+"""Thin operators: read properties, build a request, run it as a ``jobs.Task`` and report
+errors with ``self.report`` and CANCELLED. In the UI every task runs modal (a timer ticks
+it: progress in the status bar and the panel, Esc or the panel's X cancels); under
+--background the same steps run to the end inline."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 
 import bpy
@@ -13,6 +13,9 @@ import numpy as np
 
 from . import jobs, live, preferences
 from .client import T
+from .jobs import Background
+
+IMPORT_FRAMES = 48  # Import Photo's frame range (2 s at 24 fps) when the scene has Blender's default one
 
 
 def face_object(context):
@@ -22,58 +25,100 @@ def face_object(context):
     return next((o for o in context.scene.objects if o.facedet3d.is_face), None)
 
 
-def _asset_dir(photo: str) -> str:
+def _asset_dir(photo: str, context=None) -> str:
+    """``facedet3d_assets/<photo>-<id>`` beside the .blend (``preferences.output_base``)."""
     stem = os.path.splitext(os.path.basename(photo))[0] or "face"
-    base = bpy.path.abspath("//facedet3d_assets") if bpy.data.filepath else os.path.join(tempfile.gettempdir(), "facedet3d_assets")
-    return os.path.join(base, f"{stem}-{uuid.uuid4().hex[:6]}")
+    return preferences.resolve(f"//facedet3d_assets/{stem}-{uuid.uuid4().hex[:6]}", context)
 
 
 class _JobOperator:
-    """Mixin for operators whose work runs in a worker (``jobs.Job``): ``run_job`` starts
-    it (inline under --background), ``modal`` polls it on a timer, shows progress in the
-    status bar, Esc cancels, and ``_apply(context, result)`` runs on the main thread."""
+    """Mixin for operators that run a ``jobs.Task``: ``run_task`` starts it (modal with a
+    timer in the UI, inline under --background); the steps' return value is reported."""
 
-    _job = None
+    _task = None
     _timer = None
 
-    def run_job(self, context, name: str, work):
-        if bpy.app.background:
-            result, err = jobs.run_sync(name, work)
-            if err:
-                self.report({"ERROR"}, err)
-                return {"CANCELLED"}
-            return self._apply(context, result)
-        self._job = jobs.Job(name, work).start()
+    def run_task(self, context, name: str, steps):
+        task = jobs.Task(name, steps).start()
+        if bpy.app.background or context.window is None:
+            task.run_blocking()
+            return self._finish(task)
+        self._task = task
         wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
+        self._timer = wm.event_timer_add(0.05, window=context.window)
         wm.modal_handler_add(self)
-        wm.progress_begin(0, 1)
+        wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
 
-    def _end(self, context):
+    def _finish(self, task):
+        if task.state == "cancelled":
+            self.report({"WARNING"}, f"{task.name} cancelled")
+            return {"CANCELLED"}
+        if task.state == "failed":
+            self.report({"ERROR"}, task.error)
+            return {"CANCELLED"}
+        if task.result:
+            self.report({"INFO"}, str(task.result))
+        return {"FINISHED"}
+
+    def modal(self, context, event):
+        task = self._task
+        if event.type == "ESC" and event.value == "PRESS":
+            task.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = task.tick()
         wm = context.window_manager
+        wm.progress_update(int(100 * task.fraction))
+        jobs.status_text(context, task.message + ("  (cancelling)" if task.cancelled() else "  (Esc to cancel)"))
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+        if not done:
+            return {"RUNNING_MODAL"}
         wm.event_timer_remove(self._timer)
         wm.progress_end()
         jobs.status_text(context, None)
-        self._job.finish()
+        return self._finish(task)
 
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not job.done:
-            jobs.status_text(context, job.message + ("  (cancelling)" if job.cancel_event.is_set() else "  (Esc to cancel)"))
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        if job.cancel_event.is_set() or job.result is None and job.error is None:
-            self.report({"WARNING"}, f"{job.name} cancelled")
-            return {"CANCELLED"}
-        if job.error:
-            self.report({"ERROR"}, job.error)
-            return {"CANCELLED"}
-        return self._apply(context, job.result)
+    def needs_save(self, context, exc) -> set:
+        """No .blend and no folder for unsaved files: say so and open Save As (UI)."""
+        self.report({"ERROR"}, str(exc))
+        if not bpy.app.background and context.window is not None:
+            bpy.ops.wm.save_as_mainfile("INVOKE_DEFAULT")
+        return {"CANCELLED"}
+
+
+def _default_range(scene) -> bool:
+    others = [o for o in scene.objects if o.animation_data is not None and o.animation_data.action is not None]
+    return (scene.frame_start, scene.frame_end) == (1, 250) and not others
+
+
+def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, client, task=None):
+    """Import Photo's steps: backend (worker) -> face, camera, light (main thread)."""
+    from . import build, render
+
+    call = T.FitCall(photo=photo, out_dir=asset_dir, texture_size=int(texture_size))
+    if callable(client):  # starting a server takes seconds: in a worker
+        client = yield Background("starting the backend", client, 0.02)
+    face = yield Background("fitting the photo", lambda: client.fit(call), 0.05)
+    req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, 256)
+    detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
+    yield ("building the face", 0.9)
+    context = bpy.context
+    try:
+        obj, cam = build.build_face(context, face, detail)
+    except Exception as exc:  # noqa: BLE001 - nothing is left half-built
+        raise RuntimeError(f"Could not build the face: {exc}") from None
+    context.scene.facedet3d.photo = filepath
+    obj.facedet3d.photo = photo  # the neural pass fits on it
+    hidden = render.clear_view(context, obj, cam)
+    if _default_range(context.scene):
+        context.scene.frame_start, context.scene.frame_end = 1, IMPORT_FRAMES
+    note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
+    if hidden:
+        note += f"; hid {', '.join(hidden)} (it blocked the camera)"
+    return f"Imported {obj.name}{note}"
 
 
 class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
@@ -94,51 +139,21 @@ class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
             return {"RUNNING_MODAL"}
         return self.execute(context)
 
-    def _work(self, context):
-        photo = bpy.path.abspath(self.filepath)
-        call = T.FitCall(photo=photo, out_dir=_asset_dir(photo), texture_size=int(context.scene.facedet3d.texture_size))
-        resolution = 256
-        client = preferences.backend_client(context)
-
-        def work(progress, cancelled):
-            progress("fitting the photo")
-            face = client.fit(call)
-            if cancelled():
-                return None
-            progress("predicting details")
-            req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, resolution)
-            return face, client.detail(req).maps[0]
-
-        return work
-
-    def _apply(self, context, result):
-        from . import build
-
-        face, detail = result
-        try:
-            obj, _ = build.build_face(context, face, detail)
-        except Exception as exc:  # noqa: BLE001 - nothing is left half-built
-            self.report({"ERROR"}, f"Could not build the face: {exc}")
-            return {"CANCELLED"}
-        context.scene.facedet3d.photo = self.filepath
-        obj.facedet3d.photo = bpy.path.abspath(self.filepath)  # the neural pass fits on it
-        note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
-        self.report({"INFO"}, f"Imported {obj.name}{note}")
-        return {"FINISHED"}
-
     def execute(self, context):
         if not self.filepath:
             self.report({"ERROR"}, "Choose a photo of a face first")
             return {"CANCELLED"}
-        if not os.path.isfile(bpy.path.abspath(self.filepath)):
+        photo = bpy.path.abspath(self.filepath)
+        if not os.path.isfile(photo):
             self.report({"ERROR"}, f"No such photo: {self.filepath}")
             return {"CANCELLED"}
         try:
-            work = self._work(context)
-        except Exception as exc:  # noqa: BLE001 - backend unavailable
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return self.run_job(context, "Import Photo", work)
+            asset_dir = _asset_dir(photo, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        factory = preferences.client_factory(context)
+        size, path = int(context.scene.facedet3d.texture_size), self.filepath
+        return self.run_task(context, "Import Photo", lambda task: import_steps(path, photo, asset_dir, size, factory, task))
 
 
 class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
@@ -155,19 +170,19 @@ class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
         try:
-            client = preferences.backend_client(context)
             folder, photo = neural.asset_dir(obj), neural.photo_path(obj)
-        except Exception as exc:  # noqa: BLE001 - backend unavailable, no asset folder
+        except Exception as exc:  # noqa: BLE001 - no asset folder
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._name = obj.name
-        return self.run_job(context, "Fit Neural Pass",
-                            lambda progress, cancelled: neural.fit(client, folder, photo, progress=progress))
+        factory, name = preferences.client_factory(context), obj.name
 
-    def _apply(self, context, info):
-        self.report({"INFO"}, f"Neural pass of {self._name} ready: input view PSNR {info.psnr_db:.1f} dB, "
-                              f"SSIM {info.ssim:.3f}")
-        return {"FINISHED"}
+        def steps(task):
+            client = yield Background("starting the backend", factory)
+            info = yield Background("fitting the neural pass (minutes on a CPU)",
+                                    lambda: neural.fit(client, folder, photo))
+            return f"Neural pass of {name} ready: input view PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}"
+
+        return self.run_task(context, "Fit Neural Pass", steps)
 
 
 class FACEDET3D_OT_cancel(bpy.types.Operator):
@@ -182,24 +197,31 @@ class FACEDET3D_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_backend_status(bpy.types.Operator):
+def status_steps(factory):
+    """Check Backend's steps: start/connect in a worker, then show the answer."""
+    from . import client as client_mod
+
+    try:
+        client = yield Background("starting the backend", factory)
+        st = yield Background("asking the backend", client.status)
+    except client_mod.BackendError as exc:
+        bpy.context.scene.facedet3d.status = f"unavailable: {exc}"
+        raise
+    bpy.context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
+    return None
+
+
+class FACEDET3D_OT_backend_status(_JobOperator, bpy.types.Operator):
     """Check the backend and show whether the detail network is available"""
 
     bl_idname = "facedet3d.backend_status"
     bl_label = "Check Backend"
 
     def execute(self, context):
-        try:
-            st = preferences.backend_client(context).status()
-        except Exception as exc:  # noqa: BLE001
-            context.scene.facedet3d.status = f"unavailable: {exc}"
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
-        return {"FINISHED"}
+        return self.run_task(context, "Check Backend", status_steps(preferences.client_factory(context)))
 
 
-class FACEDET3D_OT_apply_preset(bpy.types.Operator):
+class FACEDET3D_OT_apply_preset(_JobOperator, bpy.types.Operator):
     """Set the AUs of the face to an EMFACS emotion preset"""
 
     bl_idname = "facedet3d.apply_preset"
@@ -215,21 +237,22 @@ class FACEDET3D_OT_apply_preset(bpy.types.Operator):
         if obj is None:
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
-        name = self.preset or context.scene.facedet3d.preset
-        try:
-            presets = preferences.backend_client(context).status().presets
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if name not in presets:
-            self.report({"ERROR"}, f"Unknown preset {name!r}; choose from {', '.join(presets)}")
-            return {"CANCELLED"}
-        build.set_aus(obj, np.asarray(presets[name], np.float32))
-        live.request_update(obj)
-        return {"FINISHED"}
+        name, factory, obj_name = self.preset or context.scene.facedet3d.preset, preferences.client_factory(context), obj.name
+
+        def steps(task):
+            client = yield Background("starting the backend", factory)
+            presets = (yield Background("asking the backend", client.status)).presets
+            if name not in presets:
+                raise ValueError(f"Unknown preset {name!r}; choose from {', '.join(presets)}")
+            face = bpy.data.objects.get(obj_name)
+            build.set_aus(face, np.asarray(presets[name], np.float32))
+            live.request_update(face)
+            return None
+
+        return self.run_task(context, "Apply Preset", steps)
 
 
-class FACEDET3D_OT_bake(bpy.types.Operator):
+class FACEDET3D_OT_bake(_JobOperator, bpy.types.Operator):
     """Predict the detail map of every frame, smooth it over time and save it as an image sequence"""
 
     bl_idname = "facedet3d.bake_details"
@@ -237,6 +260,10 @@ class FACEDET3D_OT_bake(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE"})
+    keyframe_shape_keys: bpy.props.BoolProperty(
+        name="Key shape keys (plays without the add-on)", default=False,
+        description="Also key every shape key at every frame and mute the AU drivers, so the .blend "
+                    "plays on a render farm or a Blender without FaceDet3D (Clear Bake undoes it)")
 
     def execute(self, context):
         from . import bake
@@ -245,17 +272,21 @@ class FACEDET3D_OT_bake(bpy.types.Operator):
         if obj is None:
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
-        folder = self.directory or (bpy.path.abspath(f"//{bpy.path.clean_name(obj.name)}_details")
-                                    if bpy.data.filepath else os.path.join(tempfile.gettempdir(), f"facedet3d_{uuid.uuid4().hex[:6]}"))
         try:
-            live.flush()
-            paths = bake.bake_details(context, obj, preferences.backend_client(context), bpy.path.abspath(folder),
-                                      progress=lambda m: print(f"FaceDet3D bake: {m}", flush=True))
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Bake failed: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Baked {len(paths)} detail maps into {folder}")
-        return {"FINISHED"}
+            folder = preferences.resolve(self.directory or f"//{bpy.path.clean_name(obj.name)}_details", context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        factory, name, keys = preferences.client_factory(context), obj.name, self.keyframe_shape_keys
+
+        def steps(task):
+            if live.busy():
+                yield Background("finishing live details", live.wait_all)
+            live.apply_ready()
+            face = bpy.data.objects[name]
+            paths = yield from bake.bake_steps(bpy.context, face, factory, folder, keyframe_shape_keys=keys, task=task)
+            return f"Baked {len(paths)} detail maps into {folder}" + (" and keyed the shape keys" if keys else "")
+
+        return self.run_task(context, "Bake Details", steps)
 
 
 class FACEDET3D_OT_clear_bake(bpy.types.Operator):
@@ -277,11 +308,15 @@ class FACEDET3D_OT_clear_bake(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_render(bpy.types.Operator):
-    """Render the frame range to PNG frames (and Cycles passes as multilayer EXR)"""
+class FACEDET3D_OT_render(_JobOperator, bpy.types.Operator):
+    """Render the frame range to PNG frames (and Cycles passes as multilayer EXR); Esc stops between frames"""
 
     bl_idname = "facedet3d.render"
     bl_label = "Render Frames"
+
+    samples: bpy.props.IntProperty(name="Samples", min=0, default=0, options={"SKIP_SAVE"},
+                                   description="0: a fast default (Cycles 64 adaptive + denoised, Eevee 32), "
+                                               "not the scene's own (Cycles 4096)")
 
     def execute(self, context):
         from . import render
@@ -292,29 +327,40 @@ class FACEDET3D_OT_render(bpy.types.Operator):
             self.report({"ERROR"}, "The neural pass needs a FaceDet3D face; use Import Photo first")
             return {"CANCELLED"}
         try:
-            if obj is not None:
+            out_dir = preferences.resolve(s.output_dir, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        if obj is not None:
+            from . import neural
+
+            try:
+                folder = neural.asset_dir(obj)  # fail before anything renders
+            except Exception as exc:  # noqa: BLE001
+                self.report({"ERROR"}, f"Render failed: {exc}")
+                return {"CANCELLED"}
+            if not bpy.app.background and not neural.is_fitted(folder):
+                self.report({"ERROR"}, "The neural pass is not fitted yet: use Fit Neural Pass first "
+                                       "(it runs in the background)")
+                return {"CANCELLED"}
+        render.configure(context.scene, s.engine, self.samples or None, s.passes)
+        factory, name, passes = preferences.client_factory(context), obj.name if obj else "", s.passes
+
+        def steps(task):
+            out = yield from render.render_steps(bpy.context, out_dir, passes=passes)
+            extra = ""
+            if name:
                 from . import neural
 
-                folder = neural.asset_dir(obj)  # fail before anything renders
-                if not bpy.app.background and not neural.is_fitted(folder):
-                    self.report({"ERROR"}, "The neural pass is not fitted yet: use Fit Neural Pass first "
-                                           "(it runs in the background)")
-                    return {"CANCELLED"}
-            out_dir = bpy.path.abspath(s.output_dir)
-            render.configure(context.scene, s.engine, context.scene.eevee.taa_render_samples
-                             if s.engine != "CYCLES" else context.scene.cycles.samples, s.passes)
-            out = render.render_frames(context, out_dir, passes=s.passes)
-            if obj is not None:
-                neural.render_frames(context, obj, preferences.backend_client(context), out_dir)
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Render failed: {exc}")
-            return {"CANCELLED"}
-        extra = " (and neural/, neural_proxy/)" if obj is not None else ""
-        self.report({"INFO"}, f"Rendered {len(out['frames'])} frames into {s.output_dir}{extra}")
-        return {"FINISHED"}
+                client = yield Background("starting the backend", factory)
+                yield "neural frames"
+                neural.render_frames(bpy.context, bpy.data.objects[name], client, out_dir)
+                extra = " (and neural/, neural_proxy/)"
+            return f"Rendered {len(out['frames'])} frames into {out_dir}{extra} ({out['s_per_frame']:.1f} s/frame)"
+
+        return self.run_task(context, "Render Frames", steps)
 
 
-class FACEDET3D_OT_export(bpy.types.Operator):
+class FACEDET3D_OT_export(_JobOperator, bpy.types.Operator):
     """Export the face with shape keys and AU animation (FBX or glTF)"""
 
     bl_idname = "facedet3d.export"
@@ -334,13 +380,19 @@ class FACEDET3D_OT_export(bpy.types.Operator):
         if self.format == "GLTF" and path.lower().endswith(".fbx"):
             path = path[:-4] + ".glb"
         try:
-            live.flush()
-            written = export.export_face(context, obj, path, self.format)
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Export failed: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Exported {written}")
-        return {"FINISHED"}
+            path = preferences.resolve(path, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        name, fmt = obj.name, self.format
+
+        def steps(task):
+            if live.busy():
+                yield Background("finishing live details", live.wait_all)
+            live.apply_ready()
+            written = yield from export.export_steps(bpy.context, bpy.data.objects[name], path, fmt)
+            return f"Exported {written}"
+
+        return self.run_task(context, "Export Face", steps)
 
 
 classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
