@@ -29,6 +29,16 @@ DEFAULT_SAMPLES = {"CYCLES": 64, "EEVEE": 32}
 ADAPTIVE_THRESHOLD = 0.03  # Cycles' noise level at which a pixel stops sampling
 
 
+def has_oidn() -> bool:
+    """Cycles was built with OpenImageDenoise (Debian's Blender 3.4 was not)."""
+    try:
+        import _cycles
+
+        return bool(getattr(_cycles, "with_openimagedenoise", False))
+    except ImportError:
+        return False
+
+
 def configure(scene, engine: str = "eevee", samples: int | None = None, passes: bool = False,
               denoise: bool = True) -> None:
     """Engine, samples (None: ``DEFAULT_SAMPLES``), Cycles adaptive sampling and the
@@ -42,8 +52,7 @@ def configure(scene, engine: str = "eevee", samples: int | None = None, passes: 
         scene.cycles.samples = max(1, samples or DEFAULT_SAMPLES["CYCLES"])
         scene.cycles.use_adaptive_sampling = True
         scene.cycles.adaptive_threshold = ADAPTIVE_THRESHOLD
-        oidn = bool(getattr(bpy.app.build_options, "openimagedenoise", False))
-        scene.cycles.use_denoising = denoise and oidn
+        scene.cycles.use_denoising = denoise and has_oidn()
         if scene.cycles.use_denoising:
             scene.cycles.denoiser = "OPENIMAGEDENOISE"
     else:
