@@ -20,10 +20,37 @@ import threading
 import urllib.error
 import urllib.request
 
-try:  # the backend's own types when it is importable, else the copy shipped in the zip
-    from facedet3d.api import types as T
-except ImportError:  # pragma: no cover - Blender without the backend on sys.path
-    from . import _api_types as T  # type: ignore[no-redef]
+def _load_types():
+    """The backend's own types when it is importable, else the copy shipped in the zip
+    (``_api_types.py``), else, running from the repository's ``addon/`` folder in a Blender
+    without the backend, the repository's ``backend/facedet3d/api/types.py`` (stdlib + numpy)."""
+    try:
+        from facedet3d.api import types
+        return types
+    except ImportError:
+        pass
+    try:
+        from . import _api_types
+        return _api_types
+    except ImportError:
+        pass
+    import importlib.util
+    import os
+    import sys
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend", "facedet3d", "api",
+                        "types.py")
+    if not os.path.isfile(path):
+        raise ImportError("FaceDet3D: the API types are missing (_api_types.py is not in the add-on); "
+                          "rebuild the add-on with build_addon.py") from None
+    spec = importlib.util.spec_from_file_location(f"{__package__}._api_types", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+T = _load_types()
 
 TOKEN_HEADER = "X-FaceDet3D-Token"
 MAX_RESPONSE_BYTES = 2 * 1024**3
@@ -112,7 +139,9 @@ class HttpClient:
             raise BackendError(f"malformed backend answer: {exc}") from None
 
     def status(self) -> T.BackendStatus:
-        return self._request("/status", None, T.BackendStatus)
+        st = self._request("/status", None, T.BackendStatus)
+        check_version(getattr(st, "api_version", None))
+        return st
 
     def fit(self, call: T.FitCall) -> T.FaceData:
         return self._request("/fit", call, T.FaceData)
@@ -157,7 +186,19 @@ def start_server(python: str, timeout_s: float = START_TIMEOUT_S) -> HttpClient:
         why = err[-1] if err else "no answer"
         raise BackendUnavailable(f"the backend server did not start with {python!r} ({why}); "
                                  "is facedet3d installed for that Python?")
+    try:
+        check_version(info.get("facedet3d_server"))
+    except BackendError:
+        proc.kill()
+        raise
     return HttpClient(info["port"], info["token"], proc)
+
+
+def check_version(got) -> None:
+    """Refuse a backend of another API version, with a one-line reason."""
+    if got != T.API_VERSION:
+        raise BackendUnavailable(f"the backend speaks API version {got}, this add-on needs {T.API_VERSION}: "
+                                 "install the matching facedet3d backend (preferences > Set Up Backend)")
 
 
 _lock = threading.Lock()
@@ -179,6 +220,7 @@ def get_client(mode: str = "AUTO", python: str = "", port: int = 0, token: str =
             if not port or not token:
                 raise BackendUnavailable("set the backend server's port and token in the add-on preferences")
             client = HttpClient(port, token)
+            client.status()  # reachable, and the same API version
         elif mode == "AUTO" and in_process_available():
             client = InProcessClient()
         elif python:
