@@ -46,8 +46,6 @@ def load_addon():
     name = "facedet3d_addon"
     pkg = installed_package() if name not in sys.modules else None
     if pkg is not None:
-        import importlib
-
         for sub in _SUBMODULES:
             importlib.import_module(f"{pkg.__name__}.{sub}")
         for full, m in list(sys.modules.items()):
@@ -261,5 +259,16 @@ def main(argv=None) -> int:
         return 1
 
 
+def _exit(code: int) -> None:
+    """Exit; the bpy 4.2 *module* crashes in interpreter teardown once a property with an
+    update callback was registered (a Blender binary exits cleanly), so skip the teardown."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not bpy.app.binary_path and bpy.app.version < (4, 3, 0):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
