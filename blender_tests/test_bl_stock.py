@@ -80,15 +80,18 @@ def test_stock_blender_session(version, built, backend_python, tmp_path):
     assert out["fbx_bytes"] > 100_000
 
 
-def test_stock_headless_batch_from_the_repository(backend_python, tmp_path):
+@pytest.mark.parametrize("version", ["5.0", "4.2", "4.5"])
+def test_stock_headless_batch_from_the_repository(version, backend_python, tmp_path):
     out = tmp_path / "job"
-    cmd = stock_python("5.0", tmp_path) + [str(ROOT / "addon" / "batch.py"), "--", str(PHOTO), "--frames", "2",
+    cmd = stock_python(version, tmp_path) + [str(ROOT / "addon" / "batch.py"), "--", str(PHOTO), "--frames", "2",
                                            "--engine", "cycles", "--resolution", "64", "--samples", "4", "--fbx",
                                            "--backend-python", backend_python, "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=_env(tmp_path))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["0001.png", "0002.png"]
     assert (out / "face.fbx").is_file() and (out / "scene.blend").is_file()
+    if version != "5.0":
+        return
     # without a backend it says how to name one, in one line
     res = subprocess.run(stock_python("5.0", tmp_path) + [str(ROOT / "addon" / "batch.py"), "--", str(PHOTO),
                                                           "-o", str(tmp_path / "none")],

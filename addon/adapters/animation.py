@@ -32,7 +32,12 @@ def set_keys(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, in
              group: str = "FaceDet3D", interpolation: str = "BEZIER"):
     fc = fcurves.find(data_path, index=index)
     if fc is None:
-        fc = fcurves.new(data_path, index=index, group_name=group) if group else fcurves.new(data_path, index=index)
+        if not group:
+            fc = fcurves.new(data_path, index=index)
+        elif hasattr(fcurves, "ensure"):  # a 4.4+ channelbag: group_name
+            fc = fcurves.new(data_path, index=index, group_name=group)
+        else:  # 4.2/4.3 Action.fcurves: action_group
+            fc = fcurves.new(data_path, index=index, action_group=group)
     else:
         fc.keyframe_points.clear()
     fc.keyframe_points.add(len(frames))
