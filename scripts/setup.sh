@@ -22,7 +22,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing dependencies into .venv (torch is large: a few minutes the first time)"
   "$VPY" -m pip install -q --upgrade pip -c constraints.txt
   "$VPY" -m pip install -q -c constraints.txt -r requirements.txt
-  "$VPY" -m pip install -q --no-deps facenet-pytorch==2.6.0
   "$VPY" -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
