@@ -76,6 +76,10 @@ class Task:
         """A worker is computing (the UI stays responsive meanwhile)."""
         return self._thread is not None
 
+    def report(self, message: str, fraction: float | None = None) -> None:
+        """Progress from a worker's callback (plain attribute writes; the timer reads them)."""
+        self._progress(message, fraction)
+
     def _progress(self, message: str, fraction: float | None = None) -> None:
         self.message = f"{self.name}: {message}"
         if fraction is not None:
@@ -150,6 +154,64 @@ class Task:
         while not self.tick(budget_s=3600.0):
             time.sleep(poll_s)
         return self
+
+
+class TaskOperator:
+    """Mixin for operators that run a ``jobs.Task``: ``run_task`` starts it (modal with a
+    timer in the UI, inline under --background); the steps' return value is reported."""
+
+    _task = None
+    _timer = None
+
+    def run_task(self, context, name: str, steps):
+        task = Task(name, steps).start()
+        if bpy.app.background or context.window is None:
+            task.run_blocking()
+            return self._finish(task)
+        self._task = task
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, task):
+        if task.state == "cancelled":
+            self.report({"WARNING"}, f"{task.name} cancelled")
+            return {"CANCELLED"}
+        if task.state == "failed":
+            self.report({"ERROR"}, task.error)
+            return {"CANCELLED"}
+        if task.result:
+            self.report({"INFO"}, str(task.result))
+        return {"FINISHED"}
+
+    def modal(self, context, event):
+        task = self._task
+        if event.type == "ESC" and event.value == "PRESS":
+            task.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = task.tick()
+        wm = context.window_manager
+        wm.progress_update(int(100 * task.fraction))
+        status_text(context, task.message + ("  (cancelling)" if task.cancelled() else "  (Esc to cancel)"))
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+        if not done:
+            return {"RUNNING_MODAL"}
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        status_text(context, None)
+        return self._finish(task)
+
+    def needs_save(self, context, exc) -> set:
+        """No .blend and no folder for unsaved files: say so and open Save As (UI)."""
+        self.report({"ERROR"}, str(exc))
+        if not bpy.app.background and context.window is not None:
+            bpy.ops.wm.save_as_mainfile("INVOKE_DEFAULT")
+        return {"CANCELLED"}
 
 
 def active() -> list[Task]:

@@ -31,62 +31,7 @@ def _asset_dir(photo: str, context=None) -> str:
     return preferences.resolve(f"//facedet3d_assets/{stem}-{uuid.uuid4().hex[:6]}", context)
 
 
-class _JobOperator:
-    """Mixin for operators that run a ``jobs.Task``: ``run_task`` starts it (modal with a
-    timer in the UI, inline under --background); the steps' return value is reported."""
-
-    _task = None
-    _timer = None
-
-    def run_task(self, context, name: str, steps):
-        task = jobs.Task(name, steps).start()
-        if bpy.app.background or context.window is None:
-            task.run_blocking()
-            return self._finish(task)
-        self._task = task
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.05, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 100)
-        return {"RUNNING_MODAL"}
-
-    def _finish(self, task):
-        if task.state == "cancelled":
-            self.report({"WARNING"}, f"{task.name} cancelled")
-            return {"CANCELLED"}
-        if task.state == "failed":
-            self.report({"ERROR"}, task.error)
-            return {"CANCELLED"}
-        if task.result:
-            self.report({"INFO"}, str(task.result))
-        return {"FINISHED"}
-
-    def modal(self, context, event):
-        task = self._task
-        if event.type == "ESC" and event.value == "PRESS":
-            task.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        done = task.tick()
-        wm = context.window_manager
-        wm.progress_update(int(100 * task.fraction))
-        jobs.status_text(context, task.message + ("  (cancelling)" if task.cancelled() else "  (Esc to cancel)"))
-        for area in context.screen.areas if context.screen else ():
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
-        if not done:
-            return {"RUNNING_MODAL"}
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        jobs.status_text(context, None)
-        return self._finish(task)
-
-    def needs_save(self, context, exc) -> set:
-        """No .blend and no folder for unsaved files: say so and open Save As (UI)."""
-        self.report({"ERROR"}, str(exc))
-        if not bpy.app.background and context.window is not None:
-            bpy.ops.wm.save_as_mainfile("INVOKE_DEFAULT")
-        return {"CANCELLED"}
+_JobOperator = jobs.TaskOperator
 
 
 def _default_range(scene) -> bool:
@@ -395,5 +340,7 @@ class FACEDET3D_OT_export(_JobOperator, bpy.types.Operator):
         return self.run_task(context, "Export Face", steps)
 
 
-classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
+from .setup_backend import FACEDET3D_OT_setup_backend  # noqa: E402 - registered with the others
+
+classes = (FACEDET3D_OT_setup_backend, FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
            FACEDET3D_OT_apply_preset, FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)

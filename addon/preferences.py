@@ -24,6 +24,18 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
                                        description="Port of a running 'facedet3d serve' on 127.0.0.1")
     server_token: bpy.props.StringProperty(name="Token", subtype="PASSWORD",
                                            description="The token printed by 'facedet3d serve'")
+    setup_python: bpy.props.StringProperty(
+        name="Python 3.10-3.12", subtype="FILE_PATH",
+        description="Python to build the backend's environment from (empty: the newest 3.10-3.12 found)")
+    setup_torch: bpy.props.EnumProperty(
+        name="Torch", items=(("CPU", "CPU", "CPU-only torch (smaller download)"),
+                             ("CUDA", "CUDA", "the package index's torch with CUDA (NVIDIA GPUs)")), default="CPU")
+    setup_venv: bpy.props.StringProperty(
+        name="Environment folder", subtype="DIR_PATH",
+        description="Where Set Up Backend creates the environment (empty: the extension's user folder)")
+    setup_wheel: bpy.props.StringProperty(
+        name="Backend wheel", subtype="FILE_PATH",
+        description="A facedet3d-*.whl to install instead of the one inside the add-on")
     output_folder: bpy.props.StringProperty(
         name="Folder for unsaved files", subtype="DIR_PATH",
         description="Where face files, bakes, renders and exports go while the .blend is not saved yet "
@@ -38,8 +50,9 @@ class FACEDET3D_AP_preferences(bpy.types.AddonPreferences):
             col.prop(self, "server_port")
             col.prop(self, "server_token")
         col.prop(self, "output_folder")
-        if hasattr(self, "draw_setup"):
-            self.draw_setup(context)
+        from . import setup_backend
+
+        setup_backend.draw(self, self.layout)
 
 
 def get(context=None):
