@@ -80,7 +80,7 @@ def test_stock_blender_session(version, built, backend_python, tmp_path):
     assert out["fbx_bytes"] > 100_000
 
 
-@pytest.mark.parametrize("version", ["5.0", "4.2", "4.5"])
+@pytest.mark.parametrize("version", ["5.0", "4.2"])  # 4.5 shares 4.4+'s animation API with 5.0
 def test_stock_headless_batch_from_the_repository(version, backend_python, tmp_path):
     out = tmp_path / "job"
     cmd = stock_python(version, tmp_path) + [str(ROOT / "addon" / "batch.py"), "--", str(PHOTO), "--frames", "2",

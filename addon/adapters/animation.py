@@ -24,7 +24,12 @@ def _fcurves(id_data, action_name: str):
     if ad.action_slot is None:
         slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
         ad.action_slot = slot
-    bag = anim_utils.action_ensure_channelbag_for_slot(action, ad.action_slot)
+    if hasattr(anim_utils, "action_ensure_channelbag_for_slot"):  # 5.0
+        bag = anim_utils.action_ensure_channelbag_for_slot(action, ad.action_slot)
+    else:  # 4.4/4.5: the same through the layered-action API
+        layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
+        strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
+        bag = strip.channelbag(ad.action_slot, ensure=True)
     return bag.fcurves, action
 
 
