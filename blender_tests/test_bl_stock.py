@@ -97,3 +97,14 @@ def test_stock_headless_batch_from_the_repository(version, backend_python, tmp_p
                                                           "-o", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=200, env=_env(tmp_path))
     assert res.returncode == 1 and "--backend-python" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_render_with_a_blender_binary_passes_its_own_python():
+    """``facedet3d render --blender PATH``: that Blender's Python has no backend, so the batch
+    job is told to start the server with this interpreter (what the stock batch test runs)."""
+    from facedet3d.cli import render as cli_render
+
+    cmd = cli_render.command(Path("/x/batch.py"), ["photo.jpg", "-o", "out"], "/opt/blender/blender")
+    assert cmd[:2] == ["/opt/blender/blender", "--background"] and cmd[-2:] == ["--backend-python", sys.executable]
+    assert cmd[cmd.index("--") + 1:-2] == ["photo.jpg", "-o", "out"]
+    assert "--backend-python" not in cli_render.command(Path("/x/batch.py"), ["p"], None)  # in-process
