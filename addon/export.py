@@ -27,6 +27,7 @@ def _export_copy(context, obj, frames, values, names, shift: int = 0):
     copy = obj.copy()
     copy.data = obj.data.copy()
     copy.animation_data_clear()
+    copy.modifiers.clear()  # not exported (use_mesh_modifiers=False); the exporter's frame stepping skips them
     scene.collection.objects.link(copy)
     key = copy.data.shape_keys
     for kb in key.key_blocks[1:]:
@@ -74,7 +75,7 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
             for t, f in enumerate(frames):
                 scene.frame_set(f)
                 values[t] = [kb.value for kb in key.key_blocks[1:]]
-                if t % 10 == 9:
+                if t % 4 == 3:
                     yield (f"sampling frame {f}", 0.5 * (t + 1) / len(frames))
     finally:
         with live.quiet():
@@ -85,10 +86,12 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
     active = context.view_layer.objects.active
     copy = _export_copy(context, obj, frames, values, names, shift)
     start, end = scene.frame_start, scene.frame_end
+    was_hidden = obj.hide_viewport
     quiet = live.quiet()  # the exporter steps through frames: no live requests meanwhile
     quiet.__enter__()
     try:
         obj.name = name + " (exporting)"
+        obj.hide_viewport = True  # out of the depsgraph while the exporter steps through the frames
         copy.name = name
         for o in context.view_layer.objects:
             o.select_set(False)
@@ -111,6 +114,7 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
         scene.frame_start, scene.frame_end = start, end
         copy.select_set(False)
         _cleanup(copy)
+        obj.hide_viewport = was_hidden
         obj.name = name
         for n in sel:
             if n in context.view_layer.objects:

@@ -60,10 +60,16 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
     hidden = render.clear_view(context, obj, cam)
     if _default_range(context.scene):
         context.scene.frame_start, context.scene.frame_end = 1, IMPORT_FRAMES
+    gl = "" if bpy.app.background else render.gl_renderer()
+    if gl and context.scene.facedet3d.engine == "BLENDER_EEVEE" and render.fast_engine(gl) == "CYCLES":
+        context.scene.facedet3d.engine = "CYCLES"
+        engine_note = f"; Render Frames uses Cycles (OpenGL here is software: {gl})"
+    else:
+        engine_note = ""
     note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
     if hidden:
         note += f"; hid {', '.join(hidden)} (it blocked the camera)"
-    return f"Imported {obj.name}{note}"
+    return f"Imported {obj.name}{note}{engine_note}"
 
 
 class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):

@@ -90,6 +90,15 @@ scene.frame_end = 4
 with step("export FBX (4 frames)"):
     assert bpy.ops.facedet3d.export() == {"FINISHED"}
 out["fbx_bytes"] = os.path.getsize(os.path.join(WORK, "face.fbx"))
+if os.environ.get("STOCK_BATCH"):  # the headless batch from the installed extension, backend from the preferences
+    import runpy
+
+    batch = os.path.join(os.path.dirname(sys.modules[MOD].__file__), "batch.py")
+    sys.argv = [batch, "--", PHOTO, "--frames", "2", "--engine", "cycles", "--resolution", "64", "--samples", "4",
+                "-o", os.path.join(WORK, "batch")]
+    with step("headless batch from the extension (2 frames)"):
+        out["batch_rc"] = runpy.run_path(batch, run_name="facedet3d_batch")["main"]()
+    out["batch_frames"] = sorted(os.listdir(os.path.join(WORK, "batch", "frames")))
 sys.modules[f"{MOD}.client"].shutdown()
 print("STOCK " + json.dumps(out), flush=True)
 # The bpy 4.2 module crashes in interpreter teardown once any property with an update

@@ -110,6 +110,9 @@ def test_render_defaults_are_fast_not_the_scenes_4096(scene):
     assert scene.cycles.use_denoising == render.has_oidn() and render.has_oidn()
     render.configure(scene, "eevee")
     assert scene.eevee.taa_render_samples == render.DEFAULT_SAMPLES["EEVEE"]
+    assert render.fast_engine("llvmpipe (LLVM 19.1.7, 256 bits)") == "CYCLES"
+    assert render.fast_engine("NVIDIA GeForce RTX 4090/PCIe/SSE2") == "BLENDER_EEVEE"
+    assert render.gl_renderer() == "" or isinstance(render.gl_renderer(), str)
 
 
 def test_first_detail_request_starts_the_backend_off_the_main_thread(face, session_client):

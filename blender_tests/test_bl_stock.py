@@ -57,7 +57,8 @@ def stock_python(version: str, tmp: Path) -> list[str]:
 
 
 def _env(tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FACEDET3D_OUTPUT_DIR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "FACEDET3D_OUTPUT_DIR", "FACEDET3D_BACKEND_PYTHON")}
     env.update(BLENDER_USER_RESOURCES=str(tmp / "blender_user"), XDG_CACHE_HOME=os.environ.get(
         "XDG_CACHE_HOME", "/tmp/facedet3d_xdg_cache"))
     return env
@@ -67,7 +68,10 @@ def _env(tmp: Path) -> dict:
 def test_stock_blender_session(version, built, backend_python, tmp_path):
     cmd = stock_python(version, tmp_path) + [str(ROOT / "blender_tests" / "stock_session.py"), str(built),
                                              backend_python, str(PHOTO), str(tmp_path)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=_env(tmp_path))
+    env = _env(tmp_path)
+    if version == "4.5":  # also the headless batch run from the installed extension (preferences' backend)
+        env["STOCK_BATCH"] = "1"
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     line = next((ln for ln in res.stdout.splitlines() if ln.startswith("STOCK ")), None)
     assert res.returncode == 0 and line, (res.stdout[-3000:], res.stderr[-3000:])
     out = json.loads(line[6:])
@@ -78,6 +82,8 @@ def test_stock_blender_session(version, built, backend_python, tmp_path):
     assert out["baked"] == [f"detail_{i:04d}.exr" for i in range(1, 5)]
     assert out["render"]["centre"] > 0.2 and out["render"]["std"] > 0.05  # the face, not black
     assert out["fbx_bytes"] > 100_000
+    if version == "4.5":
+        assert out["batch_rc"] == 0 and out["batch_frames"] == ["0001.png", "0002.png"]
 
 
 @pytest.mark.parametrize("version", ["5.0", "4.2"])  # 4.5 shares 4.4+'s animation API with 5.0
