@@ -16,6 +16,7 @@ from .client import T
 from .jobs import Background
 
 IMPORT_FRAMES = 48  # Import Photo's frame range (2 s at 24 fps) when the scene has Blender's default one
+FACE_RENDER_PX = 512  # Import Photo's render size (square, framing the face)
 
 
 def face_object(context):
@@ -57,7 +58,12 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
         raise RuntimeError(f"Could not build the face: {exc}") from None
     context.scene.facedet3d.photo = filepath
     obj.facedet3d.photo = photo  # the neural pass fits on it
-    hidden = render.clear_view(context, obj, cam)
+    from .adapters import camera
+
+    # the first render shows the face, square, as the headless job's default --framing face
+    # (the photo's own camera stays in the scene)
+    face_cam = camera.frame_face(context.scene, cam, FACE_RENDER_PX)
+    hidden = render.clear_view(context, obj, face_cam)
     if _default_range(context.scene):
         context.scene.frame_start, context.scene.frame_end = 1, IMPORT_FRAMES
     gl = "" if bpy.app.background else render.gl_renderer()

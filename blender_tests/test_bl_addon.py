@@ -58,7 +58,8 @@ def test_import_photo_builds_the_face(scene, session_client):
     assert any(link.to_node.type == "BUMP" for link in obj.active_material.node_tree.links)
     cam = bpy.context.scene.camera
     assert cam is not None and cam.data.type == "ORTHO"
-    assert len(bpy.data.objects) == n_obj + 3  # face, camera, key light
+    assert len(bpy.data.objects) == n_obj + 4  # face, photo camera, face-framing camera (the scene's), key light
+    assert cam.name.endswith("(face)") and bpy.context.scene.render.resolution_x == 512
     # backend state is visible: no detail network -> "detail_input"
     assert s.detail_source in ("detp", "detail_input")
 
