@@ -139,3 +139,63 @@ def test_first_detail_request_starts_the_backend_off_the_main_thread(face, sessi
     assert started and fake.calls == 1
     np.testing.assert_allclose(mod("adapters.displacement").get_pixels(mod("adapters.displacement").image(face)),
                                FakeDetailClient.expected(mod("properties").au_vector(face), 256)[0], atol=1e-9)
+
+
+class _Layout:
+    """Records what a draw() puts in the UI (no window in the bpy module)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            self.log.append((name, args, kw))
+            return self if name in ("row", "column", "box", "split") else _Props()
+
+        return call
+
+
+class _Props:
+    def __setattr__(self, name, value):
+        pass
+
+
+def test_panel_and_preferences_draw_with_a_running_job(face, session_client, monkeypatch):
+    jobs = mod("jobs")
+    log = []
+    task = jobs.Task("Bake Details", (m for m in ["x"])).start()
+    try:
+        panel = type("P", (), {"layout": _Layout(log)})()
+        mod("panel").FACEDET3D_PT_face.draw(panel, bpy.context)
+        labels = [kw.get("text", "") for name, _, kw in log if name == "label"]
+        assert "Bake Details" in labels and any("go to" in t or "Save the .blend" in t for t in labels)
+        ops = [args[0] for name, args, _ in log if name == "operator"]
+        assert "facedet3d.cancel" in ops and ops.count("facedet3d.bake_details") == 2
+        prefs = type("Q", (), {"layout": _Layout(log), "backend_mode": "AUTO", "setup_venv": "", "setup_python": ""})()
+        mod("preferences").FACEDET3D_AP_preferences.draw(prefs, bpy.context)
+        assert "facedet3d.setup_backend" in [args[0] for name, args, _ in log if name == "operator"]
+    finally:
+        task.cancel()
+        task.tick()
+
+
+def test_check_backend_runs_as_a_task_and_shows_failures(scene, session_client):
+    assert bpy.ops.facedet3d.backend_status() == {"FINISHED"}
+    assert scene.facedet3d.status.startswith("in-process")
+    client_mod = mod("client")
+
+    class Down:
+        mode = "server"
+
+        def status(self):
+            raise client_mod.BackendUnavailable("backend server at http://127.0.0.1:9 is not reachable")
+
+        def close(self):
+            pass
+
+    use_client(Down())
+    import pytest
+
+    with pytest.raises(RuntimeError, match="not reachable"):
+        bpy.ops.facedet3d.backend_status()
+    assert scene.facedet3d.status.startswith("unavailable: backend server")

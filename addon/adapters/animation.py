@@ -33,16 +33,23 @@ def _fcurves(id_data, action_name: str):
     return bag.fcurves, action
 
 
+def _new_fcurve(fcurves, data_path: str, index: int, group: str):
+    """``fcurves.new`` with a group where the API takes one: 5.0 channelbags ``group_name``,
+    4.2/4.3 ``Action.fcurves`` ``action_group``, 4.4/4.5 channelbags none (the group is cosmetic)."""
+    if group:
+        for kw in ("group_name", "action_group"):
+            try:
+                return fcurves.new(data_path, index=index, **{kw: group})
+            except TypeError:
+                continue
+    return fcurves.new(data_path, index=index)
+
+
 def set_keys(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, index: int = 0,
              group: str = "FaceDet3D", interpolation: str = "BEZIER"):
     fc = fcurves.find(data_path, index=index)
     if fc is None:
-        if not group:
-            fc = fcurves.new(data_path, index=index)
-        elif hasattr(fcurves, "ensure"):  # a 4.4+ channelbag: group_name
-            fc = fcurves.new(data_path, index=index, group_name=group)
-        else:  # 4.2/4.3 Action.fcurves: action_group
-            fc = fcurves.new(data_path, index=index, action_group=group)
+        fc = _new_fcurve(fcurves, data_path, index, group)
     else:
         fc.keyframe_points.clear()
     fc.keyframe_points.add(len(frames))
