@@ -4,10 +4,11 @@ that ships inside the bpy module (no Blender binary needed).
     .venv/bin/python build_addon.py [-o dist]     -> dist/facedet3d-<version>.zip
                                                      dist/facedet3d-<version>-py3-none-any.whl
 
-The staged copy holds the add-on's Python files, its manifest, a copy of the backend's
-``api/types.py`` (as ``_api_types.py``, for a Blender that reaches the backend over the
-loopback server) and the backend wheel (``backend_wheel/``, what the preferences' Set Up
-Backend installs); no tests, caches or bytecode. The wheel is also written beside the zip
+The staged copy holds the add-on's Python files and its manifest (no tests, caches or
+bytecode), plus the backend's ``facedet3d/api/{types,expressions}.py`` in ``_api/``: the typed
+interface and the AU vocabulary are defined once, in the backend, and shipped with the add-on
+for a Blender whose Python has no backend; and the backend wheel (``backend_wheel/``, what the
+preferences' Set Up Backend installs). The wheel is also written beside the zip
 (``pip install facedet3d-<version>-py3-none-any.whl`` gives the ``facedet3d`` command).
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
+API_SRC = ROOT / "backend" / "facedet3d" / "api"
+API_FILES = ("types.py", "expressions.py")
 SKIP = ("__pycache__", ".pytest_cache", "tests", ".git")
 
 
@@ -59,7 +62,8 @@ def build_wheel(out_dir: Path) -> Path:
 def stage(dest: Path, wheel: Path | None = None) -> Path:
     src = dest / "facedet3d"
     shutil.copytree(ADDON, src, ignore=shutil.ignore_patterns(*SKIP, "*.pyc", "*.pyo", ".*"))
-    shutil.copy2(ROOT / "backend" / "facedet3d" / "api" / "types.py", src / "_api_types.py")
+    for name in API_FILES:  # the one definition, shipped inside the zip (see addon/_api/__init__.py)
+        shutil.copy2(API_SRC / name, src / "_api" / name)
     if wheel is not None:
         (src / WHEEL_DIR).mkdir()
         shutil.copy2(wheel, src / WHEEL_DIR / wheel.name)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import live
 from .adapters import displacement
-from .properties import au_vector
+from .properties import expression_row
 
 SEQ_PREFIX = "detail_"
 
@@ -43,19 +43,20 @@ def savgol_smooth(maps: np.ndarray, window: int = 7, order: int = 2) -> np.ndarr
 
 
 def frame_aus(scene, obj, frames) -> np.ndarray:
-    """(T,17) AU vectors of ``obj`` at each frame (animation evaluated, no live requests)."""
+    """(T,19) expression rows of ``obj`` at each frame (17 AUs + left/right side multipliers;
+    animation evaluated, no live requests)."""
     keep = scene.frame_current
     rows = []
     with live.quiet():
         for f in frames:
             scene.frame_set(int(f))
-            rows.append(au_vector(obj))
+            rows.append(expression_row(obj))
         scene.frame_set(keep)
     return np.asarray(rows, np.float32)
 
 
 def predict_frames(client, obj, aus: np.ndarray, size: int, batch: int = 8, progress=None) -> np.ndarray:
-    """(T,S,S) maps for (T,17) AU rows: unique rows only, ``batch`` per backend call."""
+    """(T,S,S) maps for (T,19) expression rows: unique rows only, ``batch`` per backend call."""
     return predict_rows(client, live.make_request(obj, aus[:1], size), aus, batch, progress)
 
 
@@ -96,14 +97,14 @@ def bake_steps(context, obj, client, folder: str, window: int = 7, order: int = 
     s = obj.facedet3d
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     n = len(frames)
-    base = live.make_request(obj, np.zeros((1, 17), np.float32), int(s.detail_resolution))
+    base = live.make_request(obj, None, int(s.detail_resolution))  # the rows are replaced per batch
     keep, rows = scene.frame_current, []
     try:
         for i in range(0, n, 4):  # 4 frames per step: a frame_set with shape keys + displace is 20-40 ms
             with live.quiet():
                 for f in frames[i:i + 4]:
                     scene.frame_set(f)
-                    rows.append(au_vector(obj))
+                    rows.append(expression_row(obj))
             yield (f"reading AUs {min(i + 4, n)}/{n}", 0.1 * min(i + 4, n) / n)
     finally:
         with live.quiet():

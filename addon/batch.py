@@ -80,6 +80,7 @@ def parse(argv):
     ap.add_argument("--neural-steps", type=int, default=0, help="neural pass fit steps (0 = default)")
     ap.add_argument("--framing", choices=("face", "photo"), default="face",
                     help="face: the photo's view cropped to the face, square; photo: the whole photo")
+    ap.add_argument("--drive", help="video, Live Link Face CSV or track JSON the face performs (--frames 0 = all)")
     ap.add_argument("--bench", action="store_true", help="print speed figures as JSON (PHOTO only)")
     ap.add_argument("--backend-python", metavar="PATH",
                     help="start the backend server with this Python (before $FACEDET3D_BACKEND_PYTHON, "
@@ -98,20 +99,28 @@ def say(msg: str) -> None:
     print(f"[facedet3d] {msg}", flush=True)
 
 
-def target_aus(args, presets) -> list[float]:
-    from facedet3d_addon.properties import AU_IDS  # noqa: PLC0415
+def target_aus(args):
+    """((17,) AUs, (left, right) sides) of --preset and --au, parsed and checked by the
+    backend's one vocabulary (out-of-range values clamped with a warning)."""
+    from facedet3d_addon._api.expressions import target_aus as parse_target  # noqa: PLC0415
 
-    vec = list(presets[args.preset]) if args.preset else [0.0] * len(AU_IDS)
-    for item in args.au:
-        num, _, val = item.partition("=")
-        au = int(num.strip().upper().removeprefix("AU"))
-        if au not in AU_IDS:
-            raise ValueError(f"AU{au} is not supported; supported AUs: {', '.join(map(str, AU_IDS))}")
-        v = float(val)
-        if v != v:
-            raise ValueError(f"AU{au} intensity is NaN")
-        vec[AU_IDS.index(au)] = min(max(v, 0.0), 1.0)
-    return vec
+    return parse_target(args.au, args.preset)
+
+
+def drive(ctx, obj, args) -> None:
+    """--drive: track the performance (``facedet3d track`` in a subprocess of this Python),
+    one scene frame per video frame at the video's rate, key the face (``animate``)."""
+    from facedet3d_addon import animate, live  # noqa: PLC0415
+
+    scene = ctx.scene
+    say(f"tracking {args.drive}")
+    track = animate.track_work(args.drive, sys.executable, frames=args.frames)(say, lambda: False)
+    fps = float(track["fps"])
+    scene.render.fps, scene.render.fps_base = max(1, round(fps)), max(1, round(fps)) / fps
+    with live.quiet():
+        info = animate.apply_track(ctx, obj, track, start=1.0, max_frames=args.frames)
+    scene.frame_start, scene.frame_end = 1, int(round(info["last"]))
+    say(f"driven by {os.path.basename(args.drive)}: {info['keyed_frames']} frames at {fps:g} fps")
 
 
 def prefs_settings():
@@ -172,9 +181,9 @@ def run(args) -> int:
         client_mod.set_client(client)  # live updates and the operators use this one too
         out = os.path.abspath(args.out)
         status = client.status()
-        if status.detail_source != "detp":
-            say(f"note: {status.message}")
-        tgt = target_aus(args, status.presets)
+        if status.detail_source != "detp":  # no silent stand-in for the wrinkles the job promises
+            raise RuntimeError(status.detail_error or status.message)
+        tgt, sides = target_aus(args)
         say(f"fitting {args.photo}")
         t0 = time.perf_counter()
         face = client.fit(client_mod.T.FitCall(photo=os.path.abspath(args.photo), out_dir=os.path.join(out, "asset")))
@@ -187,13 +196,17 @@ def run(args) -> int:
         if args.framing == "face":
             camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age
-        n = max(1, args.frames)
-        scene.frame_start, scene.frame_end = 1, n
-        start = np.zeros(17, np.float32) if args.from_neutral else np.asarray(face.photo_aus, np.float32)
-        ts = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
-        ease = ts * ts * (3 - 2 * ts)  # smoothstep in time
-        with live.quiet():
-            animation.keyframe_aus(obj, np.arange(1, n + 1), start[None] * (1 - ease) + np.asarray(tgt)[None] * ease)
+        if args.drive:
+            drive(ctx, obj, args)
+        else:
+            n = max(1, args.frames)
+            scene.frame_start, scene.frame_end = 1, n
+            start = np.zeros(17, np.float32) if args.from_neutral else np.asarray(face.photo_aus, np.float32)
+            ts = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+            ease = ts * ts * (3 - 2 * ts)  # smoothstep in time
+            with live.quiet():
+                animation.keyframe_aus(obj, np.arange(1, n + 1), start[None] * (1 - ease) + np.asarray(tgt)[None] * ease)
+                animation.keyframe_sides(obj, np.arange(1, n + 1), (1 - ease) + np.asarray(sides)[None] * ease)
         say(f"built {obj.name}: {len(obj.data.vertices)} vertices, {len(obj.data.shape_keys.key_blocks) - 1} shape keys")
         t0 = time.perf_counter()
         paths = bake.bake_details(ctx, obj, client, os.path.join(out, "details"), progress=say)

@@ -27,16 +27,21 @@ def _remove_new(before) -> None:
             coll.remove(coll[name])
 
 
-def set_aus(obj, aus, quiet: bool = True) -> None:
-    """Set the AU properties from a (17,) vector (without live requests when quiet)."""
+def set_aus(obj, aus, quiet: bool = True, sides=(1.0, 1.0)) -> None:
+    """Set the AU properties from a (17,) vector and the (left, right) side multipliers
+    (contempt: one side), without live requests when quiet."""
     vals = np.clip(np.asarray(aus, np.float64).reshape(-1), 0.0, 1.0)
-    if quiet:
-        with live.quiet():
-            for au, v in zip(AU_IDS, vals):
-                setattr(obj.facedet3d, au_prop(au), float(v))
-    else:
+
+    def assign():
         for au, v in zip(AU_IDS, vals):
             setattr(obj.facedet3d, au_prop(au), float(v))
+        obj.facedet3d.side_left, obj.facedet3d.side_right = (float(s) for s in sides)
+
+    if quiet:
+        with live.quiet():
+            assign()
+    else:
+        assign()
 
 
 def build_face(context, face, detail_map=None, name: str = "", resolution: int = 256,

@@ -20,37 +20,7 @@ import threading
 import urllib.error
 import urllib.request
 
-def _load_types():
-    """The backend's own types when it is importable, else the copy shipped in the zip
-    (``_api_types.py``), else, running from the repository's ``addon/`` folder in a Blender
-    without the backend, the repository's ``backend/facedet3d/api/types.py`` (stdlib + numpy)."""
-    try:
-        from facedet3d.api import types
-        return types
-    except ImportError:
-        pass
-    try:
-        from . import _api_types
-        return _api_types
-    except ImportError:
-        pass
-    import importlib.util
-    import os
-    import sys
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend", "facedet3d", "api",
-                        "types.py")
-    if not os.path.isfile(path):
-        raise ImportError("FaceDet3D: the API types are missing (_api_types.py is not in the add-on); "
-                          "rebuild the add-on with build_addon.py") from None
-    spec = importlib.util.spec_from_file_location(f"{__package__}._api_types", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-T = _load_types()
+from ._api import types as T  # generated copy of facedet3d/api/types.py (build_addon.py --sync)
 
 TOKEN_HEADER = "X-FaceDet3D-Token"
 MAX_RESPONSE_BYTES = 2 * 1024**3

@@ -39,6 +39,17 @@ def _export_copy(context, obj, frames, values, names, shift: int = 0):
     for k, name in enumerate(names):
         animation.set_keys(fcs, f'key_blocks["{name}"].value', fr, values[:, k], group="", interpolation="LINEAR")
     context.view_layer.update()
+    from .animate import copy_head_rotation  # head motion keyed by Animate from Video / --drive
+
+    with live.quiet():
+        moved = copy_head_rotation(scene, obj, copy, frames)
+    if moved and shift:  # the head's keys move with the shape keys' (FBX_FRAME_SHIFT)
+        fcs, _ = animation._fcurves(copy, f"{copy.name} head")
+        for i in range(3):
+            for kp in fcs.find("rotation_euler", index=i).keyframe_points:
+                kp.co.x += shift
+                kp.handle_left.x += shift
+                kp.handle_right.x += shift
     return copy
 
 

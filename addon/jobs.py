@@ -175,7 +175,18 @@ class TaskOperator:
         wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
 
+    def run_job(self, context, name: str, work):
+        """The older job API, as a task: ``work(progress, cancelled)`` runs in a worker and
+        ``self._apply(context, result)`` on the main thread (a None result means cancelled)."""
+        self._legacy = True
+        return self.run_task(context, name, lambda task: _legacy_steps(name, work, task))
+
     def _finish(self, task):
+        if task.state == "done" and getattr(self, "_legacy", False):
+            if task.result is None:
+                self.report({"WARNING"}, f"{task.name} cancelled")
+                return {"CANCELLED"}
+            return self._apply(bpy.context, task.result)
         if task.state == "cancelled":
             self.report({"WARNING"}, f"{task.name} cancelled")
             return {"CANCELLED"}
@@ -212,6 +223,10 @@ class TaskOperator:
         if not bpy.app.background and context.window is not None:
             bpy.ops.wm.save_as_mainfile("INVOKE_DEFAULT")
         return {"CANCELLED"}
+
+
+def _legacy_steps(name, work, task):
+    return (yield Background(name, lambda: work(lambda msg: task.report(msg), task.cancelled)))
 
 
 def active() -> list[Task]:

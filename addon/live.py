@@ -82,16 +82,20 @@ def updater(obj) -> DetailUpdater:
     return _updaters.setdefault(obj.session_uid, DetailUpdater())
 
 
-def make_request(obj, aus=None, size=None):
-    from .client import T
-    from .properties import au_vector
-
-    s = obj.facedet3d
+def make_request(obj, rows=None, size=None):
+    """DetailRequest for (T,19) expression rows (17 AUs + left/right side multipliers; (T,17)
+    rows mean both sides), default: the object's current expression."""
     import numpy as np
 
-    rows = np.asarray([au_vector(obj)] if aus is None else aus, np.float32).reshape(-1, 17)
-    return T.DetailRequest(subject_id=s.subject_id, asset_dir=bpy.path.abspath(s.asset_dir), target_aus=rows,
-                           age=float(s.age), size=int(size or s.detail_resolution))
+    from .client import T
+    from .properties import expression_row
+
+    s = obj.facedet3d
+    rows = np.asarray([expression_row(obj)] if rows is None else rows, np.float32)
+    rows = rows.reshape(len(rows), -1)
+    sides = rows[:, 17:19] if rows.shape[1] == 19 else None
+    return T.DetailRequest(subject_id=s.subject_id, asset_dir=bpy.path.abspath(s.asset_dir), target_aus=rows[:, :17],
+                           age=float(s.age), size=int(size or s.detail_resolution), sides=sides)
 
 
 def _live_target(obj) -> bool:
@@ -102,11 +106,11 @@ def _live_target(obj) -> bool:
 def request_update(obj, force: bool = False) -> bool:
     """Queue a detail prediction for the object's current AUs (no-op when unchanged)."""
     from . import preferences
-    from .properties import au_vector
+    from .properties import expression_row
 
     if not _live_target(obj):
         return False
-    key = (tuple(round(v, 6) for v in au_vector(obj)), obj.facedet3d.age, obj.facedet3d.detail_resolution)
+    key = (tuple(round(v, 6) for v in expression_row(obj)), obj.facedet3d.age, obj.facedet3d.detail_resolution)
     up = updater(obj)
     if not force and key == up.last_aus:
         return False

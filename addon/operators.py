@@ -9,9 +9,9 @@ import os
 import uuid
 
 import bpy
-import numpy as np
 
 from . import jobs, live, preferences
+from ._api import expressions as X
 from .client import T
 from .jobs import Background
 
@@ -48,8 +48,11 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
     if callable(client):  # starting a server takes seconds: in a worker
         client = yield Background("starting the backend", client, 0.02)
     face = yield Background("fitting the photo", lambda: client.fit(call), 0.05)
-    req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, 256)
-    detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
+    if face.detail_source == "detp":  # else said in the report and the panel: no wrinkles without DetP
+        req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, 256)
+        detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
+    else:
+        detail = face.detail
     yield ("building the face", 0.9)
     context = bpy.context
     try:
@@ -72,7 +75,8 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
         engine_note = f"; Render Frames uses Cycles (OpenGL here is software: {gl})"
     else:
         engine_note = ""
-    note = "" if face.detail_source == "detp" else " (no detail network: static photo detail)"
+    note = "" if face.detail_source == "detp" else " (detail network unavailable: the photo's own detail " \
+        "only, no expression wrinkles; see Backend status)"
     if hidden:
         note += f"; hid {', '.join(hidden)} (it blocked the camera)"
     return f"Imported {obj.name}{note}{engine_note}"
@@ -137,7 +141,12 @@ class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
             client = yield Background("starting the backend", factory)
             info = yield Background("fitting the neural pass (minutes on a CPU)",
                                     lambda: neural.fit(client, folder, photo))
-            return f"Neural pass of {name} ready: input view PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}"
+            line = (f"PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}; "
+                    + ("perceptual term used" if info.perceptual_used else (info.perceptual or "perceptual term off")))
+            face = bpy.data.objects.get(name)
+            if face is not None:
+                face.facedet3d.neural_status = line  # the panel shows it under the neural pass
+            return f"Neural pass of {name} ready: {line}"
 
         return self.run_task(context, "Fit Neural Pass", steps)
 
@@ -165,6 +174,7 @@ def status_steps(factory):
         bpy.context.scene.facedet3d.status = f"unavailable: {exc}"
         raise
     bpy.context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
+    bpy.context.scene.facedet3d.detail_error = st.detail_error
     return None
 
 
@@ -194,19 +204,13 @@ class FACEDET3D_OT_apply_preset(_JobOperator, bpy.types.Operator):
         if obj is None:
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
-        name, factory, obj_name = self.preset or context.scene.facedet3d.preset, preferences.client_factory(context), obj.name
-
-        def steps(task):
-            client = yield Background("starting the backend", factory)
-            presets = (yield Background("asking the backend", client.status)).presets
-            if name not in presets:
-                raise ValueError(f"Unknown preset {name!r}; choose from {', '.join(presets)}")
-            face = bpy.data.objects.get(obj_name)
-            build.set_aus(face, np.asarray(presets[name], np.float32))
-            live.request_update(face)
-            return None
-
-        return self.run_task(context, "Apply Preset", steps)
+        name = self.preset or context.scene.facedet3d.preset
+        if name not in X.PRESETS:
+            self.report({"ERROR"}, f"Unknown preset {name!r}; choose from {', '.join(X.PRESETS)}")
+            return {"CANCELLED"}
+        build.set_aus(obj, X.preset_aus(name), sides=X.preset_sides(name))
+        live.request_update(obj)
+        return {"FINISHED"}
 
 
 class FACEDET3D_OT_bake(_JobOperator, bpy.types.Operator):
@@ -356,3 +360,8 @@ from .setup_backend import FACEDET3D_OT_setup_backend  # noqa: E402 - registered
 
 classes = (FACEDET3D_OT_setup_backend, FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
            FACEDET3D_OT_apply_preset, FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)
+
+# Animate from Video lives in its own module (it subclasses _JobOperator defined above).
+from .animate import classes as _animate_classes  # noqa: E402
+
+classes = classes + _animate_classes

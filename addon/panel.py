@@ -37,12 +37,14 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         row = box.row()
         row.label(text="Backend: " + (ss.status or "not checked"), icon="PLUGIN")
         row.operator("facedet3d.backend_status", text="", icon="FILE_REFRESH")
+        if ss.detail_error:
+            box.label(text=ss.detail_error, icon="ERROR")
         obj = face_object(context)
         if obj is None:
             return
         s = obj.facedet3d
         if s.detail_source and s.detail_source != "detp":
-            box.label(text="No detail network: photo detail only", icon="ERROR")
+            box.label(text="Detail network unavailable: photo detail only, no expression wrinkles", icon="ERROR")
         if s.detail_error:
             box.label(text=s.detail_error, icon="ERROR")
         layout.label(text=obj.name, icon="MESH_DATA")
@@ -57,6 +59,7 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         col.prop(s, "detail_strength")
         col.prop(s, "detail_resolution")
         col.prop(s, "live_update")
+        layout.operator("facedet3d.animate_from_video", icon="SEQUENCE")
         row = layout.row(align=True)
         row.operator("facedet3d.bake_details", icon="RENDER_ANIMATION")
         row.operator("facedet3d.bake_details", text="", icon="KEYINGSET").keyframe_shape_keys = True  # for farms
@@ -68,6 +71,8 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(ss, "neural")
         row.operator("facedet3d.neural_fit", text="", icon="SHADERFX")
+        if s.neural_status:
+            layout.label(text=s.neural_status, icon="INFO")
         col.prop(ss, "output_dir")
         col.operator("facedet3d.render", icon="RENDER_STILL")
         col = layout.column(align=True)

@@ -7,13 +7,7 @@ can be keyframed and read by the shape-key drivers (``facedet3d.au12``).
 import bpy
 
 from . import live
-
-AU_IDS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
-AU_NAMES = {1: "Inner Brow Raiser", 2: "Outer Brow Raiser", 4: "Brow Lowerer", 5: "Upper Lid Raiser",
-            6: "Cheek Raiser", 7: "Lid Tightener", 9: "Nose Wrinkler", 10: "Upper Lip Raiser",
-            12: "Lip Corner Puller", 14: "Dimpler", 15: "Lip Corner Depressor", 17: "Chin Raiser",
-            20: "Lip Stretcher", 23: "Lip Tightener", 25: "Lips Part", 26: "Jaw Drop", 45: "Blink"}
-PRESETS = ("happy", "sad", "surprise", "fear", "anger", "disgust", "contempt")
+from ._api.expressions import AU_IDS, AU_NAMES, PRESETS  # the backend's vocabulary (generated copy)
 DETAIL_SIZES = (("256", "256", "DetP output, fastest"), ("1024", "1024", "one super-resolution pass"),
                 ("4096", "4096", "two super-resolution passes (slow)"))
 
@@ -40,6 +34,13 @@ def _face_annotations():
             name=f"AU{au}", description=f"AU{au} {AU_NAMES[au]} intensity (0..1)", min=0.0, max=1.0,
             default=0.0, options={"ANIMATABLE"}, update=_detail_changed)
     ann.update(
+        # (left, right) multipliers of the lateral shape keys: contempt moves one side only
+        side_left=bpy.props.FloatProperty(name="Left side", description="share of the face's left-side shape keys "
+                                          "that moves (1 = both sides; contempt sets the other side to 0)",
+                                          min=0.0, max=1.0, default=1.0, options={"ANIMATABLE"}, update=_detail_changed),
+        side_right=bpy.props.FloatProperty(name="Right side", description="share of the face's right-side shape keys "
+                                           "that moves", min=0.0, max=1.0, default=1.0, options={"ANIMATABLE"},
+                                           update=_detail_changed),
         is_face=bpy.props.BoolProperty(name="FaceDet3D face", default=False, options=set()),
         subject_id=bpy.props.StringProperty(name="Subject", options=set(), description="backend handle of the fitted face"),
         asset_dir=bpy.props.StringProperty(name="Face asset", subtype="DIR_PATH", options=set(),
@@ -56,6 +57,9 @@ def _face_annotations():
                                            description="predict the detail map whenever the AUs change"),
         detail_source=bpy.props.StringProperty(name="Detail source", options=set()),
         detail_error=bpy.props.StringProperty(name="Detail error", options=set()),
+        neural_status=bpy.props.StringProperty(name="Neural pass", options=set(),
+                                               description="the fitted neural pass: quality and whether the "
+                                                           "perceptual (VGG16) term trained it"),
         baked_dir=bpy.props.StringProperty(name="Baked details", subtype="DIR_PATH", options=set()),
         camera=bpy.props.PointerProperty(name="Photo camera", type=bpy.types.Object, options=set(),
                                          description="the camera that reproduces the photo's view"),
@@ -81,6 +85,8 @@ class FaceDet3DScene(bpy.types.PropertyGroup):
                                                "renderer (Cycles passes -> neural/, neural_proxy/); fits it first when needed")
     export_path: bpy.props.StringProperty(name="Export", subtype="FILE_PATH", default="//face.fbx")
     status: bpy.props.StringProperty(name="Status", options=set())
+    detail_error: bpy.props.StringProperty(name="Detail network", options=set(),
+                                           description="why the backend's detail network is unavailable (empty: ready)")
 
 
 classes = (FaceDet3DFace, FaceDet3DScene)
@@ -100,3 +106,10 @@ def au_vector(face_obj):
     """(17,) list of the object's current AU values, ``AU_IDS`` order."""
     s = face_obj.facedet3d
     return [getattr(s, au_prop(au)) for au in AU_IDS]
+
+
+def expression_row(face_obj):
+    """(19,) list: the 17 AUs then the (left, right) side multipliers — what a detail map
+    depends on."""
+    s = face_obj.facedet3d
+    return au_vector(face_obj) + [s.side_left, s.side_right]

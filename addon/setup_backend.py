@@ -29,6 +29,7 @@ from pathlib import Path
 
 SUPPORTED = ((3, 10), (3, 11), (3, 12))
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+MEDIAPIPE = "mediapipe==1.2.3"
 CANDIDATES = ("python3.12", "python3.11", "python3.10", "python3", "python")
 
 
@@ -108,6 +109,8 @@ def commands(plan: Plan) -> list[tuple[str, list[str], float]]:
         steps.append((f"installing torch ({plan.torch})", pip + [*torch_src, "torch", "torchvision"], 0.5))
     deps = ["--no-deps", str(plan.wheel)] if plan.no_deps else ["numpy<2", str(plan.wheel)]
     steps.append(("installing the backend and its dependencies", pip + [*src, *deps], 0.3))
+    if not plan.no_deps:  # its metadata wants opencv-contrib-python, which clashes with opencv-python-headless
+        steps.append(("installing mediapipe (the expression reader)", pip + [*src, "--no-deps", MEDIAPIPE], 0.05))
     if plan.fetch_assets:
         steps.append(("fetching the face-model files", [vpy, "-m", "facedet3d.cli", "assets", "fetch"], 0.15))
     steps += [(label, argv, 0.0) for label, argv in plan.extra]

@@ -88,7 +88,8 @@ class FakeDetailClient:
 
     @staticmethod
     def expected(aus, size):
-        aus = np.asarray(aus, np.float32).reshape(-1, 17)
+        aus = np.asarray(aus, np.float32)
+        aus = aus.reshape(len(aus), -1)[:, :17] if aus.ndim == 2 else aus.reshape(-1, 17)  # (T,19) rows: AUs first
         yy = np.linspace(-1, 1, size, dtype=np.float32)[:, None]
         base = np.sin(6 * yy) * np.ones((1, size), np.float32) * 1e-4
         return np.stack([base * (a @ np.arange(1, 18, dtype=np.float32)) / 17.0 for a in aus])

@@ -47,7 +47,8 @@ def test_import_photo_builds_the_face(scene, session_client):
     drivers = me.shape_keys.animation_data.drivers
     assert len(drivers) >= 30
     paths = {v.targets[0].data_path for d in drivers for v in d.driver.variables}
-    assert "facedet3d.au12" in paths and all(p.startswith("facedet3d.au") for p in paths)
+    assert "facedet3d.au12" in paths and all(p.startswith(("facedet3d.au", "facedet3d.side_")) for p in paths)
+    assert {"facedet3d.side_left", "facedet3d.side_right"} <= paths  # lateral keys follow the side multipliers
     md = obj.modifiers["FaceDet3D Detail"]
     assert md.type == "DISPLACE" and md.texture_coords == "UV" and md.direction == "NORMAL" and md.mid_level == 0
     det = md.texture.image
@@ -60,8 +61,8 @@ def test_import_photo_builds_the_face(scene, session_client):
     assert cam is not None and cam.data.type == "ORTHO"
     assert len(bpy.data.objects) == n_obj + 4  # face, photo camera, face-framing camera (the scene's), key light
     assert cam.name.endswith("(face)") and bpy.context.scene.render.resolution_x == 512
-    # backend state is visible: no detail network -> "detail_input"
-    assert s.detail_source in ("detp", "detail_input")
+    # the shipped DetP weights are installed: the face is driven by the detail network
+    assert s.detail_source == "detp"
 
 
 def test_camera_reproduces_the_photo_view(face, face_data):

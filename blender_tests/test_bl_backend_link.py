@@ -31,7 +31,7 @@ def test_server_status_detail_and_errors(server, face_data, addon, tmp_path):
 
     client_mod = mod("client")
     st = server.status()
-    assert st.mode == "server" and st.detail_source in ("detp", "detail_input") and "happy" in st.presets
+    assert st.mode == "server" and st.detail_source == "detp" and st.detail_error == "" and "happy" in st.presets
     # a subject it never saw is reloaded from its FaceAsset folder
     res = server.detail(T.DetailRequest("unknown", face_data.asset_dir, np.zeros((2, 17), np.float32), size=256))
     assert res.maps.shape == (2, 256, 256) and res.maps.dtype == np.float32
@@ -85,7 +85,7 @@ def test_build_addon_zip_installs_as_extension(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(zpath).namelist()
-    assert "blender_manifest.toml" in names and "_api_types.py" in names and "__init__.py" in names
+    assert "blender_manifest.toml" in names and "_api/types.py" in names and "_api/expressions.py" in names and "__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") or "tests" in n for n in names)
     script = (f"import bpy, addon_utils; r = bpy.ops.extensions.package_install_files(filepath={str(zpath)!r}, "
               "repo='user_default', enable_on_install=True); "

@@ -34,7 +34,7 @@ def test_real_backend_map_and_visible_source(face, session_client):
     face.facedet3d.au04 = 0.7
     live.flush()
     st = session_client.status()
-    assert face.facedet3d.detail_source == st.detail_source  # shown in the panel
+    assert st.detail_source == "detp" and face.facedet3d.detail_source == "detp"  # shown in the panel
     got = _image(face)
     req = live.make_request(face)
     np.testing.assert_allclose(got, session_client.detail(req).maps[0], atol=1e-7)
@@ -152,3 +152,21 @@ def test_live_details_keep_applying_after_save_and_reopen(face, session_client, 
     live.flush()
     want = FakeDetailClient.expected(props.au_vector(obj), 256)[0]
     np.testing.assert_allclose(_image(obj), want, atol=1e-9)
+
+
+def test_contempt_preset_moves_one_side_only(face):
+    """The contempt preset is one-sided in the drivers too (api.expressions.CONTEMPT_SIDE)."""
+    X = mod("_api.expressions")
+    with mod("live").quiet():
+        assert bpy.ops.facedet3d.apply_preset(preset="contempt") == {"FINISHED"}
+    bpy.context.view_layer.update()
+    kb = face.data.shape_keys.key_blocks
+    moving, still = ("_L", "_R") if X.CONTEMPT_SIDE == "_L" else ("_R", "_L")
+    assert kb["mouthSmile" + moving].value > 0.3 and kb["mouthDimple" + moving].value > 0.3
+    assert kb["mouthSmile" + still].value == 0.0 and kb["mouthDimple" + still].value == 0.0
+    with mod("live").quiet():
+        assert bpy.ops.facedet3d.apply_preset(preset="happy") == {"FINISHED"}
+    bpy.context.view_layer.update()
+    assert kb["mouthSmile_L"].value > 0.5 and abs(kb["mouthSmile_L"].value - kb["mouthSmile_R"].value) < 1e-6
+    req = mod("live").make_request(face)
+    assert req.sides is not None and np.allclose(req.sides, [[1.0, 1.0]])

@@ -78,3 +78,12 @@ def test_neural_pass_without_asset_folder_reports(face, tmp_path):
     with pytest.raises(RuntimeError, match="no FaceAsset folder"):
         bpy.ops.facedet3d.render()
     assert not (tmp_path / "out").exists()  # nothing rendered
+
+
+def test_neural_info_says_whether_the_perceptual_term_was_used(session_client, tiny_pass_dir):
+    """NeuralInfo carries the perceptual (VGG16) term's status; the panel shows it."""
+    from facedet3d.api import types as T
+
+    info = session_client.neural_fit(T.NeuralFitCall(asset_dir=str(tiny_pass_dir)))
+    assert isinstance(info.perceptual_used, bool) and info.perceptual
+    assert info.perceptual_used == info.perceptual.startswith("perceptual loss on")

@@ -27,7 +27,7 @@ def test_commands_for_cpu_and_cuda(addon, tmp_path):
     plan = sb.Plan("/usr/bin/python3.11", tmp_path / "venv", tmp_path / "facedet3d-0.1.0-py3-none-any.whl")
     labels = [label for label, _, _ in sb.commands(plan)]
     assert labels == ["creating the environment", "installing torch (CPU)", "installing the backend and its dependencies",
-                      "fetching the face-model files"]
+                      "installing mediapipe (the expression reader)", "fetching the face-model files"]
     cmds = {label: argv for label, argv, _ in sb.commands(plan)}
     vpy = str(tmp_path / "venv" / "bin" / "python")
     assert cmds["creating the environment"] == ["/usr/bin/python3.11", "-m", "venv", str(tmp_path / "venv")]
@@ -35,6 +35,7 @@ def test_commands_for_cpu_and_cuda(addon, tmp_path):
     assert cmds["installing the backend and its dependencies"][-2:] == ["numpy<2", str(plan.wheel)]
     assert "--no-deps" not in cmds["installing the backend and its dependencies"]
     assert cmds["fetching the face-model files"] == [vpy, "-m", "facedet3d.cli", "assets", "fetch"]
+    assert cmds["installing mediapipe (the expression reader)"][-2:] == ["--no-deps", "mediapipe==1.2.3"]
     plan.torch = "CUDA"
     torch = next(argv for label, argv, _ in sb.commands(plan) if label.startswith("installing torch"))
     assert "--index-url" not in torch and torch[-2:] == ["torch", "torchvision"]

@@ -1,6 +1,6 @@
 """Pictures of predicted details for people to look at (not part of the product).
 
-    .venv/bin/python scripts/detail_grid.py out/JianzhuGuo/asset -o grid.png [--age 35]
+    .venv/bin/python scripts/detail_grid.py out/JianzhuGuo/asset -o grid.png [--age YEARS]
 
 One PNG: row 1 the subject's input map D(I_x) and DetP's map for each of the seven EMFACS
 presets (shaded relief, ``detail_input.shade_preview``); row 2 what each preset changed
@@ -15,6 +15,8 @@ import sys
 
 import cv2
 import numpy as np
+
+from facedet3d.api.expressions import DEFAULT_AGE_YEARS
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -36,14 +38,14 @@ def _signed(d: np.ndarray, scale_m: float) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("asset")
-    ap.add_argument("--age", type=float, default=35.0)
+    ap.add_argument("--age", type=float, default=DEFAULT_AGE_YEARS)
     ap.add_argument("--scale-mm", type=float, default=0.15, help="full colour of the change rows, mm")
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     from facedet3d.detail.infer import shared_predictor
     from facedet3d.fit.detail_input import shade_preview
     from facedet3d.fit.faceasset import read
-    from facedet3d.rig.facs import AU_IDS, PRESETS, preset_aus
+    from facedet3d.api.expressions import AU_IDS, PRESETS, preset_aus, preset_sides
 
     a = read(args.asset)
     pred = shared_predictor()
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
     scale = args.scale_mm * 1e-3
     top, diff = [_label(shade_preview(base), "photo expr.")], [_label(_signed(base * 0, scale), "change:")]
     for name in PRESETS:
-        d = pred.for_asset(a, preset_aus(name), age=args.age, preset=name)
+        d = pred.for_asset(a, preset_aus(name), age=args.age, sides=preset_sides(name))
         top.append(_label(shade_preview(d), name))
         diff.append(_label(_signed(d - base, scale), f"{name} {np.abs(d - base).max() * 1e3:.2f}mm"))
     rows = [np.hstack(top), np.hstack(diff)]

@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from facedet3d.api.expressions import preset_sides
     from facedet3d.detail.infer import shared_predictor
     from facedet3d.fit.faceasset import read
     from facedet3d.neural import NeuralConfig, neural_render, view_projection
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     centre = units_from_metres(a.vertices).mean(0)
     for name, aus in (("neutral", np.zeros(17, np.float32)), (args.preset, aus_e)):
         verts = posed_vertices(a, aus)
-        detail = pred.for_asset(a, aus, preset=args.preset if name != "neutral" else None)
+        detail = pred.for_asset(a, aus, sides=preset_sides(args.preset if name != "neutral" else None))
         tiles = []
         for yaw in (0.0, 30.0, -30.0):
             view = view_projection(a.meta.pose.projection, a.meta.box, size, yaw_deg=yaw, centre_units=centre)

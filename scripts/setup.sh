@@ -22,6 +22,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing dependencies into .venv (torch is large: a few minutes the first time)"
   "$VPY" -m pip install -q --upgrade pip -c constraints.txt
   "$VPY" -m pip install -q -c constraints.txt -r requirements.txt
+  # mediapipe's wheel declares opencv-contrib-python (clashes with opencv-python-headless) and
+  # sounddevice; the face landmarker needs neither. Its real needs are in requirements.txt.
+  "$VPY" -m pip install -q --no-deps mediapipe==1.2.3
   "$VPY" -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -44,7 +44,8 @@ def test_manifest_pins_every_mirrored_file():
     assert sum(p.startswith("ICT-FaceKit/FaceXModel/") and p.endswith(".obj") for p in paths) >= 54
     for e in assets.manifest():
         assert len(e.sha256) == 64 and e.url.startswith("https://") and e.size > 0
-        assert "/1b6c676/" in e.url or "/da5f95a/" in e.url  # pinned commits
+        # pinned commits; MediaPipe's bundle is pinned by its versioned path (float16/1) + sha256
+        assert "/1b6c676/" in e.url or "/da5f95a/" in e.url or "/float16/1/" in e.url
 
 
 def test_missing_asset_names_the_fetch_command(tmp_cache, small_manifest):

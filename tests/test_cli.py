@@ -30,7 +30,7 @@ def test_fit_writes_a_complete_face_asset(name, photos, tmp_path, capsys):
     assert {"mesh.npz", "texture.png", "texture_mask.png", "detail_input.npy", "detail_input.exr", "meta.json",
             "overlay.png", "texture_preview.png"} <= names
     with np.load(out / "mesh.npz") as m:
-        v, f, uv, lmk = m["vertices"], m["faces"], m["uv"], m["landmarks"]
+        v, f, uv = m["vertices"], m["faces"], m["uv"]
     assert v.shape == (38365, 3) and v.dtype == np.float32 and f.shape == (76073, 3) and uv.shape == (38365, 2)
     assert 0.12 < np.ptp(v[:, 1]) < 0.3  # metres: a head's height, not micrometres
     meta = json.loads((out / "meta.json").read_text())

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from facedet3d.fit import detail_input as di
-from facedet3d.geometry import raster
 from facedet3d.fit import texture
+from facedet3d.geometry import raster
+from facedet3d.imaging.color import SRGB8_TO_LINEAR
 
 SKIN = (200, 150, 130)  # sRGB
 
 
 def _lin(rgb) -> np.ndarray:
-    return di._SRGB_LUT[list(rgb)]
+    return SRGB8_TO_LINEAR[list(rgb)]
 
 
 def _srgb8(lin: np.ndarray) -> np.ndarray:

@@ -106,10 +106,11 @@ def test_blank_grey_image_has_no_face(detector):
 
 
 def test_tiny_face_is_not_fitted(detector, found):
-    """A face shrunk to ~20 px gives no detection, or a detection refused as too small."""
+    """A face shrunk below MIN_FACE_PX gives no detection, or a detection refused as too small;
+    a boxed face of that size is refused too."""
     p = load_photo(PHOTOS / "JianzhuGuo.jpg")
     (_, dets) = found["JianzhuGuo"]
-    s = 20.0 / dets[0].width
+    s = (MIN_FACE_PX - 4) / dets[0].width
     small = cv2.resize(p.rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
     canvas = np.full((240, 320, 3), 128, np.uint8)
     canvas[100:100 + small.shape[0], 150:150 + small.shape[1]] = small
@@ -117,6 +118,36 @@ def test_tiny_face_is_not_fitted(detector, found):
     if tiny:
         with pytest.raises(FaceTooSmall, match="px across"):
             select_face(tiny)
+    with pytest.raises(FaceTooSmall, match="px across"):
+        select_face([], box=(150, 100, MIN_FACE_PX - 4, MIN_FACE_PX - 4), image_size=(320, 240))
+
+
+def test_small_boxed_face_in_a_group_photo_is_fitted(backend, tmp_path):
+    """Issue 9: a 35-45 px face boxed by the user was refused because the overlapping MTCNN
+    detection is ~30 px. It is fitted now, with a warning in meta.json, and its landmarks
+    land where the full-size fit's do (scaled)."""
+    import json
+
+    from facedet3d.fit.pipeline import FitRequest
+
+    p = load_photo(PHOTOS / "JianzhuGuo.jpg")
+    full = backend.fit(FitRequest(photo=str(PHOTOS / "JianzhuGuo.jpg")))
+    x1, y1, x2, y2 = full.meta.box
+    s = 40.0 / (x2 - x1)  # the face box becomes 40 px wide
+    small = cv2.resize(p.rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    canvas = np.full((600, 900, 3), 110, np.uint8)  # a group photo's scale: the face is a small part
+    oy, ox = 250, 400
+    h, w = min(small.shape[0], 600 - oy), min(small.shape[1], 900 - ox)
+    canvas[oy:oy + h, ox:ox + w] = small[:h, :w]
+    path = tmp_path / "group.png"
+    cv2.imwrite(str(path), canvas[..., ::-1])
+    box = (ox + x1 * s - 3, oy + y1 * s - 3, (x2 - x1) * s + 6, (y2 - y1) * s + 6)
+    out = backend.fit_to_disk(FitRequest(photo=str(path), box=box), tmp_path / "asset")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["face_px"] < 64 and any("small face" in w for w in meta["warnings"])
+    expect = np.asarray(full.meta.landmarks_2d) * s + [ox, oy]
+    err = np.linalg.norm(np.asarray(meta["landmarks_2d"]) - expect, axis=1).mean()
+    assert err < 0.08 * 40, f"mean landmark error {err:.1f} px on a 40 px face"
 
 
 def test_rejects_non_rgb_input(detector):
@@ -203,5 +234,5 @@ def test_face_too_small():
         select_face([_det(10, 10, 10 + MIN_FACE_PX - 1, 60)], photo_name="x.jpg")
     assert "x.jpg" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(FaceTooSmall):
-        select_face([], box=(10, 10, 20, 20), image_size=(100, 100))
+        select_face([], box=(10, 10, MIN_FACE_PX - 1, 20), image_size=(100, 100))
     assert select_face([_det(10, 10, 10 + MIN_FACE_PX, 10 + MIN_FACE_PX)]).width == MIN_FACE_PX

@@ -98,11 +98,26 @@ def test_loss_switches():
 
 
 def test_vgg_absent_is_reported(monkeypatch, tmp_path):
-    monkeypatch.setenv("FACEDET3D_VGG16_WEIGHTS", str(tmp_path / "none.pth"))
+    monkeypatch.delenv("FACEDET3D_VGG16_WEIGHTS", raising=False)
+    monkeypatch.delenv("TORCH_HOME", raising=False)
     monkeypatch.setenv("FACEDET3D_CACHE", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     net, status = L.load_perceptual()
     assert net is None and "no VGG16 weights" in status
+
+
+def test_vgg_named_but_missing_or_broken_is_an_error(monkeypatch, tmp_path):
+    """A VGG16 path the user named must exist and load: an error, not a silent skip."""
+    from facedet3d.errors import FaceDet3DError
+
+    monkeypatch.setenv("FACEDET3D_VGG16_WEIGHTS", str(tmp_path / "none.pth"))
+    with pytest.raises(FaceDet3DError, match="does not exist"):
+        L.load_perceptual()
+    bad = tmp_path / "vgg16-397923af.pth"
+    bad.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("FACEDET3D_VGG16_WEIGHTS", str(bad))
+    with pytest.raises(FaceDet3DError, match="cannot be loaded"):
+        L.load_perceptual()
 
 
 def test_augmented_target_is_the_shading_ratio():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import cv2
@@ -16,7 +17,12 @@ def test_neural_cli(fitted_dir, photos, tmp_path, capsys):
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps({"size": 64, "uv_size": 64, "ntm_channels": 4, "ntex_base": 4, "lr_base": 8,
                                "detail_base": 4, "dsl_hidden": 4, "crop": 48, "fake_maps": 1, "threads": 1}))
-    # the photo is neither given nor beside the asset: one-line user error
+    # the photo the fit recorded (meta.json photo_path) has moved: one-line user error, no guessing
+    meta_path = d / "meta.json"
+    m = json.loads(meta_path.read_text())
+    assert Path(m["photo_path"]).is_file()
+    m["photo_path"] = str(tmp_path / "moved" / m["photo"])
+    meta_path.write_text(json.dumps(m))
     assert main(["neural-fit", str(d), "--steps", "2", "--config", str(cfg)]) == 2
     assert "--photo" in capsys.readouterr().err
     assert main(["neural-fit", str(d), "--steps", "3", "--config", str(cfg), "--photo", str(photos["JianzhuGuo"]),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -227,6 +229,77 @@ def test_exif_orientation(tmp_path, ext, orientation):
     assert _red_corner(p.rgb) == WHERE_RED[orientation]
     ref = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
     assert np.abs(p.rgb.astype(int) - ref.astype(int)).max() <= 3
+
+
+# The photo as a viewer shows it, for each orientation tag, when the file stores pixels whose
+# top-left quadrant is red, top-right green, bottom-left blue, bottom-right white. Written out
+# from the EXIF 2.3 specification's table (row 0 / column 0 of the stored image = which side
+# of the displayed one), not derived from the code under test.
+DISPLAYED_QUADRANTS = {
+    1: ("R", "G", "B", "W"), 2: ("G", "R", "W", "B"), 3: ("W", "B", "G", "R"), 4: ("B", "W", "R", "G"),
+    5: ("R", "B", "G", "W"), 6: ("B", "R", "W", "G"), 7: ("W", "G", "B", "R"), 8: ("G", "W", "R", "B"),
+}
+_COLOURS = {"R": (255, 0, 0), "G": (0, 255, 0), "B": (0, 0, 255), "W": (255, 255, 255)}
+
+
+def _quadrants(rgb):
+    h, w = rgb.shape[0] // 2, rgb.shape[1] // 2
+    out = []
+    for r, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        q = rgb[r * h + h // 4:r * h + 3 * h // 4, c * w + w // 4:c * w + 3 * w // 4].reshape(-1, 3).mean(0)
+        out.append(min(_COLOURS, key=lambda k: np.abs(np.asarray(_COLOURS[k]) - q).sum()))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("square", [True, False])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_square_and_written_out(tmp_path, orientation, square):
+    """Issue 9: orientation 8 loaded upside down. A square photo is the hard case: turning it
+    twice (decoder + us) keeps its size, so only the pixels tell."""
+    h, w = (64, 64) if square else (64, 96)
+    stored = np.zeros((h, w, 3), np.uint8)
+    for (r, c), k in zip(((0, 0), (0, 1), (1, 0), (1, 1)), "RGBW"):
+        stored[r * h // 2:(r + 1) * h // 2, c * w // 2:(c + 1) * w // 2] = _COLOURS[k]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"q{orientation}.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    p = load_photo(path)
+    assert _quadrants(p.rgb) == DISPLAYED_QUADRANTS[orientation]
+    ref = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # an independent implementation
+    assert _quadrants(ref) == DISPLAYED_QUADRANTS[orientation]
+
+
+def test_decoder_that_turns_pixels_itself_is_detected(tmp_path, monkeypatch):
+    """If this OpenCV applied EXIF orientation despite IMREAD_IGNORE_ORIENTATION, the fast path
+    is not used (else square orientation-8 photos come out upside down)."""
+    import cv2
+
+    from facedet3d.fit import photo as photo_mod
+
+    real = cv2.imdecode
+
+    def turning(buf, flags):  # what a misbehaving build does: orientation 3 and 8 applied anyway
+        img = real(buf, flags)
+        o = Image.open(io.BytesIO(bytes(buf))).getexif().get(0x0112, 1)
+        return None if img is None else np.ascontiguousarray({3: img[::-1, ::-1], 8: np.rot90(img)}.get(o, img))
+
+    monkeypatch.setattr(photo_mod.cv2, "imdecode", turning)
+    photo_mod._opencv_ignores_orientation.cache_clear()
+    try:
+        assert not photo_mod._opencv_ignores_orientation()
+        stored = np.zeros((64, 64, 3), np.uint8)
+        stored[:32, :32] = _COLOURS["R"]
+        stored[:32, 32:] = _COLOURS["G"]
+        stored[32:, :32] = _COLOURS["B"]
+        stored[32:, 32:] = _COLOURS["W"]
+        exif = Image.Exif()
+        exif[0x0112] = 8
+        path = tmp_path / "o8.jpg"
+        Image.fromarray(stored).save(path, quality=95, exif=exif)
+        assert _quadrants(load_photo(path).rgb) == DISPLAYED_QUADRANTS[8]
+    finally:
+        photo_mod._opencv_ignores_orientation.cache_clear()
 
 
 def test_apply_orientation_matches_pillow():

@@ -18,7 +18,10 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
-DIST = {"PIL": "pillow", "cv2": "opencv-python-headless", "facenet_pytorch": "facenet-pytorch"}
+DIST = {"PIL": "pillow", "cv2": "opencv-python-headless", "facenet_pytorch": "facenet-pytorch", "absl": "absl-py"}
+# imported but deliberately not declared, each with the reason and who installs it
+UNDECLARED = {"mediapipe": "its metadata requires opencv-contrib-python, which clashes with opencv-python-headless: "
+                           "scripts/setup.sh and Set Up Backend install mediapipe==1.2.3 with --no-deps"}
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +32,11 @@ def wheel(tmp_path_factory):
     return mod.build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-def _requires(wheel: Path) -> list[Requirement]:
+def _requires(wheel: Path, extras: bool = False) -> list[Requirement]:
     z = zipfile.ZipFile(wheel)
     meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     reqs = [Requirement(ln.split(":", 1)[1].strip()) for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
-    return [r for r in reqs if r.marker is None]
+    return [r for r in reqs if extras or r.marker is None]
 
 
 def test_every_imported_package_is_declared(wheel):
@@ -45,8 +48,8 @@ def test_every_imported_package_is_declared(wheel):
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     third = {m for m in imported if m not in sys.stdlib_module_names and m != "facedet3d"}
-    declared = {r.name.lower() for r in _requires(wheel)}
-    missing = sorted(m for m in third if DIST.get(m, m).lower() not in declared)
+    declared = {r.name.lower() for r in _requires(wheel, extras=True)}  # extras count (ray: [cluster])
+    missing = sorted(m for m in third if DIST.get(m, m).lower() not in declared and m not in UNDECLARED)
     assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
     assert "facenet-pytorch" in declared
 

@@ -69,6 +69,14 @@ def keyframe_aus(obj, frames, au_rows) -> None:
         set_keys(fcs, f"facedet3d.{au_prop(au)}", np.asarray(frames), a[:, i])
 
 
+def keyframe_sides(obj, frames, side_rows) -> None:
+    """Key the (left, right) side multipliers: frames (T,), side_rows (T,2) in [0,1]."""
+    fcs, _ = _fcurves(obj, f"{obj.name} AUs")
+    s = np.clip(np.asarray(side_rows, np.float32).reshape(-1, 2), 0.0, 1.0)
+    for i, side in enumerate(("left", "right")):
+        set_keys(fcs, f"facedet3d.side_{side}", np.asarray(frames), s[:, i])
+
+
 def sample_shape_keys(scene, obj, frames) -> tuple[list, np.ndarray]:
     """(names, (T,K) values) of the evaluated shape keys at each frame (drivers applied)."""
     key = obj.data.shape_keys

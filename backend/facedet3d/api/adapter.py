@@ -14,24 +14,15 @@ import numpy as np
 
 from facedet3d import __version__
 from facedet3d.api import types as T
-from facedet3d.errors import BadRequest
+from facedet3d.errors import BadRequest, FaceDet3DError
 
 MAX_SUBJECTS = 8
-DEFAULT_AGE = 35.0  # years, when the user leaves the age unknown (0)
-
-
-
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    if img.shape[0] == size:
-        return img.astype(np.float32, copy=True)
-    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(img.astype(np.float32), (size, size), interpolation=interp)
+RETRY_DETP_S = 10.0  # a failed DetP load is tried again on requests at least this far apart
 
 
 class BackendAdapter:
-    """The operations of the add-on over ``facedet3d.service`` (models load lazily, once).
+    """The operations of the add-on over ``fit.pipeline.Backend`` and the detail and neural
+    stages (models load lazily, once).
 
     Thread-safe: a lock serialises fits and detail predictions (one model instance)."""
 
@@ -42,30 +33,34 @@ class BackendAdapter:
         self._subjects: OrderedDict[str, object] = OrderedDict()  # subject_id -> FaceAsset
         self._predictor = None
         self._predictor_error = ""
+        self._predictor_tried = -RETRY_DETP_S  # time.monotonic() of the last load attempt
 
     # -- status ------------------------------------------------------------------------
     def _detail_predictor(self):
-        """The warm DetP predictor (``facedet3d.detail.infer``) or None (the reason is kept
-        and shown as the backend status; the add-on then uses the photo's own map)."""
-        if self._predictor is None and not self._predictor_error:
+        """The warm DetP predictor (``facedet3d.detail.infer``) or None. A failure is kept
+        as ``detail_error`` (shown in the status and the panel) and the load is retried on
+        later requests, so a fixed installation recovers without a restart."""
+        if self._predictor is None and time.monotonic() - self._predictor_tried >= RETRY_DETP_S:
+            self._predictor_tried = time.monotonic()
             try:
-                from facedet3d.detail.infer import shared_predictor  # noqa: PLC0415 - optional stage
+                from facedet3d.detail.infer import shared_predictor  # noqa: PLC0415 - heavy stage
 
-                self._predictor = shared_predictor()
-            except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+                shared_predictor.cache_clear() if self._predictor_error else None
+                self._predictor, self._predictor_error = shared_predictor(), ""
+            except Exception as exc:  # noqa: BLE001 - any failure: DetP is unavailable, and why
                 msg = str(exc).splitlines()[0] if str(exc) else ""
                 self._predictor_error = f"detail network unavailable ({type(exc).__name__}: {msg})"
         return self._predictor
 
     def status(self, mode: str = "in-process") -> T.BackendStatus:
-        from facedet3d.rig import facs
+        from facedet3d.api.expressions import PRESETS, preset_aus
 
-        presets = {name: facs.preset_aus(name).tolist() for name in facs.PRESETS}
-        if self._detail_predictor() is not None:
-            return T.BackendStatus(mode, __version__, "detp", "detail network ready", presets)
-        return T.BackendStatus(mode, __version__, "detail_input",
-                               f"{self._predictor_error}; using the photo's own detail map (no expression wrinkles)",
-                               presets)
+        presets = {name: preset_aus(name).tolist() for name in PRESETS}
+        pred = self._detail_predictor()
+        if pred is not None:
+            return T.BackendStatus(mode, __version__, "detp", f"detail network ready ({pred.identity_input})", presets)
+        return T.BackendStatus(mode, __version__, "unavailable", self._predictor_error, presets,
+                               detail_error=self._predictor_error)
 
     # -- fit -----------------------------------------------------------------------------
     def _service(self):
@@ -84,12 +79,9 @@ class BackendAdapter:
         with self._lock:
             svc = self._service()
             t0 = time.perf_counter()
-            if call.out_dir:
-                path = svc.fit_to_disk(req, call.out_dir)
-                asset = faceasset.read(path)
-                asset_dir = str(Path(path).resolve())
-            else:
-                asset, asset_dir = svc.fit(req), ""
+            asset, asset_dir = svc.fit(req), ""
+            if call.out_dir:  # written once; the in-memory asset is the one just written
+                asset_dir = str(faceasset.write(asset, call.out_dir).resolve())
             fit_ms = (time.perf_counter() - t0) * 1000.0
             sid = uuid.uuid4().hex[:12]
             self._remember(sid, asset)
@@ -135,7 +127,7 @@ class BackendAdapter:
             uv=np.asarray(asset.uv, np.float32), texture=np.ascontiguousarray(asset.texture, np.uint8),
             detail=np.asarray(asset.detail_input, np.float32), blendshapes=shapes, names=names,
             au_to_blendshape=a2b, photo_aus=photo_aus, camera=cam, photo=asset.meta.photo,
-            detail_source=self.status().detail_source, timings_ms=timings)
+            detail_source="detp" if self._detail_predictor() is not None else "unavailable", timings_ms=timings)
 
     @staticmethod
     def _rig_arrays(asset):
@@ -169,30 +161,27 @@ class BackendAdapter:
         raise BadRequest(f"unknown subject {sid!r} and no FaceAsset folder to reload it from; import the photo again")
 
     def detail(self, req: T.DetailRequest) -> T.DetailResult:
+        """DetP maps for the request's AU rows. Without DetP this fails with the reason
+        (never the photo's own map in its place)."""
+        from facedet3d.api.expressions import resolve_age
+
         if int(req.size) not in T.DETAIL_SIZES:
             raise BadRequest(f"detail size {req.size} is not one of {T.DETAIL_SIZES}")
         try:
             aus = T.check_aus(req.target_aus)
+            sides = T.check_sides(req.sides, len(aus))
+            years = resolve_age(req.age)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         t0 = time.perf_counter()
         with self._lock:
             asset = self._subject(req.subject_id, req.asset_dir)
             pred = self._detail_predictor()
-            if pred is not None:
-                maps, source = self._predict(pred, asset, aus, float(req.age), int(req.size)), "detp"
-            else:
-                base = _resize(asset.detail_input, int(req.size))
-                maps, source = np.repeat(base[None], len(aus), 0), "detail_input"
-        return T.DetailResult(np.ascontiguousarray(maps, np.float32), source, (time.perf_counter() - t0) * 1000.0)
-
-    @staticmethod
-    def _predict(pred, asset, aus: np.ndarray, age: float, size: int) -> np.ndarray:
-        """(T,S,S) metres from ``DetailPredictor.for_asset`` (source = the photo's map and
-        AUs). Age 0 (unknown) is sent as DEFAULT_AGE years."""
-        years = age if age > 0 else DEFAULT_AGE
-        return np.stack([np.asarray(pred.for_asset(asset, row, age=years, size=size), np.float32) for row in aus])
-
+            if pred is None:
+                raise FaceDet3DError(self._predictor_error)
+            maps = np.stack([np.asarray(pred.for_asset(asset, row, age=years, size=int(req.size), sides=side),
+                                        np.float32) for row, side in zip(aus, sides)])
+        return T.DetailResult(np.ascontiguousarray(maps, np.float32), "detp", (time.perf_counter() - t0) * 1000.0)
 
     # -- neural render pass ---------------------------------------------------------------
     def neural_fit(self, call: T.NeuralFitCall) -> T.NeuralInfo:
@@ -223,7 +212,9 @@ class BackendAdapter:
         m = meta["report"]["metrics"]["render"]
         return T.NeuralInfo(size=int(meta["config"]["size"]), crop=T.face_square(box),
                             psnr_db=float(m["psnr"]), ssim=float(m["ssim"]), fit_s=round(fit_s, 2),
-                            device=str(meta["report"].get("device", "")))
+                            device=str(meta["report"].get("device", "")),
+                            perceptual_used=str(meta["report"].get("perceptual", "")).startswith("perceptual loss on"),
+                            perceptual=str(meta["report"].get("perceptual", "")))
 
     def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
         from facedet3d.neural.passes import render_from_passes

@@ -1,8 +1,8 @@
 """The typed interface between the Blender add-on and the backend.
 
-Only the standard library and numpy are imported here, so Blender's own Python can load this
-module without torch (``build_addon.py`` ships a copy inside the extension as
-``_api_types.py`` for a Blender that reaches the backend over the loopback server).
+Only the standard library, numpy and ``expressions`` (the AU vocabulary) are imported here,
+so Blender's own Python loads this module without torch: ``addon/_api/`` holds a generated
+copy of both (``python build_addon.py --sync``; a test fails when it is stale).
 
 Conventions shared by every type:
 - lengths in METRES; model space is the FaceAsset's: +Y up, +Z toward the camera (Blender
@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-API_VERSION = 1
-AU_IDS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; the add-on ships a copy of both)
+
+API_VERSION = 2  # 2: DetailRequest.sides, BackendStatus.detail_error; no "detail_input" fallback
 DETAIL_SIZES = (256, 1024, 4096)
 
 
@@ -115,7 +116,9 @@ class DetailRequest:
     """Predict the detail map of a subject for target AUs.
 
     target_aus (T,17) float32 [0,1]: one row per map (T = 1 for a live update, one per frame
-      when baking). age: subject age in years (0 = unknown). size: 256, 1024 or 4096 texels.
+      when baking). age: subject age in years (0 = unknown, read as ``DEFAULT_AGE_YEARS``).
+      size: 256, 1024 or 4096 texels. sides: None (both) or (T,2) float32 (left, right)
+      multipliers of the lateral blendshapes per row (contempt moves one side).
     """
 
     subject_id: str
@@ -123,12 +126,13 @@ class DetailRequest:
     target_aus: np.ndarray
     age: float = 0.0
     size: int = 256
+    sides: np.ndarray | None = None
 
 
 @dataclass
 class DetailResult:
     """maps (T,S,S) float32 metres along the normal, row 0 = top (v = 1).
-    source: "detp" (the network) or "detail_input" (fallback: the photo's own map).
+    source: "detp" (the network; without it the request fails with the reason).
     ms: backend wall time, milliseconds."""
 
     maps: np.ndarray
@@ -163,6 +167,8 @@ class NeuralInfo:
       face box with a 12 % margin; a camera covering it at ``size``² matches the training.
     psnr_db, ssim: input-view reproduction of the photo inside the face mask.
     fit_s: training time in seconds (0 when an existing pass was reused); device: torch device.
+    perceptual_used: whether the VGG16 perceptual term trained it; perceptual: the one-line
+      status of that term (why it was off, or which weights).
     """
 
     size: int
@@ -171,6 +177,8 @@ class NeuralInfo:
     ssim: float
     fit_s: float = 0.0
     device: str = ""
+    perceptual_used: bool = False
+    perceptual: str = ""
 
 
 @dataclass
@@ -204,8 +212,8 @@ class NeuralFrame:
 @dataclass
 class BackendStatus:
     """What the panel shows. mode: "in-process" or "server"; detail_source: "detp" or
-    "detail_input"; message: one line for people. presets: emotion name -> (17,) AU list
-    (EMFACS, ``facs.PRESETS``)."""
+    "unavailable" (then ``detail_error`` says why, one line); message: one line for people.
+    presets: emotion name -> (17,) AU list (EMFACS, ``expressions.PRESETS``)."""
 
     mode: str
     version: str
@@ -213,18 +221,25 @@ class BackendStatus:
     message: str = ""
     presets: dict = field(default_factory=dict)
     api_version: int = API_VERSION
+    detail_error: str = ""
 
 
 def check_aus(aus) -> np.ndarray:
-    """(T,17) float32 in [0,1]; NaN/inf raise ValueError, out-of-range values are clamped."""
-    a = np.asarray(aus, np.float32)
-    if a.ndim == 1:
-        a = a[None]
-    if a.ndim != 2 or a.shape[1] != len(AU_IDS):
-        raise ValueError(f"AU vectors must be (T, {len(AU_IDS)}), got {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError("AU intensities must be numbers in [0, 1] (got NaN/inf)")
-    return np.clip(a, 0.0, 1.0)
+    """(T,17) float32 in [0,1]; NaN/inf raise ValueError, out-of-range values are clamped
+    with a warning (``expressions.clamp_aus``)."""
+    return clamp_aus(aus)
+
+
+def check_sides(sides, rows: int) -> np.ndarray:
+    """(rows, 2) float32 (left, right) lateral multipliers in [0, 1]; None means both sides."""
+    if sides is None:
+        return np.ones((rows, 2), np.float32)
+    s = np.asarray(sides, np.float32).reshape(-1, 2)
+    if len(s) == 1:
+        s = np.repeat(s, rows, 0)
+    if s.shape != (rows, 2) or not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
+        raise ValueError(f"sides must be (T, 2) numbers in [0, 1] for T = {rows} AU rows, got {np.shape(sides)}")
+    return s
 
 
 _TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, NeuralFitCall,

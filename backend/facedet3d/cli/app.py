@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--megapixels", type=float, help="resample the photo to this size first (e.g. 12)")
     b.add_argument("--skip-detail", action="store_true", help="leave out the detail-network figures")
     b.add_argument("--skip-ui", action="store_true", help="leave out the add-on/render figures (minutes)")
+    b.add_argument("--skip-dataset", action="store_true", help="leave out the dataset-job throughput (about a minute)")
     for mod in _plugins():
         mod.add_parser(sub)
     return ap
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
 # sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
-_PLUGIN_MODULES: tuple[str, ...] = ("cli.pose", "cli.render", "cli.serve", "cli.detail", "cli.neural")
+_PLUGIN_MODULES: tuple[str, ...] = ("cli.pose", "cli.render", "cli.serve", "cli.detail", "cli.neural", "cli.corpus",
+                                     "cli.dataset", "cli.track")
 
 
 def _plugins():
@@ -96,6 +98,8 @@ def _cmd_fit(args) -> int:
     backend = _backend(args.regressor)
     path = backend.fit_to_disk(req, args.out)
     meta = json.loads((path / "meta.json").read_text())
+    for w in meta.get("warnings", []):
+        print(f"facedet3d: warning: {w}", file=sys.stderr)
     t = meta["timings_ms"]
     print(f"wrote {path} (yaw {meta['pose']['yaw_deg']:.0f} deg, {sum(t.values()):.0f} ms: "
           + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + ")")
@@ -129,7 +133,7 @@ def _cmd_bench(args) -> int:
     from facedet3d.cli.bench import run_bench
 
     result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels,
-                       detail=not args.skip_detail, ui=not args.skip_ui)
+                       detail=not args.skip_detail, ui=not args.skip_ui, dataset=not args.skip_dataset)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 

@@ -2,6 +2,7 @@
 
 fit_ms: median wall time of warm fits of one photo, all stages from reading the file to
 the finished in-memory FaceAsset (writing the folder is reported apart as write_ms).
+track_fps: frames per second of `facedet3d track` on a 512² clip (target 30).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _resampled(photo: str, megapixels: float, tmp: Path) -> str:
 
 
 def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
-              detail: bool = True, ui: bool = True) -> dict:
-    """All figures: the fit (``fit_bench``), the detail network (``detail.bench_detail``)
-    and the add-on (``render_job.bench_ui``, in a bpy subprocess). A part that cannot run
+              detail: bool = True, ui: bool = True, dataset: bool = True) -> dict:
+    """All figures: the fit (``fit_bench``), the detail network (``detail.bench_detail``),
+    the dataset job's throughput (``dataset.bench.dataset_bench``) and the add-on (``render_job.bench_ui``, in a bpy subprocess). A part that cannot run
     reports ``"<part>_error"`` instead of numbers, never a made-up figure."""
     result = fit_bench(photo, repeats, megapixels)
     if detail:
@@ -44,6 +45,19 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
             result.update(bench_detail())
         except Exception as exc:  # noqa: BLE001 - reported in the JSON, not hidden
             result["detail_error"] = f"{type(exc).__name__}: {exc}"
+    try:  # the expression tracker (facedet3d track), 512² video
+        from facedet3d.expression.track import bench_track
+
+        result.update(bench_track(photo=photo))
+    except Exception as exc:  # noqa: BLE001
+        result["track_error"] = f"{type(exc).__name__}: {exc}"
+    if dataset:
+        try:
+            from facedet3d.dataset.bench import dataset_bench
+
+            result.update(dataset_bench(photo))
+        except Exception as exc:  # noqa: BLE001
+            result["dataset_error"] = f"{type(exc).__name__}: {exc}"
     if ui:
         try:
             from facedet3d.cli.render import bench_ui

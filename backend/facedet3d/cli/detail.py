@@ -26,10 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("subject", help="FaceAsset folder written by `facedet3d fit`")
     p.add_argument("--au", action="append", default=[], metavar="N=I", help="target AU intensity 0..1, e.g. 12=0.8 (repeatable)")
     p.add_argument("--preset", help="emotion preset: happy, sad, surprise, fear, anger, disgust, contempt")
-    p.add_argument("--age", type=float, default=35.0, help="the subject's age in years (default 35)")
+    p.add_argument("--age", type=float, default=0.0,
+                   help="the subject's age in years (0 = unknown, which the network reads as 35)")
     p.add_argument("--size", type=int, choices=(256, 1024, 4096), default=256)
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
-    p.add_argument("--faceid-weights", help="InceptionResnetV1 weights file (else $FACEDET3D_FACENET_WEIGHTS; optional)")
     p.add_argument("-o", "--out", required=True, help="output .npy, .exr or .png")
     p.set_defaults(func=handler)
     e = sub.add_parser("detail-onnx", help="build step: export the detail networks to ONNX")
@@ -37,20 +37,12 @@ def add_parser(sub) -> None:
     e.set_defaults(func=handler_onnx)
 
 
-def target_aus(au_items: list[str], preset: str | None) -> np.ndarray:
-    """(17,) AU vector from a preset plus --au overrides (one-line errors)."""
-    from facedet3d.rig.facs import normalise_aus, parse_aus, preset_aus
+def target_aus(au_items: list[str], preset: str | None):
+    """((17,) AUs, (left, right) sides) from a preset plus --au overrides (one-line errors)."""
+    from facedet3d.api.expressions import target_aus as parse_target
 
     try:
-        vec = preset_aus(preset) if preset else np.zeros(17, np.float32)
-        over = parse_aus(au_items)
-        if over:
-            from facedet3d.rig.facs import AU_IDS
-
-            vec = vec.copy()
-            for au, v in over.items():
-                vec[AU_IDS.index(au)] = v
-        return normalise_aus(vec)
+        return parse_target(au_items, preset)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -84,27 +76,21 @@ def handler(args) -> int:
     subj = Path(args.subject)
     if not (subj / "meta.json").is_file():
         raise BadRequest(f"{subj} is not a FaceAsset folder (run `facedet3d fit PHOTO -o {subj}` first)")
-    if not np.isfinite(args.age) or not 0 <= args.age <= 120:
-        raise BadRequest(f"--age takes years between 0 and 120, got {args.age}")
-    y = target_aus(args.au, args.preset)
+    from facedet3d.api.expressions import resolve_age
+
+    try:
+        years = resolve_age(args.age)
+    except ValueError as exc:
+        raise BadRequest(f"--{exc}") from None
+    y, sides = target_aus(args.au, args.preset)
     try:
         asset = faceasset.read(subj)
     except (OSError, ValueError, KeyError) as exc:
         raise BadRequest(f"cannot read FaceAsset {subj}: {exc}") from None
-    face_id = None
-    if args.faceid_weights:
-        from facedet3d.detail.faceid import embed
-        from facedet3d.fit.photo import load_photo
-
-        try:
-            rgb = load_photo(asset.meta.photo).rgb
-        except FaceDet3DError:
-            rgb = None
-        face_id = embed(rgb, asset.meta.box, args.faceid_weights)
     t0 = time.perf_counter()
     pred = shared_predictor(args.backend)  # warm across calls in one process
     t1 = time.perf_counter()
-    d = pred.for_asset(asset, y, age=args.age, size=args.size, preset=args.preset, face_id=face_id)
+    d = pred.for_asset(asset, y, age=years, size=args.size, sides=sides)
     t2 = time.perf_counter()
     write_map(d, out)
     print(f"wrote {out} ({args.size}², {pred.backend}; load {1000 * (t1 - t0):.0f} ms, predict {1000 * (t2 - t1):.0f} ms; "

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facedet3d.errors import FaceDet3DError
@@ -36,8 +35,7 @@ def add_parser(sub) -> None:
     r.add_argument("--pitch", type=float, default=0.0, help="tilt the head by DEG")
     r.add_argument("--size", type=int, default=256, help="output side in pixels, multiple of 16")
     r.add_argument("--no-details", action="store_true", help="proxy geometry only (detail map 0)")
-    r.add_argument("--detail", help="detail map to use (.npy / .exr, metres); default: DetP for the AUs, "
-                                     "else the photo's D(Ix)")
+    r.add_argument("--detail", help="detail map to use (.npy / .exr, metres); default: DetP for the AUs")
     r.add_argument("-o", "--out", required=True, help="OUT.png")
     r.set_defaults(func=render_handler)
 
@@ -75,6 +73,8 @@ def fit_handler(args: argparse.Namespace) -> int:
 
 
 def _read_detail(path: str) -> np.ndarray:
+    import cv2
+
     p = Path(path)
     if p.suffix.lower() == ".npy":
         d = np.load(p, allow_pickle=False)
@@ -99,8 +99,8 @@ def render_handler(args: argparse.Namespace) -> int:
     if args.size < 64 or args.size % 16:
         raise NeuralCliError("--size must be a multiple of 16, at least 64")
     asset = read_asset(args.subject)
-    aus, unilateral = target_aus(args.au, args.preset)
-    verts = posed_vertices(asset, aus, unilateral)
+    aus, sides = target_aus(args.au, args.preset)
+    verts = posed_vertices(asset, aus, sides)
     detail, note = None, "no details"
     if args.detail:
         detail, note = _read_detail(args.detail), f"details from {args.detail}"
@@ -108,10 +108,11 @@ def render_handler(args: argparse.Namespace) -> int:
         try:
             from facedet3d.detail.infer import shared_predictor
 
-            detail = shared_predictor().for_asset(asset, aus, preset=args.preset)
+            detail = shared_predictor().for_asset(asset, aus, sides=sides)
             note = "details from DetP"
-        except (FaceDet3DError, ImportError, OSError) as exc:
-            detail, note = asset.detail_input, f"details: the photo's D(Ix) (DetP unavailable: {exc})"
+        except (FaceDet3DError, ImportError, OSError) as exc:  # no quiet stand-in for DetP's map
+            raise NeuralCliError(f"the detail network is unavailable ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                                 "pass --detail FILE or --no-details") from None
     centre = units_from_metres(asset.vertices).mean(0)
     view = view_projection(asset.meta.pose.projection, asset.meta.box, args.size, args.yaw, args.pitch, centre)
     import torch
@@ -120,6 +121,8 @@ def render_handler(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(cpu_threads())
     rgb = neural_render(args.subject, verts, detail, view, args.size)
+    import cv2
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp.png")
     if not cv2.imwrite(str(tmp), rgb[..., ::-1]):

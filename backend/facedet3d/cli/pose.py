@@ -48,8 +48,8 @@ def handler(args: argparse.Namespace) -> int:
         asset = faceasset.read(args.subject)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise BadRequest(f"{args.subject} is not a FaceAsset folder ({exc}); create one with `facedet3d fit`") from None
-    aus, unilateral = target_aus(args.au, args.preset)
-    verts = posed_vertices(asset, aus, unilateral)
+    aus, sides = target_aus(args.au, args.preset)
+    verts = posed_vertices(asset, aus, sides)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         tmp = out.with_name(f".{out.stem}.tmp.png")

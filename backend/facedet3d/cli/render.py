@@ -44,7 +44,11 @@ def add_parser(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", help="emotion preset: happy, sad, surprise, fear, anger, disgust, contempt")
     p.add_argument("--au", action="append", default=[], metavar="N=I", help="target AU intensity 0..1, e.g. --au 12=0.8 (repeatable)")
-    p.add_argument("--frames", type=int, default=24, help="frames from the photo's expression to the target")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames from the photo's expression to the target (default 24); with --drive the "
+                        "first N frames of the performance (default all)")
+    p.add_argument("--drive", metavar="VIDEO|CAPTURE.csv|TRACK.json",
+                   help="the face performs this video (tracked by `facedet3d track`), Live Link Face capture or track")
     p.add_argument("--engine", choices=ENGINES, default="eevee")
     p.add_argument("--resolution", type=int, default=512,
                    help="output side in pixels (--framing face: square; photo: the height, width follows the photo)")
@@ -69,7 +73,8 @@ def add_parser(subparsers) -> None:
 
 def batch_argv(args) -> list[str]:
     """The arguments ``batch.py`` takes (after ``--``)."""
-    out = [str(Path(args.photo).resolve()), "-o", str(Path(args.out).resolve()), "--frames", str(args.frames),
+    frames = args.frames if args.frames is not None else (0 if getattr(args, "drive", None) else 24)
+    out = [str(Path(args.photo).resolve()), "-o", str(Path(args.out).resolve()), "--frames", str(frames),
            "--engine", args.engine, "--resolution", str(args.resolution), "--samples", str(args.samples),
            "--detail-size", str(args.detail_size), "--age", str(args.age), "--framing", args.framing,
            "--neural-steps", str(args.neural_steps)]
@@ -77,6 +82,8 @@ def batch_argv(args) -> list[str]:
         out += ["--preset", args.preset]
     for a in args.au:
         out += ["--au", a]
+    if getattr(args, "drive", None):
+        out += ["--drive", str(Path(args.drive).resolve())]
     for flag in ("passes", "fbx", "gltf", "from_neutral", "neural"):
         if getattr(args, flag):
             out.append("--" + flag.replace("_", "-"))
@@ -103,17 +110,20 @@ def _env() -> dict:
 
 
 def handler(args) -> int:
-    from facedet3d.rig import facs
+    from facedet3d.api.expressions import resolve_age, target_aus
     from facedet3d.errors import BadImage, FaceDet3DError
 
     if not Path(args.photo).is_file():
         raise BadImage(f"{args.photo}: no such file; give the path of a photo (JPEG, PNG, WebP, TIFF)")
-    if args.frames < 1 or args.resolution < 16:
+    if (args.frames is not None and args.frames < 1) or args.resolution < 16:
         raise FaceDet3DError("--frames must be >= 1 and --resolution >= 16")
-    try:  # check AUs / preset here too, so mistakes cost no Blender start
-        facs.parse_aus(args.au)
-        if args.preset:
-            facs.preset_aus(args.preset)
+    if args.drive and not Path(args.drive).is_file():
+        raise FaceDet3DError(f"{args.drive}: no such file; --drive takes a video, a Live Link Face CSV or a track JSON")
+    if args.drive and (args.preset or args.au):
+        raise FaceDet3DError("--drive replaces --preset/--au: give one or the other")
+    try:  # check AUs / preset / age here too, so mistakes cost no Blender start
+        target_aus(args.au, args.preset)
+        resolve_age(args.age)
     except ValueError as exc:
         raise FaceDet3DError(str(exc)) from None
     cmd = command(addon_dir(args.addon) / "batch.py", batch_argv(args), args.blender)

@@ -22,6 +22,9 @@ persistent lines (each fold keeps a share of its depth at rest, growing with age
 moles, broad blotches and photo-estimate nuisance strokes, an optional half-face fade (as an
 unseen side in a photo's estimate), and a synthetic identity code standing in for a FaceNet
 embedding. All static features are identical in every expression of the identity.
+
+Where each AU's folds lie, and their sizes and depths, is in ``detail.corpus_folds`` (one
+function per fold family); the identity-level numbers are ``CorpusParams``.
 """
 
 from __future__ import annotations
@@ -32,16 +35,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+# AU_INDEX, FOLD_DEPTH_GAIN and Line are re-exported: they were defined here before.
+from facedet3d.detail.corpus_folds import AU_INDEX, FOLD_DEPTH_GAIN, FoldDrawer, Line, draw_folds  # noqa: F401
 from facedet3d.rig.facs import AU_IDS
 
 N_AU = len(AU_IDS)
-AU_INDEX = {au: i for i, au in enumerate(AU_IDS)}
 EMBED_DIM = 512
 _LATENT = 16
-# Fold depths below are for a mid-aged face at rest share 0; dynamic wrinkles at full AU
-# intensity are deeper than the etched ones (forehead furrows and crow's feet of raised brows
-# and a broad smile reach several tenths of a millimetre), hence this common factor.
-FOLD_DEPTH_GAIN = 1.6
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,29 +99,6 @@ def value_noise(u, v, cell: float, seed: int) -> np.ndarray:
 
 
 @dataclass
-class Line:
-    """One fold: a parabolic arc from its centre along direction ``angle``.
-
-    centre (u, v); angle radians (chord direction); half: chord half-length; sag: offset of
-    the arc's middle from the chord (UV units, toward the chord normal); width: Gaussian
-    sigma across (UV units); depth: metres at full drive; drivers: ((AU index, gain,
-    s_lo, s_hi), ...) — the AU deepens the part of the arc with s/half in [s_lo, s_hi];
-    rest: share of the depth present at rest (persistent line); sign: -1 fold, +1 bulge.
-    """
-
-    centre: tuple[float, float]
-    angle: float
-    half: float
-    sag: float
-    width: float
-    depth: float
-    drivers: tuple = ()
-    rest: float = 0.0
-    sign: float = -1.0
-    side: int = 0  # -1 subject's right half, +1 left, 0 both/midline (picks the AU gain)
-
-
-@dataclass
 class Identity:
     seed: int
     age: float
@@ -146,125 +123,110 @@ def _proj() -> np.ndarray:
     return np.random.default_rng(12345).normal(size=(EMBED_DIM, _LATENT)) / np.sqrt(_LATENT)
 
 
-def make_identity(seed: int, age: float | None = None) -> Identity:
-    """Draw one identity (see the module docstring) from ``seed``."""
+@dataclass(frozen=True)
+class CorpusParams:
+    """The identity-level numbers of :func:`make_identity` (the folds' own are in
+    ``corpus_folds.FOLDS``). Lengths in UV units (the map spans about 250 mm of face, so
+    0.004 UV is about 1 mm), heights and depths in metres; (lo, hi) pairs are uniform draws."""
+
+    age_years: tuple[float, float] = (18, 80)
+    landmark_jitter: float = 0.004          # UV sigma (~1 mm) moving each landmark, so anatomy varies
+    embedding_noise: float = 0.05           # sigma added to the projected latent before normalising
+    # Fold depth multiplier exp(depth_log_sigma z0) * (depth_young + depth_per_age * age factor).
+    depth_log_sigma: float = 0.25
+    depth_young: float = 0.55
+    depth_per_age: float = 0.6
+    # Resting share of every fold: clip(rest_base + rest_per_age * age factor + rest_sigma z1, 0, rest_max).
+    rest_base: float = 0.1
+    rest_per_age: float = 0.3
+    rest_sigma: float = 0.05
+    rest_max: float = 0.55
+    # Per-AU expression gain exp(N(0, gain_sigma_au) + N(0, gain_sigma_side) per side).
+    gain_sigma_au: float = 0.15
+    gain_sigma_side: float = 0.1
+    pore_m: float = 6e-6                    # pore relief amplitude (6 µm), x (1 + age factor)
+    pore_log_sigma: float = 0.3
+    blotch_m: tuple[float, float] = (0.5e-5, 2.5e-5)  # broad blotches, 5-25 µm
+    chin_m: float = 6e-5                    # AU17 chin dimpling amplitude (60 µm)
+    chin_log_sigma: float = 0.3
+    # Etched (persistent) lines: a fold is etched with chance etched_p + etched_p_per_age x age factor
+    # and gains etched_extra resting share, up to etched_max.
+    etched_p: float = 0.25
+    etched_p_per_age: float = 0.3
+    etched_extra: tuple[float, float] = (0.1, 0.3)
+    etched_max: float = 0.7
+    # Moles: count rng.integers(lo, hi), centre u, v, radius (0.5-1.25 mm), height +-(50-150 µm).
+    moles: tuple[int, int] = (0, 4)
+    mole_u: tuple[float, float] = (0.2, 0.8)
+    mole_v: tuple[float, float] = (0.3, 0.95)
+    mole_radius: tuple[float, float] = (0.002, 0.005)
+    mole_height_m: tuple[float, float] = (0.5e-4, 1.5e-4)
+    # Nuisance strokes of photo estimates (glasses rims, brow and hair edges): Poisson count,
+    # 7.5-30 mm half-length, 0.4-1.5 mm wide, log-uniform 30-200 µm deep, fully at rest.
+    strokes_mean: float = 3.0
+    stroke_u: tuple[float, float] = (0.2, 0.8)
+    stroke_v: tuple[float, float] = (0.35, 0.95)
+    stroke_half: tuple[float, float] = (0.03, 0.12)
+    stroke_sag_sigma: float = 0.02
+    stroke_width: tuple[float, float] = (0.0015, 0.006)
+    stroke_depth_m: tuple[float, float] = (0.3e-4, 2.0e-4)
+    # Half-face fade (an unseen side in a photo's estimate): chance, and where it starts
+    # (distance from the mirror line on the faded side, mirrored to u).
+    fade_p: float = 0.2
+    fade_start: tuple[float, float] = (0.58, 0.8)
+
+
+PARAMS = CorpusParams()
+
+
+def make_identity(seed: int, age: float | None = None, p: CorpusParams = PARAMS) -> Identity:
+    """Draw one identity (see the module docstring) from ``seed``. The order of the draws
+    is fixed: a seed always gives the same identity (the shipped weights depend on it)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=_LATENT)
-    age = float(rng.uniform(18, 80) if age is None else age)
+    age = float(rng.uniform(*p.age_years) if age is None else age)
     fa = _age_factor(age)
-    lm = landmarks_uv() + rng.normal(scale=0.004, size=(68, 2)) * np.r_[1, 1]
+    lm = landmarks_uv() + rng.normal(scale=p.landmark_jitter, size=(68, 2))
     ident = Identity(seed=seed, age=age)
-    emb = _proj() @ z + 0.05 * rng.normal(size=EMBED_DIM)
+    emb = _proj() @ z + p.embedding_noise * rng.normal(size=EMBED_DIM)
     ident.embedding = (emb / np.linalg.norm(emb)).astype(np.float32)
-    depth_scale = float(np.exp(0.25 * z[0])) * (0.55 + 0.6 * fa)  # metres multiplier
-    rest = float(np.clip(0.1 + 0.3 * fa + 0.05 * z[1], 0.0, 0.55))
-    ident.gain = np.exp(0.15 * rng.normal(size=(N_AU, 1)) + 0.1 * rng.normal(size=(N_AU, 2)))
-    ident.pore_amp = float(6e-6 * (1 + fa) * np.exp(0.3 * z[2]))
-    ident.blotch_amp = float(rng.uniform(0.5e-5, 2.5e-5))
-    ident.chin_amp = float(6e-5 * np.exp(0.3 * z[3]))
-    A = AU_INDEX
-    L = ident.lines
-
-    def add(c, ang, half, sag, width, depth, drivers, sign=-1.0, rest_=None, side=0):
-        L.append(Line((float(c[0]), float(c[1])), float(ang), float(half), float(sag), float(width),
-                      float(depth * depth_scale * FOLD_DEPTH_GAIN), tuple(drivers), rest if rest_ is None else rest_,
-                      sign, side))
-
-    jit = lambda s=1.0: rng.normal(scale=s)  # noqa: E731
-    brow_v = lm[[19, 24], 1].mean()
-    # Forehead: one set of long lines; AU1 drives the middle, AU2 the sides.
-    n_fh = int(rng.integers(3, 5) + round(2 * fa))
-    spacing = rng.uniform(0.0205, 0.0235)
-    for k in range(n_fh):
-        v = brow_v + 0.035 + k * spacing + jit(0.001)
-        if v > 0.985:
-            break
-        half = rng.uniform(0.17, 0.26) * (1 - 0.04 * k)
-        add((0.5 + jit(0.004), v), jit(0.01), half, rng.uniform(0.0, 0.02), rng.uniform(0.0022, 0.0035),
-            rng.uniform(1.3e-4, 2.2e-4), [(A[1], 1.0, -0.45, 0.45), (A[2], 1.0, -1, -0.3), (A[2], 1.0, 0.3, 1),
-                                          (A[5], 0.25, -1, 1)])
-    # Glabella (AU4): vertical lines either side of the midline, and the nasion crease.
-    for s in (-1, 1):
-        for k in range(int(rng.integers(1, 3) + (fa > 0.5))):
-            du = 0.016 + 0.014 * k + jit(0.0015)
-            add((0.5 + s * du, brow_v - 0.005 + jit(0.002)), np.pi / 2 - s * (0.12 + 0.08 * k + jit(0.03)),
-                rng.uniform(0.025, 0.04), jit(0.004), rng.uniform(0.0022, 0.0032), rng.uniform(1.6e-4, 2.6e-4),
-                [(A[4], 1.0, -1, 1)], side=s)
-    add((0.5, lm[27, 1] + 0.012 + jit(0.0015)), jit(0.02), rng.uniform(0.025, 0.04), -0.004,
-        0.003, rng.uniform(0.8e-4, 1.4e-4), [(A[4], 0.6, -1, 1), (A[9], 1.0, -1, 1)])
-    for s in (-1, 1):
-        eo = lm[36] if s < 0 else lm[45]  # outer eye corner
-        ei = lm[39] if s < 0 else lm[42]
-        lower = lm[[40, 41]].mean(0) if s < 0 else lm[[46, 47]].mean(0)
-        # Crow's feet (AU6, some AU45): a fan of lines from the outer canthus.
-        for k in range(min(6, int(rng.integers(3, 5) + round(1.5 * fa)))):
-            ang = (-0.5, 0.45, -0.05, 0.2, -0.3, 0.65)[k] + jit(0.04)
-            half = rng.uniform(0.018, 0.024)
-            r = 0.022 + half
-            c = eo + np.array([s * np.cos(ang), np.sin(ang)]) * r
-            add(c, ang if s > 0 else np.pi - ang, half, jit(0.002), rng.uniform(0.0018, 0.0026),
-                rng.uniform(1.2e-4, 2.0e-4), [(A[6], 1.0, -1, 1), (A[45], 0.3, -1, 1)], side=s)
-        # Lower-lid folds (AU6, AU7), following the lid.
-        for k in range(int(rng.integers(1, 3))):
-            c = (ei + eo) / 2 * np.r_[1, 0] + np.r_[0, lower[1] - 0.02 - 0.013 * k + jit(0.001)]
-            add(c, (0.15 if s > 0 else -0.15) + jit(0.02), abs(eo[0] - ei[0]) * 0.55, -0.006,
-                rng.uniform(0.0022, 0.003), rng.uniform(0.9e-4, 1.5e-4), [(A[6], 0.8, -1, 1), (A[7], 1.0, -1, 1)],
-                side=s)
-        # Cheek bulge (AU6 + AU12): broad, positive.
-        add(np.array([eo[0] * 0.6 + ei[0] * 0.4, lower[1] - 0.1]), 0.0, 0.04, 0.0, 0.02,
-            rng.uniform(1.0e-4, 2.0e-4), [(A[6], 0.5, -1, 1), (A[12], 1.0, -1, 1)], sign=1.0, rest_=0.0, side=s)
-        # Bunny lines (AU9): short oblique lines on the side of the nasal bridge.
-        for k in range(int(rng.integers(2, 4))):
-            c = np.array([0.5 + s * (0.033 + jit(0.002)), lm[28, 1] + 0.011 * k + jit(0.0015)])
-            ang = 0.7 + jit(0.06)  # down-and-outward
-            add(c, -ang if s > 0 else ang, rng.uniform(0.012, 0.02), jit(0.002), 0.0022,
-                rng.uniform(1.2e-4, 2.0e-4), [(A[9], 1.0, -1, 1)], side=s)
-        # Nasolabial fold: nose wing -> lateral of the mouth corner (AU10 upper, AU12 all).
-        ala, corner = (lm[31] if s < 0 else lm[35]), (lm[48] if s < 0 else lm[54])
-        p0 = ala + np.r_[s * rng.uniform(0.024, 0.03), rng.uniform(0.006, 0.014)]
-        p1 = corner + np.r_[s * rng.uniform(0.026, 0.034), -rng.uniform(0.03, 0.045)]
-        ch = p1 - p0
-        add((p0 + p1) / 2, np.arctan2(ch[1], ch[0]), np.linalg.norm(ch) / 2, -s * np.sign(ch[1]) * rng.uniform(0.008, 0.02),
-            rng.uniform(0.003, 0.0045), rng.uniform(2.0e-4, 3.2e-4),
-            [(A[12], 1.0, -1, 1), (A[10], 0.8, -1, 0.1), (A[26], 0.25, -1, 1), (A[25], 0.15, -1, 1)], side=s)
-        # Dimples (AU14): a short crease lateral to the mouth corner.
-        add(corner + np.r_[s * rng.uniform(0.028, 0.032), jit(0.002)], np.pi / 2 + s * 0.2, rng.uniform(0.01, 0.016),
-            s * 0.003, rng.uniform(0.003, 0.004), rng.uniform(1.5e-4, 2.5e-4), [(A[14], 1.0, -1, 1)], side=s)
-        # Marionette lines (AU15): from the mouth corner down and out.
-        add(corner + np.r_[s * 0.012, -0.035 + jit(0.0015)], -np.pi / 2 + s * 0.25, rng.uniform(0.025, 0.035),
-            s * 0.004, 0.003, rng.uniform(1.2e-4, 2.0e-4), [(A[15], 1.0, -1, 1)], side=s)
-        # Lower-face stretch (AU20): oblique lines lateral to the mouth.
-        for k in range(int(rng.integers(2, 4))):
-            c = corner + np.r_[s * (0.045 + 0.015 * k + jit(0.0015)), -0.02 - 0.012 * k]
-            add(c, -np.pi / 2 + s * (0.47 + jit(0.04)), rng.uniform(0.02, 0.03), jit(0.002), 0.0022,
-                rng.uniform(0.8e-4, 1.3e-4), [(A[20], 1.0, -1, 1)], side=s)
-        # Perioral lines (AU23): short vertical lines on the upper lip.
-        for k in range(int(rng.integers(2, 4) + round(2 * fa))):
-            c = np.array([0.5 + s * (0.01 + 0.008 * k + jit(0.0015)), (lm[51, 1] + lm[33, 1]) / 2 + jit(0.002)])
-            add(c, np.pi / 2 + s * 0.1 * k + jit(0.05), rng.uniform(0.008, 0.014), 0.0, 0.0016, rng.uniform(0.8e-4, 1.3e-4),
-                [(A[23], 1.0, -1, 1)], side=s)
-    # Mentolabial crease (AU17 most, AU15 some): an arc between lower lip and chin.
-    mv = lm[57, 1] * 0.55 + lm[8, 1] * 0.45 + jit(0.002)
-    add((0.5 + jit(0.002), mv), jit(0.02), rng.uniform(0.04, 0.06), -rng.uniform(0.006, 0.012), 0.004,
-        rng.uniform(1.8e-4, 2.8e-4), [(A[17], 1.0, -1, 1), (A[15], 0.5, -1, 1)])
-    # Persistent lines: a few drawn lines get a larger resting share (the identity's etched lines).
-    for ln in L:
-        if ln.sign < 0 and rng.random() < 0.25 + 0.3 * fa:
-            ln.rest = min(0.7, ln.rest + rng.uniform(0.1, 0.3))
-    # Moles and nuisance strokes (photo-estimate artefacts: glasses rims, hair edges).
-    for _ in range(int(rng.integers(0, 4))):
-        ident.moles.append((rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.95), rng.uniform(0.002, 0.005),
-                            rng.uniform(0.5e-4, 1.5e-4) * rng.choice([-1, 1])))
-    # Photo estimates of real faces carry many such strokes, some deep (glasses rims, brow and
-    # hair edges reach 0.2 mm there): a heavy tail, so real inputs are not out of distribution.
-    for _ in range(int(rng.poisson(3.0))):
-        L.append(Line((rng.uniform(0.2, 0.8), rng.uniform(0.35, 0.95)), rng.uniform(0, np.pi), rng.uniform(0.03, 0.12),
-                      rng.normal(scale=0.02), rng.uniform(0.0015, 0.006), float(np.exp(rng.uniform(np.log(0.3e-4),
-                                                                                                   np.log(2.0e-4)))),
-                      (), 1.0, float(rng.choice([-1, 1]))))
-    if rng.random() < 0.2:
-        ident.fade = (float(rng.choice([-1, 1])), float(rng.uniform(0.58, 0.8)))
+    depth_scale = float(np.exp(p.depth_log_sigma * z[0])) * (p.depth_young + p.depth_per_age * fa)
+    rest = float(np.clip(p.rest_base + p.rest_per_age * fa + p.rest_sigma * z[1], 0.0, p.rest_max))
+    ident.gain = np.exp(p.gain_sigma_au * rng.normal(size=(N_AU, 1)) + p.gain_sigma_side * rng.normal(size=(N_AU, 2)))
+    ident.pore_amp = float(p.pore_m * (1 + fa) * np.exp(p.pore_log_sigma * z[2]))
+    ident.blotch_amp = float(rng.uniform(*p.blotch_m))
+    ident.chin_amp = float(p.chin_m * np.exp(p.chin_log_sigma * z[3]))
+    draw_folds(FoldDrawer(rng, depth_scale, rest, ident.lines), lm, fa)
+    _etch(ident.lines, rng, fa, p)
+    ident.moles.extend(_moles(rng, p))
+    ident.lines.extend(_strokes(rng, p))
+    if rng.random() < p.fade_p:
+        ident.fade = (float(rng.choice([-1, 1])), float(rng.uniform(*p.fade_start)))
     return ident
+
+
+def _etch(lines: list[Line], rng: np.random.Generator, fa: float, p: CorpusParams) -> None:
+    """Persistent lines: some folds keep a larger resting share (the identity's etched lines)."""
+    for ln in lines:
+        if ln.sign < 0 and rng.random() < p.etched_p + p.etched_p_per_age * fa:
+            ln.rest = min(p.etched_max, ln.rest + rng.uniform(*p.etched_extra))
+
+
+def _moles(rng: np.random.Generator, p: CorpusParams) -> list[tuple]:
+    """(u, v, radius, signed height) of a few moles (or pits)."""
+    return [(rng.uniform(*p.mole_u), rng.uniform(*p.mole_v), rng.uniform(*p.mole_radius),
+             rng.uniform(*p.mole_height_m) * rng.choice([-1, 1])) for _ in range(int(rng.integers(*p.moles)))]
+
+
+def _strokes(rng: np.random.Generator, p: CorpusParams) -> list[Line]:
+    """Photo-estimate nuisance strokes: real faces' estimates carry many, some deep (glasses
+    rims, brow and hair edges reach 0.2 mm), a heavy tail so real inputs are not out of
+    distribution. Not AU-driven, fully present at rest, either sign."""
+    lo, hi = np.log(p.stroke_depth_m[0]), np.log(p.stroke_depth_m[1])
+    return [Line((rng.uniform(*p.stroke_u), rng.uniform(*p.stroke_v)), rng.uniform(0, np.pi),
+                 rng.uniform(*p.stroke_half), rng.normal(scale=p.stroke_sag_sigma), rng.uniform(*p.stroke_width),
+                 float(np.exp(rng.uniform(lo, hi))), (), 1.0, float(rng.choice([-1, 1])))
+            for _ in range(int(rng.poisson(p.strokes_mean)))]
 
 
 def _drive(ln: Line, s: np.ndarray, au: np.ndarray, gain: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ features (8,), and the identity code.
 Sources:
 - ``CorpusPairs``: the procedural corpus (``corpus.py``), endless, deterministic per seed.
 - ``FolderPairs``: real detail maps with AU labels, for users who have FDS/DECA-style maps.
+  A folder holding a corpus built by ``facedet3d corpus`` (``index.json``, no
+  ``labels.json``) is read as real pairs of the same clip (``real_corpus.CorpusReader``).
   Folder layout::
 
       ROOT/labels.json
@@ -41,6 +43,7 @@ import cv2
 import numpy as np
 import torch
 
+from facedet3d.api.expressions import resolve_age
 from facedet3d.errors import FaceDet3DError
 from facedet3d.detail import corpus
 from facedet3d.detail.nets import DETAIL_SIZE, ID_DIM, age_features
@@ -61,15 +64,13 @@ def _au_matrix() -> np.ndarray:
     return au_to_blendshape(shape_names())
 
 
-def alpha_e(aus: np.ndarray, preset: str | None = None) -> np.ndarray:
+def alpha_e(aus: np.ndarray, sides=(1.0, 1.0)) -> np.ndarray:
     """(53,) float32 blendshape weights for a (17,) AU vector (or (B, 17) -> (B, 53)).
-    ``preset="contempt"`` keeps the one-sided weights of that preset."""
-    from facedet3d.rig.facs import CONTEMPT_SIDE
+    ``sides`` = (left, right) multipliers of the lateral shapes (``expressions.preset_sides``:
+    contempt keeps one side)."""
+    from facedet3d.api.expressions import side_multipliers
 
-    w = np.clip(np.asarray(aus, np.float32) @ _au_matrix(), 0, 1)
-    if preset == "contempt":
-        other = "_R" if CONTEMPT_SIDE == "_L" else "_L"
-        w[..., [i for i, n in enumerate(shape_names()) if n.endswith(other)]] = 0.0
+    w = np.clip(np.asarray(aus, np.float32) @ _au_matrix() * side_multipliers(shape_names(), sides), 0, 1)
     return w.astype(np.float32)
 
 
@@ -131,6 +132,14 @@ def _read_map(path: Path) -> np.ndarray:
 class FolderPairs:
     """Pairs from a folder of real detail maps with AU labels (format: module docstring)."""
 
+    def __new__(cls, root: str | Path, seed: int = 0, size: int = DETAIL_SIZE):
+        r = Path(root)
+        if (r / "index.json").is_file() and not (r / "labels.json").is_file():
+            from facedet3d.detail.real_corpus import CorpusReader
+
+            return CorpusReader(r, seed=seed)  # a `facedet3d corpus` build: pairs within a clip
+        return super().__new__(cls)
+
     def __init__(self, root: str | Path, seed: int = 0, size: int = DETAIL_SIZE):
         from facedet3d.rig.facs import normalise_aus
 
@@ -146,7 +155,7 @@ class FolderPairs:
                 emb = np.load(self.root / lab["faceid"], allow_pickle=False).astype(np.float32).reshape(ID_DIM)
             self.items.append({"path": self.root / name, "subject": str(lab["subject"]),
                                "aus": normalise_aus({int(k): v for k, v in lab.get("aus", {}).items()}),
-                               "age": float(lab.get("age", 35.0)), "emb": emb})
+                               "age": resolve_age(lab.get("age", 0.0)), "emb": emb})
         self.by_subject: dict[str, list[int]] = {}
         for i, it in enumerate(self.items):
             self.by_subject.setdefault(it["subject"], []).append(i)

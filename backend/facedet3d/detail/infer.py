@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facedet3d.api.expressions import BOTH_SIDES, DEFAULT_AGE_YEARS, normalise_aus
 from facedet3d.errors import FaceDet3DError
 from facedet3d.detail.nets import AGE_DIM, DETAIL_SIZE, ID_DIM, age_features
 
@@ -100,12 +101,10 @@ def export_onnx(weights_dir: Path | None = None, out_dir: str | os.PathLike | No
 
 
 def resample(detail: np.ndarray, size: int) -> np.ndarray:
-    """Resize a detail map to size² (area averaging down, cubic up)."""
-    d = np.asarray(detail, np.float32)
-    if d.shape == (size, size):
-        return d
-    interp = cv2.INTER_AREA if d.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(d, (size, size), interpolation=interp)
+    """Resize a detail map to size² (area averaging down, cubic up: no facets in the relief)."""
+    from facedet3d.imaging.maps import resize_square
+
+    return resize_square(np.asarray(detail), size, enlarge=cv2.INTER_CUBIC)
 
 
 class DetailPredictor:
@@ -129,8 +128,11 @@ class DetailPredictor:
         self.sr, _ = _load(RCAN, self.weights_dir / SR_FILE)
         self.tile = tile
         self.margin = int(np.ceil(self.sr.radius / 8.0) * 8)
-        # real FaceNet embeddings only for weights trained with them (see faceid.py)
-        self.uses_faceid = self.meta.get("faceid_source") in ("facenet", "folder")
+        # identity embeddings only for weights trained with real ones; the status says which
+        source = self.meta.get("faceid_source", "unknown")
+        self.uses_faceid = source in ("folder", "dlib")
+        self.identity_input = (f"identity embedding: {source}" if self.uses_faceid
+                               else f"no identity embedding (weights trained with {source})")
         if backend == "auto":
             backend = "torch" if torch.cuda.is_available() else "onnx"
             try:
@@ -195,16 +197,16 @@ class DetailPredictor:
         return resample(d, size)
 
     # -- the API ------------------------------------------------------------------------------
-    def __call__(self, detail_input: np.ndarray, source_aus, target_aus, age: float = 35.0, size: int = 256,
-                 face_id: np.ndarray | None = None, alpha_e: np.ndarray | None = None,
-                 preset: str | None = None) -> np.ndarray:
+    def __call__(self, detail_input: np.ndarray, source_aus, target_aus, age: float = DEFAULT_AGE_YEARS,
+                 size: int = 256, face_id: np.ndarray | None = None, alpha_e: np.ndarray | None = None,
+                 sides=BOTH_SIDES) -> np.ndarray:
         """D~(I_y) for D(I_x) = ``detail_input`` ((S, S) metres, any S), source AUs x and
         target AUs y ((17,) vectors or {AU: intensity} dicts in [0, 1]), the subject's
-        ``age`` in years, an optional FaceNet ``face_id`` (512,) (used only by weights trained
-        with real embeddings; else the absent path). ``alpha_e`` (53,) defaults to the
-        blendshape weights of y (``preset="contempt"`` keeps that preset one-sided).
+        ``age`` in years, an optional identity embedding ``face_id`` (ID_DIM,) — only for
+        weights trained with real embeddings (``uses_faceid``); given to other weights it is an
+        error, never silently dropped. ``alpha_e`` (53,) defaults to the blendshape weights of
+        y with ``sides`` (left, right) multipliers on the lateral shapes (contempt: one side).
         Returns (size, size) float32 metres, size in (256, 1024, 4096)."""
-        from facedet3d.rig.facs import normalise_aus
         from facedet3d.detail.data import alpha_e as alpha_of
 
         if size not in SIZES:
@@ -215,8 +217,11 @@ class DetailPredictor:
         if not np.isfinite(age) or not 0 <= age <= 120:
             raise FaceDet3DError(f"age must be in years (0..120), got {age}")
         x, y = normalise_aus(source_aus), normalise_aus(target_aus)
-        a = alpha_of(y, preset) if alpha_e is None else np.asarray(alpha_e, np.float32).reshape(53)
-        use_id = face_id is not None and self.uses_faceid
+        a = alpha_of(y, sides) if alpha_e is None else np.asarray(alpha_e, np.float32).reshape(53)
+        if face_id is not None and not self.uses_faceid:
+            raise FaceDet3DError(f"these DetP weights were trained without identity embeddings ({self.identity_input}); "
+                                 "predict without face_id")
+        use_id = face_id is not None
         feeds = {"d_x": resample(d, DETAIL_SIZE)[None, None], "x": x[None], "y": y[None], "alpha_e": a[None],
                  "age": age_features(float(age))[None],
                  "face_id": (np.asarray(face_id, np.float32).reshape(1, ID_DIM) if use_id else np.zeros((1, ID_DIM), np.float32)),
@@ -224,7 +229,7 @@ class DetailPredictor:
         out = self.run_detp(feeds)[0, 0]
         return out if size == DETAIL_SIZE else self.super_resolve(out, size)
 
-    def for_asset(self, asset, target_aus, age: float = 35.0, size: int = 256, preset: str | None = None,
+    def for_asset(self, asset, target_aus, age: float = DEFAULT_AGE_YEARS, size: int = 256, sides=BOTH_SIDES,
                   face_id: np.ndarray | None = None) -> np.ndarray:
         """``__call__`` for a FaceAsset (or its folder): D(I_x) = its ``detail_input``, x = its
         photo AUs (``meta.aus``; neutral when the rig has not filled them)."""
@@ -233,7 +238,7 @@ class DetailPredictor:
         if not hasattr(asset, "detail_input"):
             asset = faceasset.read(asset)
         return self(asset.detail_input, {int(k): float(v) for k, v in (asset.meta.aus or {}).items()}, target_aus,
-                    age=age, size=size, face_id=face_id, preset=preset)
+                    age=age, size=size, face_id=face_id, sides=sides)
 
 
 @functools.lru_cache(maxsize=2)

@@ -3,45 +3,90 @@
 Output: (S, S) float32, signed displacement in METRES along the vertex normal, in the BFM
 UV layout with row 0 = top of UV space (v = 1), same texel grid as the texture.
 
-Method (shape-from-shading in spirit, deliberately conservative):
-1. Linear luminance Y of the sRGB texture (Rec. 709 weights).
-2. Low-order lighting: Y ~ albedo * SH9(n) fitted by iteratively reweighted least squares
-   on directly observed, skin-coloured texels (n: the fitted mesh's smooth normals in
-   camera orientation, interpolated per texel). The smooth shading is divided out.
-3. Band-pass of the log shading ratio log(Y / shading): a normalised-convolution
-   difference of Gaussians, from ~1 texel (finest-scale noise suppressed) to ~2% of the
-   map (wrinkles, creases, pores; broader albedo/shape variation removed).
-4. Regularisation: attenuate where the local chroma (log R/G, log B/G, intensity
-   invariant) departs from the skin's median chroma (hair, eyebrows, lips, make-up) or
-   where it is very dark; soft-clip by the map's robust spread (MAD); core the weakest
-   responses (sensor/JPEG noise).
-5. Scale: ``METRES_PER_LOG_UNIT`` (1 mm per unit of log intensity ratio): a crease 25 %
+Method (shape-from-shading in spirit, deliberately conservative), the steps of
+:func:`estimate_detail` in order; every number is a field of :class:`DetailParams`:
+1. Linear light: RGB planes and luminance Y of the sRGB texture (Rec. 709 weights).
+2. Per-texel smooth normals of the fitted mesh in camera orientation, the observed texels
+   (the unwrap mask, not its symmetric fill) and a head-on weight from the normal's n_z.
+3. Skin weight: attenuate where the local chroma (log R/G, log B/G, intensity invariant)
+   departs from the skin's median chroma (hair, eyebrows, lips, make-up) or where it is
+   very dark (nostrils, deep shadow).
+4. Smooth shading: Y ~ albedo * SH9(n) fitted by iteratively reweighted least squares on
+   observed skin texels, with a linear albedo gradient across the face
+   (``geometry.lighting``).
+5. Band-pass of the log shading ratio log(Y / shading): a normalised-convolution
+   difference of Gaussians, from ~1 texel (finest-scale noise suppressed) to a sigma of
+   1 % of the map side (wrinkles, creases, pores kept; broader albedo/shape variation
+   removed).
+6. Soft clip by the map's robust spread (MAD), then core the weakest responses
+   (sensor/JPEG noise).
+7. Fade: the map goes smoothly to 0 at the border of the observed texels, at grazing
+   angles and off the skin.
+8. Scale: ``METRES_PER_LOG_UNIT`` (1 mm per unit of log intensity ratio): a crease 25 %
    darker than its surroundings becomes about -0.29 mm (darker = into the skin = negative);
    typical wrinkles come out at 0.1 - 1 mm, i.e. amplitudes around 1e-4 m. The log ratio
    is soft-clipped (tanh) at max(6 MAD, 0.35), i.e. about 0.35 mm for clean skin, and
    the result hard-clipped to ``MAX_ABS_M`` = 3 mm.
-6. Only directly observed texels (the unwrap mask, not its symmetric fill) carry detail;
-   the map fades smoothly to 0 at their border and at grazing angles.
+
+Lengths in texels are given for a 1024² map ("texels@1024") and scale with the map side S.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from facedet3d.fit.texture import UVLayout
+from facedet3d.geometry.lighting import fit_lighting, sh9, sh9_dot
+from facedet3d.geometry.ramps import smoothstep
+from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
 
 METRES_PER_LOG_UNIT = 1.0e-3
 MAX_ABS_M = 3.0e-3
-_EPS_LIN = 2e-3  # linear-light floor: keeps logs of near-black texels finite and calm
-_CHROMA_TAU = 0.12  # chroma distance (log-ratio units) at which detail is ~37 % kept
-_SRGB_LUT = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
-                     ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4).astype(np.float32)
+REFERENCE_SIZE = 1024  # map side the texel lengths in DetailParams are given for
+_MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a Gaussian
 
 
-def _smoothstep(x, lo, hi):
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+@dataclass(frozen=True)
+class DetailParams:
+    """Every number of :func:`estimate_detail`. Luminance is linear light in [0, 1];
+    "texels@1024" lengths scale with the map side; log units are natural logs of ratios."""
+
+    # 2. Head-on weight: smoothstep of the normal's n_z (cosine to the view axis) over this range.
+    head_on_nz: tuple[float, float] = (0.2, 0.5)
+    # Texels that set the skin statistics: observed, head-on weight and luminance above these.
+    trusted_head_on: float = 0.5
+    min_luminance: float = 0.01
+    min_texels: int = 50            # fewer such texels: no detail at all rather than noise
+    # 3. Skin weight.
+    eps_lin: float = 2e-3           # linear-light floor: keeps logs of near-black texels finite and calm
+    chroma_blur: float = 1.5        # texels@1024: a crease (same chroma, darker) keeps its chroma
+    chroma_tau: float = 0.12        # chroma distance (log units) at which detail is ~37 % kept
+    skin_core: float = 0.5          # skin weight above which a texel counts as skin
+    dark_blur: float = 2.0          # texels@1024, luminance blur before the darkness ramp
+    dark_ramp: tuple[float, float] = (0.1, 0.3)  # x median skin luminance: attenuated below, kept above
+    # 4. Smooth shading.
+    lighting_samples: int = 8000    # texels (about) in the lighting fit: it is 27 numbers
+    albedo_uv_centre: tuple[float, float] = (0.5, 0.6)  # UV origin of the linear albedo terms
+    shading_floor: float = 0.05     # x median skin luminance: the shading never falls below
+    # 5. Band-pass (Gaussian sigmas).
+    fine_sigma: float = 0.8         # texels@1024: suppresses single-texel noise
+    coarse_sigma: float = 0.01      # fraction of the map side: removes broad albedo/shape variation
+    # 6. Soft clip and coring (log units).
+    trusted_weight: float = 0.5     # texels whose trust weight exceeds this set the spread (MAD)
+    clip_mads: float = 6.0
+    clip_min: float = 0.35
+    core_mads: float = 0.5          # responses below ~half the typical spread are mostly noise
+    core_min: float = 0.01          # about one 8-bit sRGB step (quantisation contours)
+    # 7. Fade.
+    fade_radius: float = 6.0        # texels@1024: erosion of the observed region, then blur radius / 2
+    fade_radius_min: int = 2        # texels
+    attenuation_blur: float = 2.0   # texels@1024: spreads the skin attenuation outward (calm hair edges)
+    # 8. Scale.
+    metres_per_log_unit: float = METRES_PER_LOG_UNIT
+    max_abs_m: float = MAX_ABS_M
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -63,14 +108,6 @@ def _nblur(x: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
     return xw[..., 0] / np.maximum(xw[..., 1], 1e-6)
 
 
-def _sh9(n: np.ndarray) -> np.ndarray:
-    """(K, 9) real spherical-harmonics basis (up to band 2, constants folded into the
-    fitted coefficients) of unit normals (K, 3)."""
-    x, y, z = n[:, 0], n[:, 1], n[:, 2]
-    return np.stack([np.ones_like(x), x, y, z, x * y, y * z, 3 * z * z - 1, x * z,
-                     x * x - y * y], axis=1)
-
-
 def _median(x: np.ndarray, n: int = 60000) -> float:
     """Median of a 1-D sample, from an evenly strided subsample of at most ~n values
     (a robust statistic; exactness does not matter, speed does)."""
@@ -79,149 +116,142 @@ def _median(x: np.ndarray, n: int = 60000) -> float:
     return float(np.median(x[:: max(1, x.size // n)]))
 
 
-def _sh_eval(x: np.ndarray, y: np.ndarray, z: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """SH9(n) @ c for normals given as three (K,) float32 component arrays (the same
-    basis as :func:`_sh9`, evaluated without building a (K, 9) matrix)."""
-    c = [np.float32(v) for v in c]
-    return (c[0] + c[1] * x + c[2] * y + c[3] * z + x * (c[4] * y + c[7] * z)
-            + c[5] * y * z + c[6] * (3 * z * z - 1) + c[8] * (x * x - y * y))
+def _linear_light(texture: np.ndarray):
+    """Step 1: (r, g, b, luminance) (S, S) float32 linear-light planes of a uint8 sRGB map."""
+    lut = SRGB8_TO_LINEAR.reshape(1, 256)
+    r, g, b = (cv2.LUT(p, lut) for p in cv2.split(np.ascontiguousarray(texture[..., :3])))
+    wr, wg, wb = REC709_LUMA
+    return r, g, b, wr * r + wg * g + wb * b
 
 
-def _fit_lighting(y: np.ndarray, B: np.ndarray, iters: int = 3) -> np.ndarray:
-    """Robust (IRLS, Tukey biweight) least squares y (K,) ~ B (K, P) @ c -> c (P,).
+def _texel_normals(layout: UVLayout, normals_cam: np.ndarray):
+    """Step 2: per chart texel unit normals (three (K,) float32 arrays), interpolated from
+    the vertex normals and renormalised (Phong-style), so shading varies inside each
+    triangle as it does on the real surface."""
+    nk = layout.sample(np.asarray(normals_cam, np.float32))
+    nx, ny, nz = (np.ascontiguousarray(nk[:, i]) for i in range(3))
+    inv = 1.0 / np.maximum(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-9)
+    nx *= inv
+    ny *= inv
+    nz *= inv
+    return nx, ny, nz
 
-    With too few samples for the full basis only the columns of the first-order SH terms
-    (every 9-block's first 4) are fitted; the others stay 0."""
-    B = np.asarray(B, np.float64)
-    y = np.asarray(y, np.float64)
-    cols = np.arange(B.shape[1])
-    if len(y) < 20 * B.shape[1]:
-        cols = cols[(cols % 9) < 4]
-    Bc = B[:, cols]
-    w = np.ones(len(y))
-    c = np.zeros(len(cols))
-    ridge = 1e-9 * np.eye(len(cols))
-    for _ in range(iters):
-        # Normal equations (P x P): much faster than lstsq on (K, P), and the basis is
-        # well conditioned over a face's normals.
-        Bw = Bc * w[:, None]
-        A = Bw.T @ Bc
-        c = np.linalg.solve(A + ridge * np.trace(A), Bw.T @ y)
-        r = y - Bc @ c
-        s = 1.4826 * np.median(np.abs(r)) + 1e-9
-        u = np.clip(r / (4.685 * s), -1, 1)
-        w = (1 - u * u) ** 2
-    out = np.zeros(B.shape[1])
-    out[cols] = c
-    return out
+
+def _chroma(r, g, b, sigma: float, eps: float) -> np.ndarray:
+    """Step 3a: (S, S, 2) intensity-invariant chroma (log R/G, log B/G), lightly blurred
+    (one two-channel blur instead of two single-channel ones)."""
+    lg = np.log(g + eps)
+    return _blur(cv2.merge([np.log(r + eps) - lg, np.log(b + eps) - lg]), sigma)
+
+
+def _skin_weight(chroma: np.ndarray, lum: np.ndarray, sel: np.ndarray, k: float, p: DetailParams):
+    """Step 3b: (skin weight (S, S) in [0, 1], median skin luminance). ``sel``: the texels
+    that set the median chroma."""
+    cr, cb = chroma[..., 0], chroma[..., 1]
+    d2 = (cr - _median(cr[sel])) ** 2 + (cb - _median(cb[sel])) ** 2
+    skin = np.exp(-d2 / p.chroma_tau ** 2)
+    core_skin = sel & (skin > p.skin_core)
+    med_lum = _median(lum[core_skin]) if core_skin.any() else _median(lum[sel])
+    # Very dark texels (hair, nostrils, deep shadow) carry no usable shading detail.
+    lo, hi = p.dark_ramp
+    skin *= smoothstep(_blur(lum, p.dark_blur * k), lo * med_lum, hi * med_lum)
+    return skin, med_lum
+
+
+def _smooth_shading(lum: np.ndarray, layout: UVLayout, normals, fit_texels: np.ndarray, med_lum: float,
+                    p: DetailParams) -> np.ndarray:
+    """Step 4: (S, S) smooth shading x albedo, fitted on the ``fit_texels`` (S, S) bool.
+
+    Y ~ SH9(n).l + u' SH9(n).m + v' SH9(n).p (u', v' UV centred on ``albedo_uv_centre``):
+    the linear albedo terms keep a skin-tone gradient across the face from being explained
+    by the n_x / n_y lighting terms, whose error would then show up at mesh-scale features
+    (nose wings, eyelids). The fit is subsampled: it is 27 numbers."""
+    nx, ny, nz = normals
+    fit_sel = np.nonzero(fit_texels.reshape(-1)[layout.texel_index])[0]
+    fit_sel = fit_sel[::max(1, fit_sel.size // p.lighting_samples)]
+    y_fit = lum.reshape(-1)[layout.texel_index[fit_sel]].astype(np.float64)
+    tu, tv = layout.texel_uv
+    uk, vk = tu - np.float32(p.albedo_uv_centre[0]), np.float32(p.albedo_uv_centre[1]) - tv
+    uc, vc = uk[fit_sel].astype(np.float64), vk[fit_sel].astype(np.float64)
+    B9 = sh9(np.stack([nx[fit_sel], ny[fit_sel], nz[fit_sel]], 1)).astype(np.float64)
+    coef = fit_lighting(y_fit, np.hstack([B9, B9 * uc[:, None], B9 * vc[:, None]]))
+    shading_k = (sh9_dot(nx, ny, nz, coef[:9]) + uk * sh9_dot(nx, ny, nz, coef[9:18])
+                 + vk * sh9_dot(nx, ny, nz, coef[18:]))
+    return layout.to_image(np.maximum(shading_k, p.shading_floor * med_lum), fill=med_lum)
+
+
+def _band_pass(log_ratio: np.ndarray, trust: np.ndarray, k: float, S: int, p: DetailParams) -> np.ndarray:
+    """Step 5: difference of normalised-convolution Gaussians over the trusted texels, so
+    the observed border and hair/lips do not create edges."""
+    return _nblur(log_ratio, trust, p.fine_sigma * k) - _nblur(log_ratio, trust, p.coarse_sigma * S)
+
+
+def _soft_clip_and_core(d: np.ndarray, trusted: np.ndarray, p: DetailParams) -> np.ndarray:
+    """Step 6: tanh soft clip at max(clip_mads MAD, clip_min), then coring below
+    max(core_mads MAD, core_min); MAD over the ``trusted`` texels."""
+    if trusted.any():
+        dv = d[trusted]
+        mad = _MAD_TO_SIGMA * _median(np.abs(dv - _median(dv)))
+    else:
+        mad = 0.0
+    clip = max(p.clip_mads * mad, p.clip_min)
+    d = clip * np.tanh(d / clip)
+    core = max(p.core_mads * mad, p.core_min)
+    return d * (d * d / (d * d + core * core))
+
+
+def _observed_fade(obs: np.ndarray, k: float, p: DetailParams) -> np.ndarray:
+    """Step 7a: (S, S) float32 weight ramping from 0 at the border of the observed texels
+    to 1 inside (eroded, then blurred)."""
+    rad = max(p.fade_radius_min, int(round(p.fade_radius * k)))
+    er = cv2.erode(obs.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rad + 1,) * 2))
+    return cv2.GaussianBlur(er.astype(np.float32), (0, 0), rad / 2.0) * obs
 
 
 def estimate_detail(texture: np.ndarray, mask: np.ndarray, layout: UVLayout,
-                    normals_cam: np.ndarray) -> np.ndarray:
+                    normals_cam: np.ndarray, params: DetailParams = DetailParams()) -> np.ndarray:
     """Estimate the input detail map D(Ix) from an unwrapped photo.
 
     texture:     (S, S, 3) uint8 sRGB unwrapped texture (row 0 = top of UV space).
     mask:        (S, S) uint8, > 0 where the texel was observed directly (unwrap's mask).
-    layout:      the :class:`~facedet3d.texture.UVLayout` of size S.
+    layout:      the :class:`~facedet3d.fit.texture.UVLayout` of size S.
     normals_cam: (N, 3) unit vertex normals of the fitted mesh in camera orientation
                  (+Z toward the camera, +Y up).
+    params:      the method's numbers (:class:`DetailParams`).
     Returns (S, S) float32 displacement in metres along the normal (negative = into the
-    skin), 0 outside the observed region; see the module docstring for the scale.
+    skin), 0 outside the observed region; see the module docstring for the steps and scale.
     """
+    p = params
     S = layout.size
     if texture.shape[:2] != (S, S) or mask.shape != (S, S):
         raise ValueError(f"texture/mask must be {S}x{S} to match the layout")
-    k = S / 1024.0  # texel scale relative to the 1024 reference
+    k = S / float(REFERENCE_SIZE)  # texels@1024 -> texels of this map
 
-    # 1. Linear RGB planes and luminance.
-    lut = _SRGB_LUT.reshape(1, 256)
-    r, g, b = (cv2.LUT(p, lut) for p in cv2.split(np.ascontiguousarray(texture[..., :3])))
-    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-    # Smooth per-texel normals (camera frame) and the observed weight.
-    # Per-texel unit normals (Phong-style: interpolated, renormalised), so shading varies
-    # inside each triangle as it does on the real surface.
-    nk = layout.sample(np.asarray(normals_cam, np.float32))
-    nx_, ny_, nz_ = (np.ascontiguousarray(nk[:, i]) for i in range(3))
-    inv = 1.0 / np.maximum(np.sqrt(nx_ * nx_ + ny_ * ny_ + nz_ * nz_), 1e-9)
-    nx_ *= inv
-    ny_ *= inv
-    nz_ *= inv
-    nz = layout.to_image(nz_, fill=0.0)
+    # 1. Linear light.
+    r, g, b, lum = _linear_light(texture)
+    # 2. Normals, observed texels, head-on weight.
+    normals = _texel_normals(layout, normals_cam)
     obs = (mask > 0) & layout.chart
-    head_on = _smoothstep(nz, 0.2, 0.5)
-
-    # 4a. Skin chroma: intensity-invariant log ratios, lightly smoothed so a crease (same
-    # chroma, darker) keeps its chroma while hair/brows/lips stand out.
-    lg = np.log(g + _EPS_LIN)
-    # One two-channel blur instead of two single-channel ones.
-    crb = _blur(cv2.merge([np.log(r + _EPS_LIN) - lg, np.log(b + _EPS_LIN) - lg]), 1.5 * k)
-    cr, cb = crb[..., 0], crb[..., 1]
-    sel = obs & (head_on > 0.5) & (lum > 0.01)
-    out = np.zeros((S, S), np.float32)
-    if sel.sum() < 50:
-        return out  # (almost) nothing observed head-on: no detail rather than noise
-    med_r, med_b = _median(cr[sel]), _median(cb[sel])
-    d2 = (cr - med_r) ** 2 + (cb - med_b) ** 2
-    skin = np.exp(-d2 / _CHROMA_TAU ** 2)
-    core_skin = sel & (skin > 0.5)
-    med_lum = _median(lum[core_skin]) if core_skin.any() else _median(lum[sel])
-    # Very dark texels (hair, nostrils, deep shadow) carry no usable shading detail.
-    skin *= _smoothstep(_blur(lum, 2.0 * k), 0.1 * med_lum, 0.3 * med_lum)
-
-    # 2. Lighting fit on observed skin texels (subsampled: the fit is 9 numbers).
-    fit_sel = np.nonzero((sel & (skin > 0.5)).reshape(-1)[layout.texel_index])[0]
-    step = max(1, fit_sel.size // 8000)
-    fit_sel = fit_sel[::step]
-    pix = layout.texel_index[fit_sel]
-    y_fit = lum.reshape(-1)[pix].astype(np.float64)
-    # Lighting x smooth albedo: Y ~ SH9(n).l + u' SH9(n).m + v' SH9(n).p (u', v' centred
-    # UV). The linear albedo terms keep a skin-tone gradient across the face from being
-    # explained by the n_x / n_y lighting terms, whose error would then show up at
-    # mesh-scale features (nose wings, eyelids).
-    tu, tv = layout.texel_uv
-    uk, vk = tu - np.float32(0.5), np.float32(0.6) - tv
-    uc, vc = uk[fit_sel].astype(np.float64), vk[fit_sel].astype(np.float64)
-    B9 = _sh9(np.stack([nx_[fit_sel], ny_[fit_sel], nz_[fit_sel]], 1)).astype(np.float64)
-    coef = _fit_lighting(y_fit, np.hstack([B9, B9 * uc[:, None], B9 * vc[:, None]]))
-    shading_k = (_sh_eval(nx_, ny_, nz_, coef[:9]) + uk * _sh_eval(nx_, ny_, nz_, coef[9:18])
-                 + vk * _sh_eval(nx_, ny_, nz_, coef[18:]))
-    shading = layout.to_image(np.maximum(shading_k, 0.05 * med_lum), fill=med_lum)
-    wfit = (obs * head_on * skin).astype(np.float32)
-
-    # 3. Band-pass of the log shading ratio, with normalised convolution over the
-    # trusted texels so the observed border and hair/lips do not create edges.
-    logr = np.log(lum + _EPS_LIN) - np.log(shading + _EPS_LIN)
-    fine = _nblur(logr, wfit, 0.8 * k)
-    coarse = _nblur(logr, wfit, 0.01 * S)
-    d = fine - coarse
-
-    # 4b. Robust soft clip and coring, from the spread over the trusted texels.
-    trusted = wfit > 0.5
-    if trusted.any():
-        dv = d[trusted]
-        mad = 1.4826 * _median(np.abs(dv - _median(dv)))
-    else:
-        mad = 0.0
-    clip = max(6.0 * mad, 0.35)
-    d = clip * np.tanh(d / clip)
-    # Coring: responses below ~half the typical spread are mostly noise; the floor is
-    # about one 8-bit sRGB step (quantisation contours on smooth gradients).
-    core = max(0.5 * mad, 0.01)
-    d = d * (d * d / (d * d + core * core))
-
-    # 6. Fade: observed (eroded + blurred so the border ramps to 0), head-on, skin.
-    rad = max(2, int(round(6 * k)))
-    er = cv2.erode(obs.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                                     (2 * rad + 1,) * 2))
-    fade = cv2.GaussianBlur(er.astype(np.float32), (0, 0), rad / 2.0) * obs
-    # Attenuation spread slightly outward (min with its blur) so hair edges stay calm.
-    att = np.minimum(skin, _blur(skin, 2.0 * k))
-    wout = fade * head_on * att
-
-    # 5. Metres, darker = negative, soft-limited.
-    disp = METRES_PER_LOG_UNIT * d * wout
-    out = np.clip(disp, -MAX_ABS_M, MAX_ABS_M).astype(np.float32)
+    head_on = smoothstep(layout.to_image(normals[2], fill=0.0), *p.head_on_nz)
+    # 3. Skin weight, from the texels seen head-on and not black.
+    chroma = _chroma(r, g, b, p.chroma_blur * k, p.eps_lin)
+    sel = obs & (head_on > p.trusted_head_on) & (lum > p.min_luminance)
+    if sel.sum() < p.min_texels:
+        return np.zeros((S, S), np.float32)  # (almost) nothing observed head-on: no detail rather than noise
+    skin, med_lum = _skin_weight(chroma, lum, sel, k, p)
+    # 4. Smooth shading on the skin texels among them.
+    shading = _smooth_shading(lum, layout, normals, sel & (skin > p.skin_core), med_lum, p)
+    # 5. Band-pass of the log shading ratio, weighted by how much each texel is trusted.
+    trust = (obs * head_on * skin).astype(np.float32)
+    log_ratio = np.log(lum + p.eps_lin) - np.log(shading + p.eps_lin)
+    d = _band_pass(log_ratio, trust, k, S, p)
+    # 6. Robust soft clip and coring.
+    d = _soft_clip_and_core(d, trust > p.trusted_weight, p)
+    # 7. Fade: observed border, grazing angles, off the skin (attenuation spread slightly
+    # outward, min with its blur, so hair edges stay calm).
+    weight = _observed_fade(obs, k, p) * head_on * np.minimum(skin, _blur(skin, p.attenuation_blur * k))
+    # 8. Metres, darker = negative, limited.
+    out = np.clip(p.metres_per_log_unit * d * weight, -p.max_abs_m, p.max_abs_m).astype(np.float32)
     return np.nan_to_num(out, copy=False, nan=0.0)
 
 

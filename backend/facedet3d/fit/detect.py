@@ -34,8 +34,14 @@ from facedet3d.fit.photo import downscale
 DETECT_MAX_SIDE = 640
 """Longer side (px) of the copy MTCNN runs on."""
 
-MIN_FACE_PX = 32
-"""Smallest face (box side, original pixels) we accept for fitting."""
+MIN_FACE_PX = 16
+"""Smallest face (box side, original pixels) that can be fitted at all: the regressor's ROI is
+1.58x the box, so 16 px is a 25-px patch stretched to 120² (eyes ~3 px apart). Smaller is
+refused."""
+
+SMALL_FACE_PX = 64
+"""Below this box side the fit works on an upsampled ROI (< 120 px of real pixels): it is
+fitted, with a warning in meta.json, since landmarks and texture lose precision."""
 
 MTCNN_MIN_FACE = 20
 """MTCNN's smallest face (px) in the downscaled copy: 20 px of 640 is ~3 % of the longer side."""
@@ -351,7 +357,7 @@ def select_face(detections: Sequence[Detection], face_index: int = 0,
     photo_name: how to name the photo in error messages.
 
     Raises NoFace (nothing found, index out of range, box outside the image or of
-    non-positive size) or FaceTooSmall (chosen face narrower or shorter than 32 px).
+    non-positive size) or FaceTooSmall (chosen face narrower or shorter than MIN_FACE_PX).
     """
     dets = list(detections)
     if box is not None:
@@ -369,7 +375,7 @@ def select_face(detections: Sequence[Detection], face_index: int = 0,
     side = min(chosen.width, chosen.height)
     if side < MIN_FACE_PX:
         raise FaceTooSmall(f"the face in {photo_name} is only {side:.0f} px across (at least "
-                           f"{MIN_FACE_PX} px needed); use a larger or closer photo")
+                           f"{MIN_FACE_PX} px needed to fit it at all); use a larger or closer photo")
     return chosen
 
 
@@ -416,4 +422,13 @@ def default_detector() -> FaceDetector:
 _DEFAULT: FaceDetector | None = None
 
 __all__ = ["Detection", "FaceDetector", "select_face", "default_detector", "DETECT_MAX_SIDE",
-           "MIN_FACE_PX"]
+           "MIN_FACE_PX", "SMALL_FACE_PX", "small_face_warning"]
+
+
+def small_face_warning(det: Detection) -> str | None:
+    """One line for meta.json's ``warnings`` when the chosen face is fitted but small."""
+    side = float(min(det.width, det.height))
+    if side >= SMALL_FACE_PX:
+        return None
+    return (f"small face: {side:.0f} px across (below {SMALL_FACE_PX} px the regressor works on an upsampled crop; "
+            "landmarks, texture and detail are less precise)")

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class FaceMeta:
     0-based pixel centres. Timings in milliseconds."""
 
     format_version: int
-    photo: str
+    photo: str  # the photo's file name
     image_size: list  # [width, height] pixels
     box: list  # face box [x1, y1, x2, y2] pixels
     box_source: str  # "detector" or "user"
@@ -72,10 +73,15 @@ class FaceMeta:
     texture_size: int = 1024
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
     aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
+    aus_source: str = ""  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
     rig_residual_mm: float | None = None  # mean closest-point distance of the rig transfer
     versions: dict = field(default_factory=dict)
     assets: dict = field(default_factory=dict)  # manifest path -> sha256
     timings_ms: dict = field(default_factory=dict)
+    photo_path: str = ""  # the photo's absolute path when fitted (later steps read it from here)
+    aus_source: str = "landmarks"  # what read the photo's AUs: "landmarks" (68-point fit)
+    face_px: float = 0.0  # the face box's side in photo pixels
+    warnings: list = field(default_factory=list)  # one line each: fitted, but quality may suffer
 
 
 @dataclass
@@ -111,6 +117,7 @@ def write(asset: FaceAsset, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    t0 = time.perf_counter()
     try:
         np.savez(tmp / "mesh.npz", vertices=asset.vertices.astype(np.float32), faces=asset.faces.astype(np.int32),
                  uv=asset.uv.astype(np.float32), landmarks=asset.landmarks.astype(np.int64))
@@ -122,6 +129,8 @@ def write(asset: FaceAsset, out_dir: str | os.PathLike) -> Path:
             np.savez(tmp / "rig.npz", **asset.rig)
         for name, img in asset.extras.items():
             _write_png(tmp / name, img)
+        # meta.json last and once, with the time the rest took (milliseconds)
+        asset.meta.timings_ms["write"] = round((time.perf_counter() - t0) * 1000.0, 2)
         (tmp / "meta.json").write_text(json.dumps(asdict(asset.meta), indent=1), encoding="utf-8")
         backup = None
         if out.exists():
@@ -134,14 +143,6 @@ def write(asset: FaceAsset, out_dir: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def rewrite_meta(meta: FaceMeta, path: str | os.PathLike) -> None:
-    """Replace meta.json of a written asset (temp file + rename)."""
-    p = Path(path) / "meta.json"
-    tmp = p.with_name(".meta.json.tmp")
-    tmp.write_text(json.dumps(asdict(meta), indent=1), encoding="utf-8")
-    os.replace(tmp, p)
 
 
 def read_meta(path: str | os.PathLike) -> FaceMeta:

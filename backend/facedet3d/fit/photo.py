@@ -31,6 +31,7 @@ as image viewers do.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -217,6 +218,22 @@ def _orientation(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+@functools.lru_cache(maxsize=1)
+def _opencv_ignores_orientation() -> bool:
+    """True when ``cv2.imdecode`` with IMREAD_IGNORE_ORIENTATION returns the stored pixels of a
+    JPEG tagged orientation 3 (180°). Some OpenCV builds apply EXIF orientation anyway with
+    IMREAD_COLOR_RGB; then every JPEG goes through Pillow, which never turns pixels itself."""
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:8, :8] = 255  # a white top-left corner
+    exif = Image.Exif()
+    exif[_ORIENTATION_TAG] = 3
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "JPEG", quality=95, exif=exif)
+    flags = (_IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    got = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), flags)
+    return got is not None and got.shape == stored.shape and got[:8, :8].mean() > 200 and got[-8:, -8:].mean() < 50
+
+
 def _ends_with_eoi(data: bytes) -> bool:
     tail = data[-64:].rstrip(b"\x00\r\n \t")
     return tail.endswith(b"\xff\xd9")
@@ -235,8 +252,9 @@ def _decode(im: Image.Image, data: bytes) -> tuple[np.ndarray, int]:
     w, h = im.size
     sizes = {(h, w), (w, h)}  # TIFF 5..8: Pillow's size is already turned
 
-    # Fast path: ordinary JPEGs.
-    if fmt in ("JPEG", "MPO") and mode in ("RGB", "L") and _ends_with_eoi(data):
+    # Fast path: ordinary JPEGs, when this OpenCV really leaves the orientation to us (a square
+    # photo turned twice would pass the size check below upside down).
+    if fmt in ("JPEG", "MPO") and mode in ("RGB", "L") and _ends_with_eoi(data) and _opencv_ignores_orientation():
         if mode == "RGB":
             if _IMREAD_RGB is not None:
                 rgb = cv2.imdecode(buf, _IMREAD_RGB | cv2.IMREAD_IGNORE_ORIENTATION)

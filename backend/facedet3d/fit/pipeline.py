@@ -68,6 +68,20 @@ class Backend:
         self.rig = load_rig()
         self.regressor = Regressor(regressor_backend)
         self.detector = FaceDetector()
+        self._reader = None  # MediaPipe expression reader, made on the first fit
+
+    def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
+        """The photo's AUs from the expression reader (MediaPipe blendshapes ->
+        ``expression.au``); ``({}, "landmarks")`` when it finds no face in the box, and the
+        caller falls back to the 68-landmark fit. A missing mediapipe is an error."""
+        from facedet3d.expression import au, reader
+
+        if self._reader is None:
+            self._reader = reader.FaceReader("image")
+        found = reader.read_photo(rgb, box, self._reader)
+        if found is None:
+            return {}, "landmarks"
+        return au.aus_from_blendshapes(found.blendshapes), "mediapipe"
 
     def fit(self, req: FitRequest) -> faceasset.FaceAsset:
         """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
@@ -75,7 +89,7 @@ class Backend:
         from facedet3d.fit import photo as photo_mod
         from facedet3d.geometry import raster
         from facedet3d.fit import texture
-        from facedet3d.fit.detect import select_face
+        from facedet3d.fit.detect import select_face, small_face_warning
 
         if req.texture_size not in TEXTURE_SIZES:
             raise BadImage(f"texture size {req.texture_size} is not one of {TEXTURE_SIZES}")
@@ -95,8 +109,11 @@ class Backend:
             lm2d = img_v[self.bfm.landmarks, :2]
             neutral_units = self.bfm.vertices(fp.shape, None)  # identity only, BFM units
             pose = fit.decompose(fp.projection)
+        with tm("expression"):
+            photo_aus, aus_source = self.read_expression(rgb, det.box)
         with tm("rig"):
-            rig_arrays, photo_aus = self._rig(neutral_units, model_v, fp.projection, pose)
+            rig_arrays, landmark_aus = self._rig(neutral_units, model_v, fp.projection, pose)
+            photo_aus = photo_aus or landmark_aus  # the 68-landmark fit only when no face was read
         with tm("unwrap"):
             layout = texture.uv_layout(req.texture_size)
             tex, mask = texture.unwrap(rgb, img_v, self.bfm.faces, layout)
@@ -106,6 +123,9 @@ class Backend:
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),
+            photo_path=str(Path(req.photo).resolve()),
+            face_px=round(float(min(det.width, det.height)), 1),
+            warnings=[w for w in (small_face_warning(det),) if w],
             image_size=[int(w), int(h)],
             box=[float(v) for v in det.box],
             box_source="detector" if det.landmarks5 is not None else "user",
@@ -124,6 +144,7 @@ class Backend:
             versions={"facedet3d": __version__, "regressor": self.regressor.backend},
             assets={e.path: e.sha256 for e in assets.manifest()},
             aus={str(k): round(v, 4) for k, v in photo_aus.items()},
+            aus_source=aus_source,
             rig_residual_mm=float(self.rig.residual_mm),
         )
         asset = faceasset.FaceAsset(
@@ -162,13 +183,7 @@ class Backend:
 
     def fit_to_disk(self, req: FitRequest, out_dir: str | Path) -> Path:
         """Fit and write the FaceAsset folder atomically; returns its path."""
-        asset = self.fit(req)
-        t0 = time.perf_counter()
-        path = faceasset.write(asset, out_dir)
-        asset.meta.timings_ms["write"] = round((time.perf_counter() - t0) * 1000.0, 2)
-        # record the write time too (meta.json is rewritten in place, the folder is complete)
-        faceasset.rewrite_meta(asset.meta, path)
-        return path
+        return faceasset.write(self.fit(req), out_dir)  # meta.json written once, last, with the write time
 
 
 __all__ = ["Backend", "FitRequest", "FaceDet3DError"]

@@ -19,9 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facedet3d.assets import files as assets
 from facedet3d.assets import bfm as bfm_mod
+from facedet3d.assets import files as assets
+from facedet3d.geometry.ramps import smoothstep
 from facedet3d.geometry.raster import face_normals, rasterize, vertex_normals_from_faces
+from facedet3d.imaging.maps import resize_planar
 
 _LAYOUT_VERSION = 1
 # Visibility: a texel counts as observed when its triangle's camera-frame normal has
@@ -131,11 +133,6 @@ def uv_layout(size: int = 1024) -> UVLayout:
                     n_vertices=int(arrays["n_vertices"]))
 
 
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def push_pull_fill(img: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Fill an image where ``weight`` < 1 from its surroundings (pyramid push-pull).
 
@@ -150,10 +147,6 @@ def push_pull_fill(img: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return out[0] if img.ndim == 2 else np.ascontiguousarray(np.moveaxis(out, 0, -1))
 
 
-def _resize_planar(c: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
-    return np.stack([cv2.resize(ch, size, interpolation=interp) for ch in c])
-
-
 def _push_pull_planar(c: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """push_pull_fill on channel-planar (C, H, W) float32 values (fast broadcasting)."""
     w = np.minimum(np.maximum(weight.astype(np.float32), 0.0), 1.0)
@@ -163,14 +156,14 @@ def _push_pull_planar(c: np.ndarray, weight: np.ndarray) -> np.ndarray:
         levels.append((cp, wp))
         size = ((wp.shape[1] + 1) // 2, (wp.shape[0] + 1) // 2)
         # Area averaging of premultiplied values = weighted mean over each 2x2 block.
-        cp = _resize_planar(cp, size, cv2.INTER_AREA)
+        cp = resize_planar(cp, size, cv2.INTER_AREA)
         wp = cv2.resize(wp, size, interpolation=cv2.INTER_AREA)
     total = float(wp.sum())
     mean = cp.reshape(cp.shape[0], -1).sum(1) / total if total > 0 else np.zeros(cp.shape[0])
     fill = np.where(wp > 1e-6, cp / np.maximum(wp, 1e-6), mean.astype(np.float32)[:, None, None])
     for li in range(len(levels) - 1, -1, -1):
         cp, wp = levels[li]
-        up = _resize_planar(fill, (wp.shape[1], wp.shape[0]), cv2.INTER_LINEAR)
+        up = resize_planar(fill, (wp.shape[1], wp.shape[0]), cv2.INTER_LINEAR)
         if li == 0:
             # Finest level: alpha is the caller's weight (soft seams), values as given.
             fill = up + w * (c - up)
@@ -298,7 +291,7 @@ def unwrap(photo: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, layout: 
     hard = layout.to_image(observed.astype(np.float32)) > 0.5
     vis = _feather(hard, ~layout.chart, radius=3.0 * S / 1024)
     g = layout.to_image(tcos)
-    q = vis * _smoothstep(g, _Q_LO, _Q_HI)
+    q = vis * smoothstep(g, _Q_LO, _Q_HI)
     # Mirror copy: u -> 1 - u is a column flip of the map.
     # (cv2.flip: numpy arithmetic on reversed-stride views is several times slower.)
     col_f = np.empty_like(col)
@@ -317,7 +310,7 @@ def unwrap(photo: np.ndarray, verts_img: np.ndarray, faces: np.ndarray, layout: 
     mix = col_f + wa * (col - col_f)
     # Confidence for the inpainting: near-silhouette samples (n_z just above _COS_MIN)
     # still blend toward the fill, so background mixed in at the outline fades out.
-    edge = _smoothstep(g, _COS_MIN, 0.25)
+    edge = smoothstep(g, _COS_MIN, 0.25)
     conf = np.maximum(vis * edge, vis_f * cv2.flip(edge, 1))
     tex = _push_pull_planar(mix, conf)
     # convertScaleAbs rounds and saturates to uint8; the max(., 0) keeps it from
@@ -345,15 +338,15 @@ def _match_mirror(col: np.ndarray, col_f: np.ndarray, q: np.ndarray, q_f: np.nda
     # Two-step area downscale (1/4 then 1/4): the cheap full-res part is single-channel.
     mid = (max(4, S // 4),) * 2
     small = (max(4, S // 16),) * 2
-    col_m = _resize_planar(col, mid, cv2.INTER_AREA)
+    col_m = resize_planar(col, mid, cv2.INTER_AREA)
     both_m = cv2.resize(both, mid, interpolation=cv2.INTER_AREA)
     mir_m = np.stack([cv2.flip(ch, 1) for ch in col_m])
     wb = cv2.resize(both_m, small, interpolation=cv2.INTER_AREA)
-    own = _resize_planar(col_m * both_m, small, cv2.INTER_AREA)
-    mir = _resize_planar(mir_m * both_m, small, cv2.INTER_AREA)
+    own = resize_planar(col_m * both_m, small, cv2.INTER_AREA)
+    mir = resize_planar(mir_m * both_m, small, cv2.INTER_AREA)
     den = np.maximum(wb, 1e-6)
     lr = np.log(own / den + 8.0) - np.log(mir / den + 8.0)  # +8: dark-pixel noise guard
     lr = _push_pull_planar(lr.astype(np.float32), np.minimum(wb * 4.0, 1.0))
     lr = np.clip(lr, -np.log(2.0), np.log(2.0))
-    gain = _resize_planar(np.exp(lr).astype(np.float32), (S, S), cv2.INTER_LINEAR)
+    gain = resize_planar(np.exp(lr).astype(np.float32), (S, S), cv2.INTER_LINEAR)
     return (col_f + 8.0) * gain - 8.0

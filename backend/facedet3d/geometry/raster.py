@@ -195,8 +195,9 @@ def interpolate(raster: Raster, vertex_attr: np.ndarray) -> np.ndarray:
     return out[..., 0] if flat else out
 
 
-def face_normals(verts: np.ndarray, faces: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """(F, 3) float32 triangle normals ``(v1 - v0) x (v2 - v0)`` (right-hand rule).
+def face_normals(verts: np.ndarray, faces: np.ndarray, normalize: bool = True, dtype=np.float32) -> np.ndarray:
+    """(F, 3) triangle normals ``(v1 - v0) x (v2 - v0)`` (right-hand rule), computed in
+    float64 and returned as ``dtype``.
 
     Unnormalised, the length is twice the triangle area (used for area weighting).
     Degenerate triangles give zero vectors.
@@ -212,7 +213,7 @@ def face_normals(verts: np.ndarray, faces: np.ndarray, normalize: bool = True) -
                   e1[0] * e2[1] - e1[1] * e2[0]], axis=1)
     if normalize:
         n /= np.maximum(np.sqrt((n * n).sum(1, keepdims=True)), 1e-30)
-    return n.astype(np.float32)
+    return n.astype(dtype, copy=False)
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:

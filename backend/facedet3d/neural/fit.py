@@ -21,7 +21,7 @@ from facedet3d.detail import corpus
 from facedet3d.neural import geometry as geo
 from facedet3d.neural import losses as L
 from facedet3d.neural.model import NeuralConfig, NeuralPass, save
-from facedet3d.neural.scene import SubjectData, prepare_subject, read_asset, find_photo, to_torch, view_inputs, default_device
+from facedet3d.neural.scene import Scene, SubjectData, default_device, load_scene, to_torch, view_inputs
 
 
 def fake_bank(n: int, size: int, gain: float, seed: int) -> list[np.ndarray]:
@@ -42,17 +42,19 @@ def _erode(mask: np.ndarray, px: int) -> np.ndarray:
 
 
 class FitData:
-    """Everything a fit step needs, as tensors on ``device`` (input view only)."""
+    """Everything a fit step needs, as tensors on ``device`` (the scene's input view only)."""
 
-    def __init__(self, subject: SubjectData, vr: geo.ViewRaster, geometry: geo.UVGeometry, crop: np.ndarray,
-                 cfg: NeuralConfig, device):
-        self.subject, self.vr, self.geometry = subject, vr, geometry
+    def __init__(self, scene: Scene, cfg: NeuralConfig, device):
+        subject, vr, geometry = scene.subject, scene.raster, scene.geometry
+        self.subject: SubjectData = subject
+        self.vr: geo.ViewRaster = vr
+        self.geometry: geo.UVGeometry = geometry
         fakes = fake_bank(cfg.fake_maps, subject.uv_size, cfg.fake_gain, cfg.seed) if cfg.fake_maps else []
         inp = view_inputs(subject, vr, geometry, [subject.detail] + fakes)
         t = to_torch(inp, device)
         self.real = {k: v[:1] for k, v in t.items()}
         self.shading_fake = t["shading_d"][1:]
-        self.photo = torch.from_numpy(crop.transpose(2, 0, 1)[None].copy()).to(device)
+        self.photo = torch.from_numpy(scene.crop.transpose(2, 0, 1)[None].copy()).to(device)
         self.fake_targets = L.augmented_target(self.photo.expand(len(fakes), -1, -1, -1), t["shading_d"][:1],
                                                self.shading_fake) if fakes else None
         m = _erode(vr.mask, 2)
@@ -173,19 +175,14 @@ def cpu_threads() -> int:
 
 
 def _fit(asset_dir, cfg, photo, device, progress, write):
-    from facedet3d.fit.photo import load_photo
     from facedet3d.neural.render import evaluate_input_view
 
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    asset = read_asset(asset_dir)
-    rgb = load_photo(find_photo(asset_dir, asset, photo)).rgb
-    subject, vr, view, crop = prepare_subject(asset, rgb, cfg.size, cfg.uv_size)
-    from facedet3d.neural.scene import photo_vertices_units
-
-    geometry = geo.uv_geometry(photo_vertices_units(asset) * geo.METRES_PER_UNIT, asset.faces, cfg.uv_size)
+    scene = load_scene(asset_dir, cfg.size, cfg.uv_size, photo)
+    subject = scene.subject
     vgg, vgg_status = L.load_perceptual(device) if cfg.losses.perceptual else (None, "perceptual loss switched off")
-    data = FitData(subject, vr, geometry, crop, cfg, device)
+    data = FitData(scene, cfg, device)
     t_prep = time.perf_counter() - t0
     net = NeuralPass(cfg).to(device)
     before = full_view_photo_loss(net, data, cfg), evaluate_input_view(net, data)["render"]
@@ -194,7 +191,7 @@ def _fit(asset_dir, cfg, photo, device, progress, write):
     metrics = evaluate_input_view(net, data)
     metrics["initial_render"] = before[1]
     metrics["photo_loss"] = {"before": round(before[0], 6), "after": round(full_view_photo_loss(net, data, cfg), 6)}
-    report = {"photo": str(asset.meta.photo), "device": str(device), "perceptual": vgg_status,
+    report = {"photo": scene.photo_name, "device": str(device), "perceptual": vgg_status,
               "sh": [round(float(v), 5) for v in subject.sh], "metrics": metrics, "log": log,
               "detailed_geometry": "bump mapping in UV space (normals of P + D n), proxy raster",
               "timings_s": {"prepare": round(t_prep, 2), "train": round(t_train, 2)},

@@ -7,7 +7,11 @@ Conventions
 - UV maps are (S, S[, C]) with row 0 = top of UV space (v = 1), texel centres at
   u = (c + 0.5) / S, like the FaceAsset texture.
 - Normals for shading are in camera orientation (+Z toward the camera, +Y up), as in
-  ``detail_input``; lighting is the 9-coefficient SH of ``detail_input._sh9``.
+  ``fit.detail_input``; lighting is the 9-coefficient SH of ``facedet3d.geometry.lighting``.
+- Colour: texture and photo crop are float sRGB in [0, 1]; albedo and shading are linear.
+
+Everything here is a pure function of arrays (no files): ``neural.scene`` reads the
+FaceAsset and the photo and builds the subject's data from these pieces.
 
 Detailed geometry G_D: the detail map displaces the surface along its normal *in UV space*
 (bump mapping): per texel, P' = P + D n on the mesh's interpolated position map, and the
@@ -23,24 +27,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facedet3d.geometry import raster
 from facedet3d.api.types import FACE_MARGIN, face_square
 from facedet3d.assets.bfm import METRES_PER_UNIT
-from facedet3d.fit.detail_input import _fit_lighting, _sh9
 from facedet3d.fit.camera import decompose
 from facedet3d.fit.texture import uv_layout
+from facedet3d.geometry import raster
+from facedet3d.geometry.lighting import fit_lighting, sh9
+from facedet3d.imaging.color import REC709_LUMA, srgb_to_linear
+from facedet3d.imaging.maps import resize_square
 
 SHADING_FLOOR = 0.05  # shading is clamped here so shading ratios stay finite
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+# De-lighting divides by at least this shading, so texels the fitted light barely reaches
+# (grazing, self-shadowed) are not boosted into bright albedo.
+ALBEDO_SHADING_FLOOR = 0.2
+LIGHTING_SAMPLES = 8000  # skin pixels (about) the SH fit uses: 9 numbers need few
 
 
 def crop_matrix(box, side: int, margin: float = FACE_MARGIN) -> np.ndarray:
@@ -67,10 +67,20 @@ def view_projection(projection, box, side: int, yaw_deg: float = 0.0, pitch_deg:
     return (crop_matrix(box, side) @ P @ turn)[:3]
 
 
+def photo_crop(rgb: np.ndarray, box, side: int) -> np.ndarray:
+    """(side, side, 3) float32 sRGB [0, 1] crop of the (H, W, 3) uint8 photo around the face
+    box (the square of ``crop_matrix``, so it matches ``view_projection``)."""
+    m = crop_matrix(box, side)
+    a = np.array([[m[0, 0], 0, m[0, 3]], [0, m[1, 1], m[1, 3]]], np.float64)
+    out = cv2.warpAffine(rgb, a, (side, side), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return out.astype(np.float32) / 255.0
+
+
 def sh_shading(normals_cam: np.ndarray, sh: np.ndarray) -> np.ndarray:
     """(...,) float32 SH9 shading of (..., 3) unit camera-frame normals, floored."""
     n = normals_cam.reshape(-1, 3)
-    s = _sh9(n) @ np.asarray(sh, np.float64)
+    s = sh9(n) @ np.asarray(sh, np.float64)
     return np.maximum(s, SHADING_FLOOR).astype(np.float32).reshape(normals_cam.shape[:-1])
 
 
@@ -114,10 +124,7 @@ def detailed_normals(geo: UVGeometry, detail_m: np.ndarray | None) -> np.ndarray
     if detail_m is None or not np.any(detail_m):
         return geo.normal.copy()
     S = geo.normal.shape[0]
-    d = np.asarray(detail_m, np.float32)
-    if d.shape != (S, S):
-        d = cv2.resize(d, (S, S), interpolation=cv2.INTER_AREA if d.shape[0] > S else cv2.INTER_LINEAR)
-    d = d * geo.chart
+    d = resize_square(np.asarray(detail_m, np.float32), S) * geo.chart
     n0 = _fd_normal(geo.position)
     n1 = _fd_normal(geo.position + d[..., None] * geo.normal)
     l0 = np.linalg.norm(n0, axis=-1, keepdims=True)
@@ -168,16 +175,16 @@ def view_raster(vertices_units: np.ndarray, faces: np.ndarray, uv: np.ndarray, v
 
 def estimate_lighting(photo_rgb: np.ndarray, vr: ViewRaster, geo: UVGeometry, skin: np.ndarray) -> np.ndarray:
     """(9,) SH lighting of the photo crop ((H, W, 3) float sRGB in [0, 1]) seen through
-    ``vr``: robust fit (``detail_input._fit_lighting``) of the linear luminance of skin
+    ``vr``: robust fit (``geometry.lighting.fit_lighting``) of the linear luminance of skin
     pixels ((H, W) bool) against SH9 of the smooth camera normals, scaled so the mean
     shading over the skin is 1 (the albedo carries the absolute level and colour)."""
     lin = srgb_to_linear(photo_rgb)
-    y = lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    y = lin @ np.array(REC709_LUMA, np.float32)
     n = _normalise(vr.sample(geo.normal)) @ vr.rotation.T.astype(np.float32)
     sel = skin & vr.mask
-    idx = np.flatnonzero(sel)[:: max(1, int(sel.sum()) // 8000)]
-    B = _sh9(n.reshape(-1, 3)[idx].astype(np.float64))
-    c = _fit_lighting(y.reshape(-1)[idx], B)
+    idx = np.flatnonzero(sel)[:: max(1, int(sel.sum()) // LIGHTING_SAMPLES)]
+    B = sh9(n.reshape(-1, 3)[idx].astype(np.float64))
+    c = fit_lighting(y.reshape(-1)[idx], B)
     mean = float(np.mean(B @ c))
     if not np.isfinite(mean) or mean <= 1e-6:
         c, mean = np.eye(9)[0] * 1.0, 1.0  # degenerate photo: ambient light
@@ -198,5 +205,17 @@ def skin_mask_uv(texture_srgb: np.ndarray, chart: np.ndarray, tau: float = 0.12)
     return sel & (d2 < (tau * 0.83) ** 2)  # exp(-d2/tau^2) > 0.5
 
 
+def delit_albedo(texture_srgb: np.ndarray, geo: UVGeometry, detail_m: np.ndarray, rotation: np.ndarray,
+                 sh: np.ndarray) -> np.ndarray:
+    """(S, S, 3) float32 linear albedo: the texture T(I_x) ((S, S, 3) sRGB [0, 1]) divided
+    by the SH shading of the detailed geometry G_D (``detail_m`` metres) seen with the
+    photo's camera ``rotation`` (3x3 model -> camera; texels seen in any view share it)."""
+    n_cam = detailed_normals(geo, detail_m) @ np.asarray(rotation).T.astype(np.float32)
+    shade = sh_shading(n_cam, sh)
+    return np.clip(srgb_to_linear(texture_srgb) / np.maximum(shade, ALBEDO_SHADING_FLOOR)[..., None],
+                   0.0, 1.0).astype(np.float32)
+
+
 def units_from_metres(vertices_m: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 BFM units (micrometres) of vertices in metres."""
     return np.asarray(vertices_m, np.float64) / METRES_PER_UNIT

@@ -8,7 +8,6 @@ background never contributes (and mask borders make no edges).
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import torch
 import torch.nn as nn
 
 from facedet3d.detail.losses import laplacian_pyramid
+from facedet3d.errors import FaceDet3DError
+from facedet3d.imaging.color_torch import to_linear, to_srgb
 
 
 @dataclass
@@ -70,8 +71,12 @@ def vgg_weights_path() -> Path | None:
     """Local VGG16 (torchvision ImageNet) weights: ``$FACEDET3D_VGG16_WEIGHTS``, then
     ``$FACEDET3D_CACHE/vgg16-397923af.pth``, then the torch hub cache. Never downloads."""
     cands = []
-    if os.environ.get(VGG_ENV):
-        cands.append(Path(os.environ[VGG_ENV]))
+    if os.environ.get(VGG_ENV):  # named by the user: it must be there (an error, never a quiet skip)
+        named = Path(os.environ[VGG_ENV]).expanduser()
+        if not named.is_file():
+            raise FaceDet3DError(f"{VGG_ENV} names {named}, which does not exist; point it at a local "
+                                 "torchvision vgg16-397923af.pth or unset it")
+        return named
     for root in (os.environ.get("FACEDET3D_CACHE"), os.environ.get("TORCH_HOME") and Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints",
                  Path.home() / ".cache" / "torch" / "hub" / "checkpoints"):
         if root:
@@ -100,8 +105,9 @@ class VGGPerceptual(nn.Module):
 
 
 def load_perceptual(device: str | torch.device = "cpu") -> tuple[VGGPerceptual | None, str]:
-    """(module or None, status line). None when no local VGG16 weights exist (the loss is
-    then skipped; nothing is downloaded)."""
+    """(module or None, status line). None when no VGG16 weights are on this machine (the
+    status line says the term is off; nothing is downloaded). Weights that were named or found
+    but cannot be loaded are an error."""
     path = vgg_weights_path()
     if path is None:
         return None, (f"perceptual loss off: no VGG16 weights on this machine (set {VGG_ENV} to a local "
@@ -111,9 +117,9 @@ def load_perceptual(device: str | torch.device = "cpu") -> tuple[VGGPerceptual |
 
         net = vgg16(weights=None)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as exc:  # noqa: BLE001 - a broken file must not stop the fit
-        warnings.warn(f"VGG16 weights {path} unusable ({exc}); perceptual loss off", stacklevel=2)
-        return None, f"perceptual loss off: {path} unusable ({type(exc).__name__})"
+    except Exception as exc:  # noqa: BLE001 - any failure: say which file and why, in one line
+        raise FaceDet3DError(f"VGG16 weights {path} cannot be loaded ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); replace the file or unset {VGG_ENV}") from None
     return VGGPerceptual(net.features.eval()).to(device), f"perceptual loss on: VGG16 from {path}"
 
 
@@ -141,10 +147,7 @@ def weighted(parts: dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
 def augmented_target(photo: torch.Tensor, shading: torch.Tensor, shading_fake: torch.Tensor) -> torch.Tensor:
     """I*_x = Shading*(I_x) x I_x / Shading(I_x) (Eq. 28), in linear light, back to sRGB.
     photo (B, 3, H, W) sRGB; shading, shading_fake (B, 1, H, W) SH shading of G_D and G*_D."""
-    from facedet3d.neural.nets import to_srgb
-
-    lin = torch.where(photo <= 0.04045, photo / 12.92, ((photo.clamp_min(0) + 0.055) / 1.055) ** 2.4)
-    return to_srgb(lin * shading_fake / shading.clamp_min(1e-3))
+    return to_srgb(to_linear(photo) * shading_fake / shading.clamp_min(1e-3))
 
 
 def augw_loss(pred_fake: torch.Tensor, target_fake: torch.Tensor, mask: torch.Tensor, levels: int = 4) -> torch.Tensor:

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from facedet3d.imaging.color_torch import to_srgb
+
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2, inplace=True))
@@ -175,8 +177,3 @@ class ShadingCNN(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         assert image.ndim == 4 and image.shape[1] == 3
         return 1.0 + self.c2(F.leaky_relu(self.c1(image - 0.5), 0.2))
-
-
-def to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)

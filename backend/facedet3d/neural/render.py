@@ -16,9 +16,12 @@ import cv2
 import numpy as np
 import torch
 
+from facedet3d.imaging.color import linear_to_srgb, srgb_to_linear
+from facedet3d.imaging.color_torch import to_srgb
 from facedet3d.neural import geometry as geo
 from facedet3d.neural.model import WEIGHTS_FILE, NeuralPass, load
-from facedet3d.neural.scene import NeuralInputError, SubjectData, read_asset, to_torch, view_inputs
+from facedet3d.neural.scene import (NeuralInputError, SubjectData, default_device, read_asset, to_torch,
+                                    view_inputs)
 
 BACKGROUND = 0.16  # sRGB grey outside the face
 
@@ -32,8 +35,6 @@ def _loaded(asset_dir: str, mtime_ns: int, device: str):
 
 def load_cached(asset_dir, device: str | None = None):
     """(net, subject, neural.json, faces, uv), cached per folder and weights file version."""
-    from facedet3d.neural.scene import default_device
-
     p = Path(asset_dir).resolve()
     w = p / WEIGHTS_FILE
     mt = w.stat().st_mtime_ns if w.is_file() else 0
@@ -134,8 +135,6 @@ def evaluate_input_view(net: NeuralPass, data) -> dict:
     photo = data.photo[0].permute(1, 2, 0).cpu().numpy()
     m = data.loss_mask[0, 0].cpu().numpy() > 0.5
     res = {}
-    from facedet3d.neural.nets import to_srgb
-
     base = to_srgb(data.real["albedo"] * data.real["shading_d"])
     for name, t in (("render", out), ("lr_branch", lr), ("textured_mesh", base)):
         img = t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -161,7 +160,7 @@ def detail_response(r: dict, row_with: int = 1, row_without: int = 0, quantile: 
     rest = m & ~w
     ratio = float(diff[w].mean() / max(diff[rest].mean(), 1e-9)) if w.any() and rest.any() else 0.0
     base = r["image"][row_without]
-    expect = np.abs(geo.linear_to_srgb(geo.srgb_to_linear(base) * (sd / np.maximum(sp, 1e-3))[..., None]) - base).mean(-1)
+    expect = np.abs(linear_to_srgb(srgb_to_linear(base) * (sd / np.maximum(sp, 1e-3))[..., None]) - base).mean(-1)
     gain = float(diff[w].mean() / max(expect[w].mean(), 1e-9)) if w.any() else 0.0
     corr = float(np.corrcoef(diff[m], change[m])[0, 1]) if m.sum() > 2 else 0.0
     return {"ratio": round(ratio, 3), "gain": round(gain, 3), "corr": round(corr, 3)}

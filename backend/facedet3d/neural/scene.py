@@ -1,4 +1,10 @@
-"""Per-subject data of the neural pass and the per-view network inputs (numpy -> torch).
+"""The subject's scene for the neural pass: the FaceAsset and its photo, read once, turned
+into what the fit and the renders share, and the per-view network inputs (numpy -> torch).
+
+Data flows one way: ``load_scene`` reads the asset folder and the photo, ``build_scene``
+runs ``neural.geometry``'s pure functions over them in order and returns a ``Scene``
+(``SubjectData`` + the photo's view); ``neural.fit`` and ``neural.render`` consume those
+results. ``neural.geometry`` never reads files and never imports this module.
 
 ``SubjectData`` holds what training and rendering share: T(I_x) and the de-lit albedo in UV
 space, the SH lighting l (9,) estimated from the photo, the skin region. ``view_inputs``
@@ -11,12 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from facedet3d.fit import faceasset
 from facedet3d.errors import FaceDet3DError
+from facedet3d.fit import faceasset
+from facedet3d.imaging.maps import resize_square
 from facedet3d.neural import geometry as geo
 
 
@@ -37,6 +43,25 @@ class SubjectData:
     detail: np.ndarray
 
 
+@dataclass
+class Scene:
+    """The subject in its photo, at the pass's training size.
+
+    subject:    the SubjectData (UV maps at uv_size², the photo's lighting).
+    geometry:   the photo-fitted mesh in UV space (uv_size², metres).
+    raster:     that mesh rasterised through the photo's view at size².
+    view:       the 3x4 view (BFM units -> crop pixels) of the photo's camera.
+    crop:       (size, size, 3) float32 sRGB [0, 1] photo crop seen through ``view``.
+    photo_name: the photo as ``meta.json`` records it."""
+
+    subject: SubjectData
+    geometry: geo.UVGeometry
+    raster: geo.ViewRaster
+    view: np.ndarray
+    crop: np.ndarray
+    photo_name: str
+
+
 def read_asset(asset_dir) -> faceasset.FaceAsset:
     try:
         return faceasset.read(asset_dir)
@@ -45,21 +70,14 @@ def read_asset(asset_dir) -> faceasset.FaceAsset:
 
 
 def find_photo(asset_dir, asset: faceasset.FaceAsset, photo=None) -> Path:
-    """The subject's photo: ``photo`` when given, else ``meta.photo`` as a path, beside the
-    asset folder, or inside it."""
-    d = Path(asset_dir)
-    cands = [Path(photo)] if photo else [Path(asset.meta.photo), d / asset.meta.photo, d.parent / asset.meta.photo]
-    for c in cands:
-        if c.is_file():
-            return c
-    raise NeuralInputError(f"photo {photo or asset.meta.photo!r} not found; pass --photo PATH (the image the asset was fitted on)")
-
-
-def resize_uv(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[0] == size:
-        return img.astype(np.float32)
-    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(img.astype(np.float32), (size, size), interpolation=interp)
+    """The subject's photo: ``photo`` when given, else the path the fit recorded
+    (``meta.photo_path``). Nothing is guessed: a moved photo is named with ``--photo``."""
+    where = photo or asset.meta.photo_path
+    if not where:
+        raise NeuralInputError(f"{asset_dir} records no photo path (fitted by an older version); pass --photo PATH")
+    if not Path(where).is_file():
+        raise NeuralInputError(f"photo {where} not found; pass --photo PATH (the image the asset was fitted on)")
+    return Path(where)
 
 
 def photo_vertices_units(asset: faceasset.FaceAsset) -> np.ndarray:
@@ -73,33 +91,34 @@ def photo_vertices_units(asset: faceasset.FaceAsset) -> np.ndarray:
     return b.vertices(np.asarray(asset.meta.shape_coeffs, np.float32), np.asarray(asset.meta.exp_coeffs, np.float32))
 
 
-def photo_crop(rgb: np.ndarray, box, side: int) -> np.ndarray:
-    """(side, side, 3) float32 sRGB [0, 1] crop of the photo around the face box (the same
-    square as ``geometry.view_projection``)."""
-    m = geo.crop_matrix(box, side)
-    a = np.array([[m[0, 0], 0, m[0, 3]], [0, m[1, 1], m[1, 3]]], np.float64)
-    out = cv2.warpAffine(rgb, a, (side, side), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    return out.astype(np.float32) / 255.0
+def load_scene(asset_dir, size: int, uv_size: int, photo=None) -> Scene:
+    """Read the FaceAsset folder and its photo (``photo`` overrides ``meta.photo``) and build
+    the Scene at ``size``² pixels and ``uv_size``² texels."""
+    from facedet3d.fit.photo import load_photo
+
+    asset = read_asset(asset_dir)
+    rgb = load_photo(find_photo(asset_dir, asset, photo)).rgb
+    return build_scene(asset, rgb, size, uv_size)
 
 
-def prepare_subject(asset: faceasset.FaceAsset, photo_rgb: np.ndarray, size: int, uv_size: int
-                    ) -> tuple[SubjectData, geo.ViewRaster, np.ndarray, np.ndarray]:
-    """SubjectData plus the input view's raster, its 3x4 view and the photo crop (size²)."""
+def build_scene(asset: faceasset.FaceAsset, photo_rgb: np.ndarray, size: int, uv_size: int) -> Scene:
+    """The Scene of an asset and its (H, W, 3) uint8 photo, step by step."""
+    # 1. The photo's geometry: the fitted mesh, its view and raster, the mesh in UV space.
     verts_u = photo_vertices_units(asset)
     view = geo.view_projection(asset.meta.pose.projection, asset.meta.box, size)
-    vr = geo.view_raster(verts_u, asset.faces, asset.uv, view, size, size)
-    g = geo.uv_geometry(verts_u * geo.METRES_PER_UNIT, asset.faces, uv_size)
-    tex = resize_uv(asset.texture, uv_size) / 255.0
-    skin_uv = geo.skin_mask_uv(tex, g.chart)
-    crop = photo_crop(photo_rgb, asset.meta.box, size)
-    sh = geo.estimate_lighting(crop, vr, g, vr.sample(skin_uv.astype(np.float32)) > 0.5)
-    detail = resize_uv(asset.detail_input, uv_size)
-    # De-lit albedo: T / Shading(G_D) with the photo's camera (texels seen in any view share it).
-    n_cam = geo.detailed_normals(g, detail) @ vr.rotation.T.astype(np.float32)
-    shade_uv = geo.sh_shading(n_cam, sh)
-    albedo = np.clip(geo.srgb_to_linear(tex) / np.maximum(shade_uv, 0.2)[..., None], 0.0, 1.0)
-    return SubjectData(uv_size, tex.astype(np.float32), albedo.astype(np.float32), skin_uv, sh, detail), vr, view, crop
+    raster = geo.view_raster(verts_u, asset.faces, asset.uv, view, size, size)
+    geometry = geo.uv_geometry(verts_u * geo.METRES_PER_UNIT, asset.faces, uv_size)
+    crop = geo.photo_crop(photo_rgb, asset.meta.box, size)
+    # 2. The asset's UV maps at the pass's resolution (texture to [0, 1] sRGB, detail metres).
+    texture = (resize_square(asset.texture, uv_size) / 255.0).astype(np.float32)
+    detail = resize_square(asset.detail_input, uv_size)
+    # 3. Skin region, then the photo's SH lighting fitted over the skin seen in the view.
+    skin_uv = geo.skin_mask_uv(texture, geometry.chart)
+    sh = geo.estimate_lighting(crop, raster, geometry, raster.sample(skin_uv.astype(np.float32)) > 0.5)
+    # 4. De-lit albedo: T / Shading(G_D) under that lighting.
+    albedo = geo.delit_albedo(texture, geometry, detail, raster.rotation, sh)
+    subject = SubjectData(uv_size, texture, albedo, skin_uv, sh, detail)
+    return Scene(subject, geometry, raster, view, crop, str(asset.meta.photo))
 
 
 def view_inputs(subject: SubjectData, vr: geo.ViewRaster, geometry: geo.UVGeometry,

@@ -17,13 +17,15 @@ Matsumoto & Ekman's tables): happy 6+12, sad 1+4+15, surprise 1+2+5+26, fear
 
 from __future__ import annotations
 
-import re
-import warnings
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-AU_IDS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+# The vocabulary (AU ids, presets, contempt's side, parsing and validation) is defined once in
+# api.expressions, shared with the add-on; re-exported here for the rig's callers.
+from facedet3d.api.expressions import (  # noqa: F401
+    AU_IDS, BOTH_SIDES, CONTEMPT_SIDE, PRESETS, normalise_aus, parse_aus, preset_aus, preset_sides, side_multipliers,
+    target_aus)
 
 # AU -> {blendshape name: weight at AU intensity 1}. "_L/_R" = the subject's left/right.
 _BOTH = ("_L", "_R")
@@ -51,17 +53,6 @@ AU_TABLE: dict[int, dict[str, float]] = {
 # mouthClose is ARKit's corrective for lips held together while the jaw is open; it is not
 # an AU on its own and, applied alone, pushes the lips through each other, so no AU uses it.
 
-PRESETS: dict[str, dict[int, float]] = {
-    "happy": {6: 0.8, 12: 1.0},
-    "sad": {1: 0.9, 4: 0.5, 15: 0.8},
-    "surprise": {1: 1.0, 2: 1.0, 5: 0.8, 26: 0.8},
-    "fear": {1: 0.9, 2: 0.6, 4: 0.5, 5: 0.9, 7: 0.4, 20: 0.8, 26: 0.4},
-    "anger": {4: 1.0, 5: 0.6, 7: 0.8, 23: 0.9},
-    "disgust": {9: 1.0, 15: 0.6, 17: 0.7},
-    # contempt is unilateral: expressed by blendshape weights on one side (see below)
-    "contempt": {12: 0.6, 14: 0.8},
-}
-CONTEMPT_SIDE = "_L"  # the subject's left mouth corner
 
 
 def blendshape_index(names: Sequence[str]) -> dict[str, int]:
@@ -78,69 +69,17 @@ def au_to_blendshape(names: Sequence[str]) -> np.ndarray:
     return m
 
 
-def parse_aus(items: Iterable[str]) -> dict[int, float]:
-    """Parse CLI strings like ``["12=0.8", "AU1=0.5"]`` into {AU number: intensity}.
-    Raises ValueError for malformed items or unknown AUs (range is checked by normalise_aus)."""
-    out: dict[int, float] = {}
-    for item in items:
-        m = re.fullmatch(r"\s*(?:AU)?(\d+)\s*=\s*(\S+)\s*", str(item), flags=re.IGNORECASE)
-        if not m:
-            raise ValueError(f"bad AU item {item!r}: expected NUMBER=INTENSITY, e.g. 12=0.8")
-        au = int(m.group(1))
-        if au not in AU_IDS:
-            raise ValueError(f"AU{au} is not supported; supported AUs: {', '.join(map(str, AU_IDS))}")
-        try:
-            out[au] = float(m.group(2))
-        except ValueError:
-            raise ValueError(f"bad AU intensity in {item!r}") from None
-    return out
-
-
-def normalise_aus(aus: Mapping[int, float] | Sequence[float] | np.ndarray) -> np.ndarray:
-    """(17,) float32 AU vector in ``AU_IDS`` order from a {AU: intensity} dict (missing = 0)
-    or a length-17 array. Values outside [0, 1] are clamped with a warning; NaN (or inf)
-    raises ValueError."""
-    if isinstance(aus, Mapping):
-        vec = np.zeros(len(AU_IDS), np.float64)
-        for au, v in aus.items():
-            au = int(au)
-            if au not in AU_IDS:
-                raise ValueError(f"AU{au} is not supported; supported AUs: {', '.join(map(str, AU_IDS))}")
-            vec[AU_IDS.index(au)] = float(v)
-    else:
-        vec = np.asarray(aus, np.float64).reshape(-1)
-        if vec.shape != (len(AU_IDS),):
-            raise ValueError(f"AU vector must have {len(AU_IDS)} values (AUs {AU_IDS}), got {vec.shape[0]}")
-    if not np.isfinite(vec).all():
-        bad = [AU_IDS[i] for i in np.flatnonzero(~np.isfinite(vec))]
-        raise ValueError(f"AU intensities must be numbers in [0, 1]; AU{bad} is NaN/inf")
-    if (vec < 0).any() or (vec > 1).any():
-        bad = {AU_IDS[i]: float(vec[i]) for i in np.flatnonzero((vec < 0) | (vec > 1))}
-        warnings.warn(f"AU intensities outside [0, 1] clamped: {bad}", stacklevel=2)
-        vec = np.clip(vec, 0.0, 1.0)
-    return vec.astype(np.float32)
-
-
-def preset_aus(name: str) -> np.ndarray:
-    """(17,) float32 AU vector of an EMFACS preset (``PRESETS``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return normalise_aus(PRESETS[name])
-
-
-def blendshape_weights(au_vector, names: Sequence[str], unilateral: str | None = None) -> np.ndarray:
+def blendshape_weights(au_vector, names: Sequence[str], sides=BOTH_SIDES) -> np.ndarray:
     """(K,) float32 blendshape weights in [0, 1] for a (17,) AU vector (or dict).
-    ``unilateral="_L"`` / ``"_R"`` zeroes the other side's lateral shapes (contempt)."""
-    w = normalise_aus(au_vector) @ au_to_blendshape(names)
-    if unilateral is not None:
-        other = "_R" if unilateral == "_L" else "_L"
-        w[[i for i, n in enumerate(names) if str(n).endswith(other)]] = 0.0
+    ``sides`` = (left, right) multipliers of the lateral ``_L``/``_R`` shapes (contempt:
+    ``preset_sides("contempt")`` keeps one side)."""
+    w = (normalise_aus(au_vector) @ au_to_blendshape(names)) * side_multipliers(names, sides)
     return np.clip(w, 0.0, 1.0).astype(np.float32)
 
 
 def preset_weights(name: str, names: Sequence[str]) -> np.ndarray:
     """(K,) blendshape weights of a preset; contempt uses one side only (CONTEMPT_SIDE)."""
-    return blendshape_weights(preset_aus(name), names, CONTEMPT_SIDE if name == "contempt" else None)
+    return blendshape_weights(preset_aus(name), names, preset_sides(name))
 
 
 def expression_params(au_vector, rig, bfm=None) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
-"""Geometry helpers of the ICT -> BFM FACS transfer (``rig.py``): similarity alignment,
-closest points on triangle meshes, face normals, and the BFM's eye/mouth openings and
-upper/lower (lid, lip) side labels, all derived from the iBUG-68 landmarks.
+"""Geometry helpers of the ICT -> BFM FACS transfer (``rig.transfer``): similarity alignment,
+closest points on triangle meshes, folded triangles, and the BFM's eye/mouth openings and
+upper/lower (lid, lip) side labels, all derived from the iBUG-68 landmarks. Face normals
+and smoothstep are the stage-neutral ones (``facedet3d.geometry``), re-exported here.
 
 Coordinates are whatever the caller passes (the transfer works in BFM units, micrometres;
 the band widths below are micrometres).
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from facedet3d.geometry.ramps import smoothstep  # noqa: F401  (re-exported to rig.transfer)
+from facedet3d.geometry.raster import face_normals
 
 # --- geometry helpers ---------------------------------------------------------------------
 
@@ -80,12 +83,6 @@ def project_to_mesh(points: np.ndarray, verts: np.ndarray, tris: np.ndarray, k: 
     return cand[rows, best], bary[rows, best], cp[rows, best], np.sqrt(d2[rows, best])
 
 
-def face_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """(F, 3) unit face normals (zero for degenerate triangles)."""
-    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-
-
 def rims(verts, faces, inside, labels):
     """Vertices just outside an opening (its 1-ring): (upper rim ids, lower rim ids), each
     sorted by x."""
@@ -109,11 +106,6 @@ def points_in_polygon(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
             xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
         inside ^= crosses & (x < xc)
     return inside
-
-
-def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def catmull_rom(pts: np.ndarray, closed: bool, per: int = 8) -> np.ndarray:
@@ -197,7 +189,8 @@ def mesh_edges(faces: np.ndarray) -> np.ndarray:
 def flipped_faces(rest: np.ndarray, posed: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Indices of the triangles whose normal turned by more than 90 degrees from rest to
     posed (normal dot product < 0) — folds of the surface."""
-    return np.flatnonzero((face_normals(rest, faces) * face_normals(posed, faces)).sum(1) < 0)
+    return np.flatnonzero((face_normals(rest, faces, dtype=np.float64)
+                           * face_normals(posed, faces, dtype=np.float64)).sum(1) < 0)
 
 
 def mesh_adjacency(faces: np.ndarray, n: int):
@@ -233,12 +226,7 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     for r in range(rounds):
         if len(bad) == 0:
             break
-        region = np.zeros(n, bool)
-        region[faces[bad].ravel()] = True
-        for _ in range(rings + r):
-            region |= (adj @ region.astype(np.float64)) > 0
-        if keep is not None:
-            region &= ~keep
+        region = _fold_region(faces, bad, adj, n, rings + r, keep)
         free = np.flatnonzero(region)
         fixed = np.flatnonzero(~region)
         a = lap[free][:, free].tocsc()
@@ -248,6 +236,18 @@ def relax_folds(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, keep: np
     if len(bad) >= n_before:  # no better (e.g. folds pinned by ``keep``): leave it as it was
         return delta, n_before
     return out.astype(delta.dtype), len(bad)
+
+
+def _fold_region(faces: np.ndarray, bad: np.ndarray, adj, n: int, rings: int, keep: np.ndarray | None) -> np.ndarray:
+    """(n,) bool: the vertices of the ``bad`` triangles grown by ``rings`` rings of the
+    adjacency ``adj``, less the pinned ``keep`` — the vertices a fold repair may move."""
+    region = np.zeros(n, bool)
+    region[faces[bad].ravel()] = True
+    for _ in range(rings):
+        region |= (adj @ region.astype(np.float64)) > 0
+    if keep is not None:
+        region &= ~keep
+    return region
 
 
 def unfold(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, adj, keep: np.ndarray | None = None,
@@ -282,12 +282,7 @@ def unfold(rest: np.ndarray, delta: np.ndarray, faces: np.ndarray, adj, keep: np
     for r in range(rounds):
         if len(bad) == 0:
             break
-        region = np.zeros(n, bool)
-        region[faces[bad].ravel()] = True
-        for _ in range(rings + r):
-            region |= (adj @ region.astype(np.float64)) > 0
-        if keep is not None:
-            region &= ~keep
+        region = _fold_region(faces, bad, adj, n, rings + r, keep)
         free = np.flatnonzero(region)
         col = np.full(n, -1)
         col[free] = np.arange(len(free))

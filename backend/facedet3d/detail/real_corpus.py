@@ -1,0 +1,292 @@
+"""The real detail corpus: D(I) maps of real frames and photos with AU labels, for DetP.
+
+    facedet3d corpus VIDEO_OR_PHOTO... -o CORPUS [--stride 3] [--per-clip 24] [--min-change 0.6]
+
+Per video: every ``stride``-th frame is fitted with the clip's identity held fixed (the
+identity is that of the clip's first fittable frame; ``frames.FrameFitter``), its AUs are
+read by the labels source (``frames.AULabels``; default: the 68-landmark rig fit), and a
+frame is kept when its AU vector differs by at least ``min_change`` (L1 over the 17 AUs)
+from every frame kept so far (the first is always kept), up to ``per_clip`` frames. Per
+photo: one entry (a clip of one frame). Kept frames store their D(I) and observed mask.
+
+Layout of CORPUS (every file written to a temporary name, then renamed: a build that stops
+leaves complete clips only, and a rerun skips them — resumable):
+
+    CORPUS/clips/<clip>.npz    detail (F, S, S) float16 in units of 0.1 mm (DETAIL_SCALE_M),
+                               mask (F, S, S) uint8 (255 = observed), frames (F,) int32,
+                               aus (F, 17) float32 (facs.AU_IDS order); S = --store-size (256)
+    CORPUS/clips/<clip>.json   the clip's entries (below) and its cost
+    CORPUS/index.json          all entries: {"clip", "subject", "source", "frame", "row", "aus"
+                               {AU: v}, "age" (years or null), "quality", "observed_fraction",
+                               "yaw_deg", "face_px", "flow_px", "flow_px_aligned"} + per clip {"frames_scanned", "seconds",
+                               "seconds_per_frame"}
+
+quality in [0, 1]: min(face width / 250 px, 1) x observed fraction of the UV chart / 0.6
+(capped at 1) x cos(yaw) x exp(-landmark refit residual / 3 px). Age: not read from the
+data (the sources carry none); entries get the --age given per build, else null, and
+training reads null as unknown (`expressions.DEFAULT_AGE_YEARS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facedet3d.api.expressions import resolve_age
+from facedet3d.errors import BadRequest, FaceDet3DError, NoFace
+
+VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+PHOTO_EXT = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+EV_SIZE = 256  # texel unit of the recorded flows
+UNIT_M = 1e-4  # stored detail unit (DETAIL_SCALE_M): float16 keeps ~3 digits at O(1)
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def clip_id(path: Path) -> str:
+    """Stable clip name: parent folder + stem, filesystem-safe."""
+    raw = f"{path.parent.name}_{path.stem}"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in raw)
+
+
+def quality(fit) -> float:
+    from facedet3d.fit.texture import uv_layout
+
+    chart = uv_layout(fit.mask.shape[0]).chart
+    obs = float(((fit.mask > 127) & chart).sum() / max(int(chart.sum()), 1))
+    return float(min(fit.face_px / 250.0, 1.0) * min(obs / 0.6, 1.0) * np.cos(np.radians(fit.yaw_deg))
+                 * np.exp(-fit.landmark_rms_px / 3.0))
+
+
+def _select(scores: list[tuple[int, np.ndarray]], min_change: float, per_clip: int) -> list[int]:
+    """Greedy: keep a frame when its AUs are >= min_change (L1) from every kept frame."""
+    kept: list[tuple[int, np.ndarray]] = []
+    for i, a in scores:
+        if not kept or min(float(np.abs(a - b).sum()) for _, b in kept) >= min_change:
+            kept.append((i, a))
+        if len(kept) >= per_clip:
+            break
+    return [i for i, _ in kept]
+
+
+def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_clip: int = 24,
+               min_change: float = 0.6, store_size: int = 256, age: float | None = None,
+               max_frames: int | None = None, align: bool = True) -> dict:
+    """Fit, select and store one video or photo; returns its record (also written as json).
+
+    max_frames: scan at most this many frames, spread over the whole clip (the stride grows).
+    align: resample every kept frame's maps onto the first kept frame's texels by the UV flow
+    between their unwraps (``evaluate.align_to``): the BFM's 10 expression coefficients do
+    not register the skin under expression (median misregistration 1-7 texels at 256²), so
+    without it a wrinkle does not land on the same texels in every frame. Each entry records
+    the median flow before and after (``flow_px``, ``flow_px_aligned``, texels at 256²)."""
+    import cv2
+
+    from facedet3d.detail.frames import landmark_aus, read_video
+    from facedet3d.fit import photo as photo_mod
+    from facedet3d.rig.facs import normalise_aus
+
+    labels = labels or landmark_aus
+    t0 = time.perf_counter()
+    cid = clip_id(path)
+    is_video = path.suffix.lower() in VIDEO_EXT
+    if is_video:
+        from facedet3d.detail.frames import frame_count
+
+        n = frame_count(path)
+        if max_frames and n > 0:
+            stride = max(stride, -(-n // max_frames))
+        want = list(range(0, n, stride))[:max_frames] if n > 0 else None
+        frames = read_video(path, frames=want, stride=stride)
+    else:
+        frames = {0: photo_mod.load_photo(path).rgb}
+    shape, box, kept_fits, scored = None, None, {}, []
+    for i in sorted(frames):
+        try:
+            f = fitter.fit(frames[i], shape=shape, box=box)
+            if shape is None:  # identity from the first fittable frame, then refit with it held
+                shape = f.shape
+                f = fitter.fit(frames[i], shape=shape, box=f.box)
+        except NoFace:
+            continue
+        box = f.box
+        aus = normalise_aus(labels(f))
+        scored.append((i, aus))
+        kept_fits[i] = (f, aus)
+    chosen = set(_select(scored, min_change, per_clip))
+    rows = [i for i, _ in scored if i in chosen]
+    if not rows:
+        raise NoFace(f"{path.name}: no frame with a face")
+    S = int(store_size)
+    flows = {rows[0]: (0.0, 0.0)}
+    if align and len(rows) > 1:
+        from facedet3d.detail import evaluate as ev
+
+        ref = kept_fits[rows[0]][0]
+        for i in rows[1:]:
+            f, a = kept_fits[i]
+            both = (ref.mask > 127) & (f.mask > 127)
+            g, flow = ev.align_to(ref, f)
+            k = EV_SIZE / ref.mask.shape[0]
+            before = float(np.median(np.hypot(flow[..., 0], flow[..., 1])[both])) * k if both.any() else 0.0
+            res = ev.flow_uv(ref, g)
+            after = float(np.median(np.hypot(res[..., 0], res[..., 1])[both])) * k if both.any() else 0.0
+            kept_fits[i] = (g, a)
+            flows[i] = (before, after)
+
+    def down(m):
+        return cv2.resize(np.asarray(m, np.float32), (S, S), interpolation=cv2.INTER_AREA)
+
+    det = np.stack([down(kept_fits[i][0].detail) / UNIT_M for i in rows]).astype(np.float16)
+    msk = np.stack([(down(kept_fits[i][0].mask > 127) > 0.99).astype(np.uint8) * 255 for i in rows])
+    aus = np.stack([kept_fits[i][1] for i in rows]).astype(np.float32)
+    from facedet3d.rig.facs import AU_IDS
+
+    entries = []
+    for r, i in enumerate(rows):
+        f = kept_fits[i][0]
+        entries.append({"clip": cid, "subject": cid, "source": str(path), "frame": int(i), "row": r,
+                        "aus": {str(a): round(float(v), 4) for a, v in zip(AU_IDS, aus[r]) if v >= 1e-4},
+                        "age": age, "quality": round(quality(f), 4),
+                        "observed_fraction": round(f.observed_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
+                        "face_px": round(f.face_px, 1), "flow_px": round(flows.get(i, (0.0,))[0], 3),
+                        "flow_px_aligned": round(flows.get(i, (0.0, 0.0))[1], 3)})
+    secs = time.perf_counter() - t0
+    rec = {"clip": cid, "source": str(path), "video": is_video, "frames_scanned": len(frames),
+           "frames_fitted": len(scored), "frames_kept": len(rows), "seconds": round(secs, 2),
+           "seconds_per_frame": round(secs / max(len(frames), 1), 3), "entries": entries}
+    clips = out / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    def save_npz(p: Path) -> None:
+        with open(p, "wb") as fh:  # a file object: savez would append ".npz" to the temp name
+            np.savez_compressed(fh, detail=det, mask=msk, frames=np.asarray(rows, np.int32), aus=aus)
+
+    _write_atomic(clips / f"{cid}.npz", save_npz)
+    _write_atomic(clips / f"{cid}.json", lambda p: p.write_text(json.dumps(rec, indent=1)))
+    return rec
+
+
+def write_index(out: Path) -> dict:
+    """Rebuild CORPUS/index.json from the per-clip records."""
+    clips = sorted((out / "clips").glob("*.json"))
+    recs = [json.loads(p.read_text()) for p in clips if (p.with_suffix(".npz")).is_file()]
+    src = out / "labels_source.txt"
+    index = {"version": 1, "unit_m": UNIT_M, "labels_source": src.read_text().strip() if src.is_file() else None, "entries": [e for r in recs for e in r["entries"]],
+             "clips": {r["clip"]: {k: r[k] for k in ("source", "video", "frames_scanned", "frames_kept",
+                                                     "seconds", "seconds_per_frame")} for r in recs}}
+    _write_atomic(out / "index.json", lambda p: p.write_text(json.dumps(index, indent=1)))
+    return index
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders -> their videos and photos (sorted, not recursive)."""
+    out = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXT | PHOTO_EXT)
+        elif p.is_file():
+            if p.suffix.lower() not in VIDEO_EXT | PHOTO_EXT:
+                raise BadRequest(f"{p}: not a video or photo ({', '.join(sorted(VIDEO_EXT | PHOTO_EXT))})")
+            out.append(p)
+        else:
+            raise BadRequest(f"{p}: no such file or folder")
+    if not out:
+        raise BadRequest("no videos or photos in the inputs")
+    return out
+
+
+def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, progress=print,
+          labels_name: str = "landmarks", **kw) -> dict:
+    """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options.
+    ``labels``: the AU labels source (``frames.AULabels``), recorded as ``labels_name``; a
+    resumed build must use the same source (else: error, build into a new folder)."""
+    from facedet3d.detail.frames import FrameFitter
+
+    out = Path(out)
+    paths = expand_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    src_file = out / "labels_source.txt"
+    if src_file.is_file() and src_file.read_text().strip() != labels_name:
+        raise BadRequest(f"{out} was built with AU labels from {src_file.read_text().strip()!r}, "
+                         f"not {labels_name!r}: build into a new folder")
+    _write_atomic(src_file, lambda p: p.write_text(labels_name + "\n"))
+    fitter = None
+    for p in paths:
+        cid = clip_id(p)
+        if (out / "clips" / f"{cid}.npz").is_file() and (out / "clips" / f"{cid}.json").is_file():
+            progress(f"{cid}: done already, skipped")
+            continue
+        fitter = fitter or FrameFitter(size)
+        try:
+            rec = build_clip(fitter, p, out, labels=labels, **kw)
+        except (NoFace, FaceDet3DError) as exc:
+            progress(f"{cid}: skipped ({exc})")
+            continue
+        progress(f"{cid}: {rec['frames_kept']} of {rec['frames_scanned']} frames kept, "
+                 f"{rec['seconds_per_frame'] * 1000:.0f} ms per frame")
+    return write_index(out)
+
+
+class CorpusReader:
+    """Training pairs from a built corpus: two frames of ONE clip (x -> y) whose AUs differ by
+    at least ``min_change`` (L1) when the clip has such a pair, else any two frames.
+    Same sample format as ``data.FolderPairs`` (identity code absent). ``clips``: restrict
+    to these clip names (train/held-out splits keep whole clips together)."""
+
+    def __init__(self, root: str | Path, seed: int = 0, clips=None, min_change: float = 0.6,
+                 min_quality: float = 0.0):
+        root = Path(root)
+        idx_path = root / "index.json"
+        if not idx_path.is_file():
+            raise FaceDet3DError(f"{idx_path} missing: build the corpus with `facedet3d corpus`")
+        index = json.loads(idx_path.read_text())
+        self.seed, self.min_change, self.unit = seed, min_change, float(index.get("unit_m", UNIT_M))
+        by_clip: dict[str, list[dict]] = {}
+        for e in index["entries"]:
+            if (clips is None or e["clip"] in clips) and e["quality"] >= min_quality:
+                by_clip.setdefault(e["clip"], []).append(e)
+        self.clips = {c: es for c, es in by_clip.items() if len(es) >= 2}
+        if not self.clips:
+            raise FaceDet3DError(f"{root}: no clip has two or more usable frames")
+        self.names = sorted(self.clips)
+        self.arrays = {}
+        for c in self.names:
+            with np.load(root / "clips" / f"{c}.npz") as z:
+                self.arrays[c] = (z["detail"].astype(np.float32) * self.unit, z["aus"], z["mask"])
+
+    def pair(self, rng: np.random.Generator, with_mask: bool = False):
+        """(d_x, d_y, x, y, age[, seen]) for one random pair of one random clip (metres; seen:
+        float32 1 where both frames observed the texel)."""
+        c = self.names[int(rng.integers(len(self.names)))]
+        det, aus, msk = self.arrays[c]
+        n = len(det)
+        cand = [(a, b) for a in range(n) for b in range(n) if a != b
+                and np.abs(aus[a] - aus[b]).sum() >= self.min_change]
+        a, b = cand[int(rng.integers(len(cand)))] if cand else rng.choice(n, 2, replace=False)
+        age = resolve_age(self.clips[c][a].get("age") or 0.0)  # null = unknown = the default age
+        out = det[a], det[b], aus[a], aus[b], float(age)
+        return out + (((msk[a] > 127) & (msk[b] > 127)).astype(np.float32),) if with_mask else out
+
+    def batch(self, k: int, n: int):
+        import cv2
+
+        from facedet3d.detail.data import _sample, collate
+        from facedet3d.detail.nets import DETAIL_SIZE, ID_DIM
+
+        rng = np.random.default_rng([self.seed, k])
+        out = []
+        for _ in range(n):
+            d_x, d_y, x, y, age = self.pair(rng)
+            if d_x.shape[0] != DETAIL_SIZE:
+                d_x, d_y = (cv2.resize(m, (DETAIL_SIZE,) * 2, interpolation=cv2.INTER_AREA) for m in (d_x, d_y))
+            out.append(_sample(d_x, d_y, x, y, age, np.zeros(ID_DIM, np.float32), False, False))
+        return collate(out)

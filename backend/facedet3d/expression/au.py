@@ -1,0 +1,146 @@
+"""MediaPipe's blendshape scores -> the 17 FACS Action Units of ``rig.facs``: one mapping.
+
+The mapping inverts ``facs.AU_TABLE`` (AU -> ARKit blendshape weights, the table the rig
+poses the face with), so reading a face and posing the rig with the result agree:
+
+1. Rest level. MediaPipe reads a relaxed face with non-zero scores (eyeSquint about 0.3,
+   browDown and mouthShrugLower about 0.1). Each score ``b`` is re-expressed above a resting
+   level ``b0``: ``(b - b0) / (1 - b0)``, clipped to [0, 1]. ``b0`` is a person's own neutral
+   when one is given (``facedet3d track --neutral``), else ``POPULATION_NEUTRAL``: the median
+   reading of the 40 studio neutral frontal faces of webmorphR.stim/canada
+   (../shared/data/faces), measured with this reader on 2026-12-02.
+2. Non-negative least squares: the AU vector ``a >= 0`` minimising
+   ``|| T^T a - b' ||`` over the blendshape channels, ``T`` = ``facs.au_to_blendshape``
+   (17 x 53, ARKit names with _L/_R) restricted to what MediaPipe reads. Channels MediaPipe
+   never moves are left out: cheekSquint and cheekPuff read 0.00 on all 40 neutral faces and
+   on the 30 in-the-wild portraits including broad smiles with crow's feet (and its users
+   report the same, mediapipe issues 4436/4450), so keeping them would pin AU6 to 0
+   whatever the face does. Then ``a`` is clipped to [0, 1].
+3. Cheek raising (AU6). With cheekSquint dead, what MediaPipe shows of a cheek raise is the
+   eye narrowing from below, which lands in eyeSquint (-> AU7 in step 2; measured on a broad
+   smile with crow's feet: eyeSquint 0.46 against 0.34 on the same person's neutral photo).
+   FACS separates AU6 from AU7 by the cheek and crow's feet, which the scores do not carry;
+   what they do carry is the lip-corner pull that cheek raising accompanies (the Duchenne
+   smile, AU6+12). So eye narrowing matched by a lip-corner pull is read as cheek raising,
+   the rest as lid tightening: ``AU6 = min(AU7, AU12)``, ``AU7 -= AU6``. A squint without
+   a smile (anger's 4+7) stays AU7; a smile without narrowed eyes stays AU12 alone.
+
+Left/right: MediaPipe's ``...Left`` / ``...Right`` are ARKit's (the subject's left and right),
+the rig's ``_L`` / ``_R``: on LivePortrait d3's wink (the subject's left eye shut, on the
+image's right) it reads eyeBlinkLeft 0.51, eyeBlinkRight 0.10 (tests/test_expression.py).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from facedet3d.rig import facs
+
+# The 51 ARKit blendshapes MediaPipe's face_blendshapes model reads (its order).
+MP_NAMES = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
+    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
+    "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+# Channels that never respond (see step 2 of the module docstring).
+DEAD_CHANNELS = ("cheekPuff", "cheekSquintLeft", "cheekSquintRight")
+
+# Median MediaPipe score of 40 studio neutral faces (step 1); channels not listed are 0.
+POPULATION_NEUTRAL: dict[str, float] = {
+    "browDownLeft": 0.085, "browDownRight": 0.076, "browOuterUpLeft": 0.024,
+    "browOuterUpRight": 0.017, "eyeBlinkLeft": 0.09, "eyeBlinkRight": 0.051,
+    "eyeLookDownLeft": 0.106, "eyeLookDownRight": 0.098, "eyeLookInLeft": 0.037,
+    "eyeLookInRight": 0.108, "eyeLookOutLeft": 0.111, "eyeLookOutRight": 0.033,
+    "eyeLookUpLeft": 0.086, "eyeLookUpRight": 0.091, "eyeSquintLeft": 0.33,
+    "eyeSquintRight": 0.231, "mouthPressLeft": 0.074, "mouthPressRight": 0.071,
+    "mouthPucker": 0.012, "mouthRollLower": 0.023, "mouthShrugLower": 0.107,
+    "mouthShrugUpper": 0.015,
+}
+
+
+# ARKit names that end in Left/Right but are single shapes (movement to one side), not sides.
+_UNSIDED = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
+
+
+def rig_name(mp: str) -> str:
+    """MediaPipe/ARKit name -> the rig's shape-key name (``browDownLeft`` -> ``browDown_L``)."""
+    if mp in _UNSIDED:
+        return mp
+    if mp.endswith("Left"):
+        return mp[:-4] + "_L"
+    if mp.endswith("Right"):
+        return mp[:-5] + "_R"
+    return mp
+
+
+def mp_channel(rig: str) -> str:
+    """The MediaPipe/ARKit channel that reads a rig shape key: the sided name, or the
+    unsided one where ARKit has a single shape for both sides (``browInnerUp_L`` ->
+    ``browInnerUp``, ``cheekPuff_R`` -> ``cheekPuff``)."""
+    if rig.endswith(("_L", "_R")):
+        sided = rig[:-2] + ("Left" if rig.endswith("_L") else "Right")
+        return sided if sided in MP_NAMES else rig[:-2]
+    return rig
+
+
+def _observation_matrix() -> np.ndarray:
+    """(C, 17): ``facs.AU_TABLE`` over the live MediaPipe channels (C = 51 minus dead)."""
+    table = np.zeros((len(facs.AU_IDS), len(MP_NAMES)), np.float64)
+    idx = {n: i for i, n in enumerate(MP_NAMES)}
+    for a, au in enumerate(facs.AU_IDS):
+        for shape, w in facs.AU_TABLE[au].items():
+            # a both-sides channel (browInnerUp) reads the mean of the rig's two halves
+            both = mp_channel(shape) not in (shape[:-2] + "Left", shape[:-2] + "Right")
+            table[a, idx[mp_channel(shape)]] += w * (0.5 if both and shape.endswith(("_L", "_R")) else 1.0)
+    live = [i for i, n in enumerate(MP_NAMES) if n not in DEAD_CHANNELS]
+    return table[:, live].T
+
+
+_LIVE = tuple(n for n in MP_NAMES if n not in DEAD_CHANNELS)
+_OBS = _observation_matrix()
+_AU6, _AU7, _AU12 = (facs.AU_IDS.index(a) for a in (6, 7, 12))
+
+
+def above_rest(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Step 1: each score re-expressed above its resting level (``POPULATION_NEUTRAL`` when
+    ``neutral`` is None), clipped to [0, 1]. Names missing from ``scores`` count as 0."""
+    rest = POPULATION_NEUTRAL if neutral is None else neutral
+    out = {}
+    for n in MP_NAMES:
+        b, b0 = float(scores.get(n, 0.0)), min(float(rest.get(n, 0.0)), 0.95)
+        out[n] = float(np.clip((b - b0) / (1.0 - b0), 0.0, 1.0))
+    return out
+
+
+def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None,
+                         calibrated: bool = False) -> dict[int, float]:
+    """The 17 AUs (AU number -> 0..1) from MediaPipe/ARKit blendshape scores.
+
+    ``neutral``: a person's resting scores (else the population's); ``calibrated=True`` means
+    ``scores`` are already above rest (step 1 done, e.g. a calibrated track) and are used as is.
+    """
+    from scipy.optimize import nnls
+
+    b = dict(scores) if calibrated else above_rest(scores, neutral)
+    vec = np.array([float(b.get(n, 0.0)) for n in _LIVE], np.float64)
+    if not np.isfinite(vec).all():
+        raise ValueError("blendshape scores must be finite numbers")
+    a, _ = nnls(_OBS, np.clip(vec, 0.0, 1.0), maxiter=20 * _OBS.shape[1])
+    a = np.clip(a, 0.0, 1.0)
+    cheek = min(a[_AU7], a[_AU12])  # step 3
+    a[_AU6], a[_AU7] = max(a[_AU6], cheek), a[_AU7] - cheek
+    return {au: float(v) for au, v in zip(facs.AU_IDS, a)}
+
+
+def aus_vector(aus: Mapping[int, float]) -> np.ndarray:
+    """(17,) float32 in ``facs.AU_IDS`` order."""
+    return np.array([float(aus.get(a, 0.0)) for a in facs.AU_IDS], np.float32)

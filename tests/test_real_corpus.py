@@ -1,0 +1,110 @@
+"""Real detail corpus: build from a few frames of a real clip, resume, and read as pairs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if not (SHARED / "data").is_dir():  # checkout elsewhere: fall back to the absolute shared folder
+    SHARED = Path("/work/shared")
+
+CLIP = SHARED / "data" / "faces" / "LivePortrait" / "assets" / "examples" / "driving" / "d0.mp4"
+
+pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason="real clips not in ../shared")
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    """4 frames of d0 (neutral -> smile), cut at test time."""
+    import cv2
+    from facedet3d.detail.frames import read_video
+
+    frames = read_video(CLIP, frames=[0, 24, 36, 48])
+    path = tmp_path_factory.mktemp("clip") / "d0_cut.mp4"
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for i in sorted(frames):
+        vw.write(np.ascontiguousarray(frames[i][..., ::-1]))
+    vw.release()
+    return path
+
+
+def test_build_resume_and_pairs(short_clip, tmp_path):
+    from facedet3d.detail import data, real_corpus
+    from facedet3d.detail.nets import DETAIL_SIZE
+
+    out = tmp_path / "corpus"
+    msgs = []
+    index = real_corpus.build([str(short_clip)], out, size=256, stride=1, min_change=0.3, progress=msgs.append)
+    entries = index["entries"]
+    assert 2 <= len(entries) <= 4, entries
+    assert len({e["clip"] for e in entries}) == 1
+    # the smile frames read a smile: AU12 above the neutral frame's
+    au12 = {e["frame"]: float(e["aus"].get("12", 0.0)) for e in entries}
+    assert max(au12.values()) > au12.get(0, 0.0) + 0.2, au12
+    for e in entries:
+        assert 0.0 < e["quality"] <= 1.0 and e["observed_fraction"] > 0.3
+    clip = entries[0]["clip"]
+    with np.load(out / "clips" / f"{clip}.npz") as z:
+        d = z["detail"].astype(np.float32) * index["unit_m"]
+        assert d.shape == (len(entries), 256, 256) and z["mask"].shape == d.shape
+    # D(I) of real skin: signed, tenths of a millimetre, not empty
+    assert 1e-6 < np.abs(d).mean() < 1e-3 and (d < 0).any() and (d > 0).any()
+    assert index["clips"][clip]["seconds_per_frame"] > 0
+    # resumable: a second build skips the finished clip
+    msgs.clear()
+    real_corpus.build([str(short_clip)], out, size=256, progress=msgs.append)
+    assert any("skipped" in m for m in msgs)
+    assert index["labels_source"] == "landmarks"
+    # another AU labels source cannot be mixed into the same corpus
+    from facedet3d.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        real_corpus.build([str(short_clip)], out, labels_name="pkg.mod:reader", progress=msgs.append)
+    # training reads it through FolderPairs as pairs of the same clip
+    src = data.FolderPairs(out, seed=0)
+    assert isinstance(src, real_corpus.CorpusReader)
+    b = src.batch(0, 3)
+    assert b["d_x"].shape == (3, 1, DETAIL_SIZE, DETAIL_SIZE) and b["x"].shape == (3, 17)
+    assert not np.allclose(b["d_x"].numpy(), b["d_y"].numpy())
+
+
+def test_cli_registered_and_bad_input(tmp_path):
+    from facedet3d.cli.app import build_parser
+
+    args = build_parser().parse_args(["corpus", "x.mp4", "-o", str(tmp_path / "c")])
+    assert args.func.__module__ == "facedet3d.cli.corpus"
+    bad = tmp_path / "notes.txt"
+    bad.write_text("x")
+    r = subprocess.run([sys.executable, "-c", "import sys; from facedet3d.cli.app import main; sys.exit(main())",
+                        "corpus", str(bad), "-o", str(tmp_path / "c")], check=False, capture_output=True, text=True)
+    assert r.returncode == 2 and "not a video or photo" in r.stderr + r.stdout
+    assert not (tmp_path / "c" / "index.json").exists()
+
+
+def test_labels_folder_still_reads_as_folder_pairs(tmp_path):
+    import json
+
+    from facedet3d.detail import data
+
+    rng = np.random.default_rng(0)
+    for n in ("a.npy", "b.npy"):
+        np.save(tmp_path / n, (rng.normal(size=(64, 64)) * 1e-4).astype(np.float32))
+    (tmp_path / "labels.json").write_text(json.dumps({"a.npy": {"subject": "s", "aus": {}},
+                                                      "b.npy": {"subject": "s", "aus": {"12": 1.0}}}))
+    src = data.FolderPairs(tmp_path)
+    assert type(src) is data.FolderPairs and src.batch(0, 2)["d_x"].shape[0] == 2
+
+
+def test_labels_source_hook():
+    from facedet3d.detail import frames
+    from facedet3d.errors import FaceDet3DError
+
+    assert frames.resolve_labels(None) is frames.landmark_aus
+    assert frames.resolve_labels("facedet3d.detail.frames:landmark_aus") is frames.landmark_aus
+    for bad in ("facedet3d.no_such_reader:read", "facedet3d.detail.frames:nope", "justaname"):
+        with pytest.raises(FaceDet3DError):
+            frames.resolve_labels(bad)
