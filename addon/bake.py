@@ -62,7 +62,7 @@ def predict_frames(client, obj, aus: np.ndarray, size: int, batch: int = 8, prog
 
 def predict_rows(client, base_req, aus: np.ndarray, batch: int = 8, progress=None, cancelled=None) -> np.ndarray:
     """``predict_frames`` without bpy (runs in a worker): ``base_req`` is a DetailRequest
-    whose ``target_aus`` are replaced batch by batch. Returns None when ``cancelled()``."""
+    whose ``target_aus`` (and ``sides``) are replaced batch by batch. Returns None when ``cancelled()``."""
     import dataclasses
 
     uniq, inverse = np.unique(np.round(aus, 5), axis=0, return_inverse=True)
@@ -71,7 +71,9 @@ def predict_rows(client, base_req, aus: np.ndarray, batch: int = 8, progress=Non
     for i in range(0, len(uniq), batch):
         if cancelled is not None and cancelled():
             return None
-        res = client.detail(dataclasses.replace(base_req, target_aus=np.asarray(uniq[i:i + batch], np.float32)))
+        rows = np.asarray(uniq[i:i + batch], np.float32)  # 17 AUs (+ left/right side multipliers)
+        res = client.detail(dataclasses.replace(base_req, target_aus=rows[:, :17],
+                                                sides=rows[:, 17:19] if rows.shape[1] == 19 else None))
         out[i:i + batch] = res.maps
         if progress:
             progress(f"details {min(i + batch, len(uniq))}/{len(uniq)}")
