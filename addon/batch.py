@@ -24,9 +24,33 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+_SUBMODULES = ("jobs", "client", "live", "properties", "preferences", "adapters", "adapters.animation",
+               "adapters.camera", "build", "bake", "render", "export", "neural", "bench")
+
+
+def installed_package():
+    """The add-on as Blender enabled it (``bl_ext.<repo>.facedet3d``) when this batch.py is
+    the installed extension's own copy, else None."""
+    for name, m in list(sys.modules.items()):
+        f = getattr(m, "__file__", None) or ""
+        if name != "facedet3d_addon" and "." in name and os.path.basename(f) == "__init__.py" \
+                and os.path.dirname(os.path.abspath(f)) == HERE:
+            return m
+    return None
+
+
 def load_addon():
-    """The add-on package, loaded from this folder (works inside and outside Blender)."""
+    """The add-on package, loaded from this folder (works inside and outside Blender); when
+    Blender already enabled this folder as an extension, that package, aliased as
+    ``facedet3d_addon`` (so it is not registered twice)."""
     name = "facedet3d_addon"
+    pkg = installed_package() if name not in sys.modules else None
+    if pkg is not None:
+        for sub in _SUBMODULES:
+            importlib.import_module(f"{pkg.__name__}.{sub}")
+        for full, m in list(sys.modules.items()):
+            if full == pkg.__name__ or full.startswith(pkg.__name__ + "."):
+                sys.modules[name + full[len(pkg.__name__):]] = m
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "__init__.py"),
                                                       submodule_search_locations=[HERE])
@@ -58,9 +82,16 @@ def parse(argv):
                     help="face: the photo's view cropped to the face, square; photo: the whole photo")
     ap.add_argument("--drive", help="video, Live Link Face CSV or track JSON the face performs (--frames 0 = all)")
     ap.add_argument("--bench", action="store_true", help="print speed figures as JSON (PHOTO only)")
+    ap.add_argument("--backend-python", metavar="PATH",
+                    help="start the backend server with this Python (before $FACEDET3D_BACKEND_PYTHON, "
+                         "--backend-address and the add-on preferences)")
+    ap.add_argument("--backend-address", metavar="HOST:PORT", help="a running 'facedet3d serve' on this computer")
+    ap.add_argument("--backend-token", metavar="TOKEN", help="the token that server printed")
     args = ap.parse_args(argv)
     if not args.bench and not args.out:
         ap.error("-o OUTDIR is required")
+    if bool(args.backend_address) != bool(args.backend_token):
+        ap.error("--backend-address HOST:PORT and --backend-token TOKEN go together")
     return args
 
 
@@ -92,20 +123,62 @@ def drive(ctx, obj, args) -> None:
     say(f"driven by {os.path.basename(args.drive)}: {info['keyed_frames']} frames at {fps:g} fps")
 
 
+def prefs_settings():
+    """(mode, python, port, token) from an enabled FaceDet3D add-on's preferences, else None
+    (read before the scene is reset; ``--factory-startup`` has none)."""
+    import bpy
+
+    for key, addon in bpy.context.preferences.addons.items():
+        if key.split(".")[-1] == "facedet3d" and getattr(addon, "preferences", None) is not None:
+            p = addon.preferences
+            if hasattr(p, "backend_mode"):
+                return (p.backend_mode, bpy.path.abspath(p.python_path) if p.python_path else "",
+                        p.server_port, p.server_token)
+    return None
+
+
+def backend_client(args, client_mod, prefs=None):
+    """--backend-python, $FACEDET3D_BACKEND_PYTHON, --backend-address/--backend-token, in
+    that order, then the preferences, then in-process when the backend imports here."""
+    py = args.backend_python or os.environ.get("FACEDET3D_BACKEND_PYTHON", "")
+    if py:
+        say(f"starting the backend server with {py}")
+        return client_mod.start_server(py)
+    if args.backend_address:
+        host, _, port = args.backend_address.rpartition(":")
+        client = client_mod.HttpClient(int(port), args.backend_token, host=host or "127.0.0.1")
+        client.status()
+        return client
+    if prefs is not None and (prefs[0] != "AUTO" or prefs[1] or not client_mod.in_process_available()):
+        return client_mod.get_client(*prefs)
+    if client_mod.in_process_available():
+        return client_mod.InProcessClient()
+    raise client_mod.BackendUnavailable(
+        "no backend: pass --backend-python PATH (a Python with facedet3d installed), set "
+        "FACEDET3D_BACKEND_PYTHON, or --backend-address HOST:PORT --backend-token TOKEN")
+
+
 def run(args) -> int:
     import bpy
     import numpy as np
 
+    prefs = prefs_settings()
     addon = load_addon()
+    installed = addon.__name__ != "facedet3d_addon"
     from facedet3d_addon import bake, build, client as client_mod, export, live, render  # noqa: PLC0415
     from facedet3d_addon.adapters import animation, camera  # noqa: PLC0415
 
     t_start = time.perf_counter()
     backend_s = 0.0
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    addon.register()
+    if installed:  # Blender enabled it: keep it (and its preferences), start from an empty scene
+        bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        addon.register()
+    client = None
     try:
-        client = client_mod.get_client("AUTO")
+        client = backend_client(args, client_mod, prefs)
+        client_mod.set_client(client)  # live updates and the operators use this one too
         out = os.path.abspath(args.out)
         status = client.status()
         if status.detail_source != "detp":  # no silent stand-in for the wrinkles the job promises
@@ -169,7 +242,11 @@ def run(args) -> int:
                         "render_s_per_frame": round(res["s_per_frame"], 3),
                         "render_s": round(time.perf_counter() - t_render, 2)}))
     finally:
-        addon.unregister()
+        client_mod.set_client(None)
+        if client is not None:
+            client.close()
+        if not installed:
+            addon.unregister()
     return 0
 
 
@@ -195,5 +272,16 @@ def main(argv=None) -> int:
         return 1
 
 
+def _exit(code: int) -> None:
+    """Exit; the bpy 4.2 *module* crashes in interpreter teardown once a property with an
+    update callback was registered (a Blender binary exits cleanly), so skip the teardown."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not bpy.app.binary_path and bpy.app.version < (4, 3, 0):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -109,7 +109,9 @@ class HttpClient:
             raise BackendError(f"malformed backend answer: {exc}") from None
 
     def status(self) -> T.BackendStatus:
-        return self._request("/status", None, T.BackendStatus)
+        st = self._request("/status", None, T.BackendStatus)
+        check_version(getattr(st, "api_version", None))
+        return st
 
     def fit(self, call: T.FitCall) -> T.FaceData:
         return self._request("/fit", call, T.FaceData)
@@ -154,7 +156,19 @@ def start_server(python: str, timeout_s: float = START_TIMEOUT_S) -> HttpClient:
         why = err[-1] if err else "no answer"
         raise BackendUnavailable(f"the backend server did not start with {python!r} ({why}); "
                                  "is facedet3d installed for that Python?")
+    try:
+        check_version(info.get("facedet3d_server"))
+    except BackendError:
+        proc.kill()
+        raise
     return HttpClient(info["port"], info["token"], proc)
+
+
+def check_version(got) -> None:
+    """Refuse a backend of another API version, with a one-line reason."""
+    if got != T.API_VERSION:
+        raise BackendUnavailable(f"the backend speaks API version {got}, this add-on needs {T.API_VERSION}: "
+                                 "install the matching facedet3d backend (preferences > Set Up Backend)")
 
 
 _lock = threading.Lock()
@@ -176,6 +190,7 @@ def get_client(mode: str = "AUTO", python: str = "", port: int = 0, token: str =
             if not port or not token:
                 raise BackendUnavailable("set the backend server's port and token in the add-on preferences")
             client = HttpClient(port, token)
+            client.status()  # reachable, and the same API version
         elif mode == "AUTO" and in_process_available():
             client = InProcessClient()
         elif python:

@@ -14,27 +14,51 @@ import os
 import shutil
 
 import bpy
+import numpy as np
 
+from . import live
 from .adapters import animation, parts as parts_ad
 
 
-def _export_copy(context, obj, frames, parent=None):
-    """Linked-in copy of ``obj`` with baked shape-key keyframes and the original's name."""
+def _export_copy(context, obj, frames, values, names, shift: int = 0, parent=None):
+    """Linked-in copy of ``obj`` whose shape keys are keyed with ``values`` (T,K) at
+    ``frames`` + ``shift`` (drivers removed). Head parts (``parent`` = the face's copy) take
+    the same values: their keys are driven by the face's keys of the same name."""
     scene = context.scene
     copy = obj.copy()
     copy.data = obj.data.copy()
     copy.animation_data_clear()
+    copy.modifiers.clear()  # not exported (use_mesh_modifiers=False); the exporter's frame stepping skips them
     if parent is not None:  # head parts: children of the face's export copy
         copy.parent = parent
         copy.constraints.clear()  # the eye aim: glTF drops a node's morph animation with it
     scene.collection.objects.link(copy)
+    key = copy.data.shape_keys
+    if key is not None:
+        for kb in key.key_blocks[1:]:
+            kb.driver_remove("value")
+        if key.animation_data is not None:
+            key.animation_data.action = None
+        fcs, _ = animation._fcurves(key, f"{copy.name} shape keys")
+        fr = np.asarray(frames) + shift
+        for k, name in enumerate(names):
+            if name in key.key_blocks:
+                animation.set_keys(fcs, f'key_blocks["{name}"].value', fr, values[:, k], group="",
+                                   interpolation="LINEAR")
     context.view_layer.update()
-    if copy.data.shape_keys is not None:
-        animation.bake_shape_keys(scene, copy, frames)
-    if parent is None:  # the face: head motion keyed by Animate from Video / --drive (parts inherit it)
-        from .animate import copy_head_rotation
+    if parent is not None:  # parts inherit the face's head motion
+        return copy
+    from .animate import copy_head_rotation  # head motion keyed by Animate from Video / --drive
 
-        copy_head_rotation(scene, obj, copy, frames)
+    with live.quiet():
+        moved = copy_head_rotation(scene, obj, copy, frames)
+    if moved and shift:  # the head's keys move with the shape keys' (FBX_FRAME_SHIFT)
+        fcs, _ = animation._fcurves(copy, f"{copy.name} head")
+        for i in range(3):
+            for kp in fcs.find("rotation_euler", index=i).keyframe_points:
+                kp.co.x += shift
+                kp.handle_left.x += shift
+                kp.handle_right.x += shift
     return copy
 
 
@@ -47,31 +71,64 @@ def _cleanup(copy) -> None:
         bpy.data.actions.remove(action)
 
 
-def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
-    """Export the face to ``filepath`` (.fbx or .glb/.gltf); returns the path written."""
+# Blender's FBX importer puts FBX time 0 on frame 1 (its anim_offset defaults to 1): frames
+# are written one frame early so a default re-import (and other tools, which start at time
+# 0) get frame f's pose on frame f.
+FBX_FRAME_SHIFT = -1
+
+
+def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
+    """Step generator (``jobs``): sample the driven shape keys frame by frame (progress, Esc),
+    then one exporter call. Returns the path written."""
     scene = context.scene
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     filepath = bpy.path.abspath(filepath)
     os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
+    fbx = fmt.upper() == "FBX"
+    shift = FBX_FRAME_SHIFT if fbx and scene.frame_start + FBX_FRAME_SHIFT >= 0 else 0
+    key = obj.data.shape_keys
+    names = [kb.name for kb in key.key_blocks[1:]]
+    values = np.zeros((len(frames), len(names)), np.float32)
+    keep = scene.frame_current
+    try:
+        with live.quiet():
+            for t, f in enumerate(frames):
+                scene.frame_set(f)
+                values[t] = [kb.value for kb in key.key_blocks[1:]]
+                if t % 4 == 3:
+                    yield (f"sampling frame {f}", 0.5 * (t + 1) / len(frames))
+    finally:
+        with live.quiet():
+            scene.frame_set(keep)
+    yield (f"writing {os.path.basename(filepath)}", 0.5)
     name = obj.name
     sel = [o.name for o in context.view_layer.objects if o.select_get()]
     active = context.view_layer.objects.active
-    copy = _export_copy(context, obj, frames)
-    # the head parts (children tagged facedet3d_part) go too, each with its baked shape keys
-    part_copies = [(p, p.name, _export_copy(context, p, frames, parent=copy)) for p in parts_ad.part_objects(obj)]
+    copy = _export_copy(context, obj, frames, values, names, shift)
+    # the head parts (children tagged facedet3d_part) go too, each keyed like the face
+    parts = parts_ad.part_objects(obj)
+    part_copies = [(p, p.name, p.hide_viewport, _export_copy(context, p, frames, values, names, shift, parent=copy))
+                   for p in parts]
+    start, end = scene.frame_start, scene.frame_end
+    was_hidden = obj.hide_viewport
+    quiet = live.quiet()  # the exporter steps through frames: no live requests meanwhile
+    quiet.__enter__()
     try:
         obj.name = name + " (exporting)"
+        obj.hide_viewport = True  # out of the depsgraph while the exporter steps through the frames
         copy.name = name
-        for p, pname, pc in part_copies:
+        for p, pname, _, pc in part_copies:
             p.name = pname + " (exporting)"
+            p.hide_viewport = True
             pc.name = pname
         for o in context.view_layer.objects:
             o.select_set(False)
         copy.select_set(True)
-        for _, _, pc in part_copies:
+        for _, _, _, pc in part_copies:
             pc.select_set(True)
         context.view_layer.objects.active = copy
-        if fmt.upper() == "FBX":
+        if fbx:
+            scene.frame_start, scene.frame_end = start + shift, end + shift
             bpy.ops.export_scene.fbx(
                 filepath=filepath, use_selection=True, object_types={"MESH"}, use_mesh_modifiers=False,
                 add_leaf_bones=False, bake_anim=True, bake_anim_use_all_bones=False,
@@ -86,11 +143,14 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
                 # re-import with only the first one active (the rest in NLA tracks)
                 export_animation_mode="SCENE", export_anim_scene_split_object=False)
     finally:
+        quiet.__exit__(None, None, None)
+        scene.frame_start, scene.frame_end = start, end
         copy.select_set(False)
-        for p, pname, pc in part_copies:
+        for p, pname, hidden, pc in part_copies:
             _cleanup(pc)
-            p.name = pname
+            p.name, p.hide_viewport = pname, hidden
         _cleanup(copy)
+        obj.hide_viewport = was_hidden
         obj.name = name
         for n in sel:
             if n in context.view_layer.objects:
@@ -101,3 +161,10 @@ def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
         dest = os.path.splitext(filepath)[0] + "_details"
         shutil.copytree(bpy.path.abspath(baked), dest, dirs_exist_ok=True)
     return filepath
+
+
+def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:
+    """Export the face to ``filepath`` (.fbx or .glb/.gltf) here and now; returns the path."""
+    from . import jobs
+
+    return jobs.run_steps("Export", export_steps(context, obj, filepath, fmt))

@@ -24,7 +24,7 @@ _TIMER_S = 0.03
 class DetailUpdater:
     def __init__(self):
         self._lock = threading.Lock()
-        self._pending = None  # (seq, request, client)
+        self._pending = None  # (seq, request, client or a no-argument callable returning one)
         self._result = None  # (seq, maps or None, error or None, source)
         self._worker: threading.Thread | None = None
         self._seq = 0
@@ -49,6 +49,8 @@ class DetailUpdater:
                     return
             seq, req, client = job
             try:
+                if callable(client):  # started/connected here, off the main thread (server start-up: seconds)
+                    client = client()
                 res = client.detail(req)
                 out = (seq, res.maps[-1], None, res.source)
             except Exception as exc:  # noqa: BLE001 - reported on the main thread
@@ -113,12 +115,12 @@ def request_update(obj, force: bool = False) -> bool:
     if not force and key == up.last_aus:
         return False
     try:
-        client = preferences.backend_client()
+        factory = preferences.client_factory()
     except Exception as exc:  # noqa: BLE001
         _report(obj, str(exc))
         return False
     up.last_aus = key
-    up.request(make_request(obj), client)
+    up.request(make_request(obj), factory)
     _ensure_timer()
     return True
 
@@ -166,8 +168,10 @@ def apply_ready() -> int:
             _report(obj, err)
             continue
         img = displacement.image(obj)
-        if img is None or img.source != "GENERATED":
-            continue  # baked: the sequence wins
+        # a baked face shows its sequence; the live image is GENERATED until the first save
+        # packs it (then FILE), and it must keep updating after that and in reopened files
+        if img is None or obj.facedet3d.baked_dir or img.source in ("SEQUENCE", "MOVIE"):
+            continue
         displacement.set_pixels(img, maps)
         obj.facedet3d.detail_error = ""
         if obj.facedet3d.detail_source != source:
@@ -181,10 +185,18 @@ def apply_ready() -> int:
     return n
 
 
+def busy() -> bool:
+    return any(up.busy() for up in list(_updaters.values()))
+
+
+def wait_all(timeout: float = 120.0) -> bool:
+    """Wait for every pending prediction (any thread; nothing is applied)."""
+    return all([up.wait(timeout) for up in list(_updaters.values())])
+
+
 def flush(timeout: float = 120.0) -> int:
     """Wait for every pending prediction and apply the results (main thread)."""
-    for up in list(_updaters.values()):
-        up.wait(timeout)
+    wait_all(timeout)
     return apply_ready()
 
 
@@ -214,10 +226,13 @@ def _on_load(*_args):
 
 @persistent
 def _on_save_pre(*_args):
-    """Generated images are packed before the .blend is written (reopening loses nothing)."""
+    """Live images are packed before the .blend is written (reopening loses nothing): new
+    (GENERATED) ones, and packed ones the live updates changed since (FILE, dirty)."""
     flush(30.0)
     for img in bpy.data.images:
-        if img.source == "GENERATED" and img.name.startswith("FaceDet3D") and img.is_dirty:
+        if not img.name.startswith("FaceDet3D") or img.source not in ("GENERATED", "FILE"):
+            continue
+        if img.is_dirty and (img.source == "GENERATED" or img.packed_file is not None):
             img.pack()
 
 

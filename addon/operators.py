@@ -1,11 +1,11 @@
-"""Thin operators: read properties, build a request, call one function, report errors with
-``self.report`` and CANCELLED. Import Photo and Fit Neural Pass run in a worker (modal, Esc
-cancels; synchronous under --background)."""
+"""Thin operators: read properties, build a request, run it as a ``jobs.Task`` and report
+errors with ``self.report`` and CANCELLED. In the UI every task runs modal (a timer ticks
+it: progress in the status bar and the panel, Esc or the panel's X cancels); under
+--background the same steps run to the end inline."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 
 import bpy
@@ -13,6 +13,10 @@ import bpy
 from . import jobs, live, preferences
 from ._api import expressions as X
 from .client import T
+from .jobs import Background
+
+IMPORT_FRAMES = 48  # Import Photo's frame range (2 s at 24 fps) when the scene has Blender's default one
+FACE_RENDER_PX = 512  # Import Photo's render size (square, framing the face)
 
 
 def face_object(context):
@@ -22,58 +26,60 @@ def face_object(context):
     return next((o for o in context.scene.objects if o.facedet3d.is_face), None)
 
 
-def _asset_dir(photo: str) -> str:
+def _asset_dir(photo: str, context=None) -> str:
+    """``facedet3d_assets/<photo>-<id>`` beside the .blend (``preferences.output_base``)."""
     stem = os.path.splitext(os.path.basename(photo))[0] or "face"
-    base = bpy.path.abspath("//facedet3d_assets") if bpy.data.filepath else os.path.join(tempfile.gettempdir(), "facedet3d_assets")
-    return os.path.join(base, f"{stem}-{uuid.uuid4().hex[:6]}")
+    return preferences.resolve(f"//facedet3d_assets/{stem}-{uuid.uuid4().hex[:6]}", context)
 
 
-class _JobOperator:
-    """Mixin for operators whose work runs in a worker (``jobs.Job``): ``run_job`` starts
-    it (inline under --background), ``modal`` polls it on a timer, shows progress in the
-    status bar, Esc cancels, and ``_apply(context, result)`` runs on the main thread."""
+_JobOperator = jobs.TaskOperator
 
-    _job = None
-    _timer = None
 
-    def run_job(self, context, name: str, work):
-        if bpy.app.background:
-            result, err = jobs.run_sync(name, work)
-            if err:
-                self.report({"ERROR"}, err)
-                return {"CANCELLED"}
-            return self._apply(context, result)
-        self._job = jobs.Job(name, work).start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1)
-        return {"RUNNING_MODAL"}
+def _default_range(scene) -> bool:
+    others = [o for o in scene.objects if o.animation_data is not None and o.animation_data.action is not None]
+    return (scene.frame_start, scene.frame_end) == (1, 250) and not others
 
-    def _end(self, context):
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        jobs.status_text(context, None)
-        self._job.finish()
 
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC":
-            job.cancel()
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not job.done:
-            jobs.status_text(context, job.message + ("  (cancelling)" if job.cancel_event.is_set() else "  (Esc to cancel)"))
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        if job.cancel_event.is_set() or job.result is None and job.error is None:
-            self.report({"WARNING"}, f"{job.name} cancelled")
-            return {"CANCELLED"}
-        if job.error:
-            self.report({"ERROR"}, job.error)
-            return {"CANCELLED"}
-        return self._apply(context, job.result)
+def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, client, task=None):
+    """Import Photo's steps: backend (worker) -> face, camera, light (main thread)."""
+    from . import build, render
+
+    call = T.FitCall(photo=photo, out_dir=asset_dir, texture_size=int(texture_size))
+    if callable(client):  # starting a server takes seconds: in a worker
+        client = yield Background("starting the backend", client, 0.02)
+    face = yield Background("fitting the photo", lambda: client.fit(call), 0.05)
+    if face.detail_source == "detp":  # else said in the report and the panel: no wrinkles without DetP
+        req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, 256)
+        detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
+    else:
+        detail = face.detail
+    yield ("building the face", 0.9)
+    context = bpy.context
+    try:
+        obj, cam = build.build_face(context, face, detail)
+    except Exception as exc:  # noqa: BLE001 - nothing is left half-built
+        raise RuntimeError(f"Could not build the face: {exc}") from None
+    context.scene.facedet3d.photo = filepath
+    obj.facedet3d.photo = photo  # the neural pass fits on it
+    from .adapters import camera
+
+    # the first render shows the face, square, as the headless job's default --framing face
+    # (the photo's own camera stays in the scene)
+    face_cam = camera.frame_face(context.scene, cam, FACE_RENDER_PX)
+    hidden = render.clear_view(context, obj, face_cam)
+    if _default_range(context.scene):
+        context.scene.frame_start, context.scene.frame_end = 1, IMPORT_FRAMES
+    gl = "" if bpy.app.background else render.gl_renderer()
+    if gl and context.scene.facedet3d.engine == "BLENDER_EEVEE" and render.fast_engine(gl) == "CYCLES":
+        context.scene.facedet3d.engine = "CYCLES"
+        engine_note = f"; Render Frames uses Cycles (OpenGL here is software: {gl})"
+    else:
+        engine_note = ""
+    note = "" if face.detail_source == "detp" else " (detail network unavailable: the photo's own detail " \
+        "only, no expression wrinkles; see Backend status)"
+    if hidden:
+        note += f"; hid {', '.join(hidden)} (it blocked the camera)"
+    return f"Imported {obj.name}{note}{engine_note}"
 
 
 class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
@@ -94,54 +100,21 @@ class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
             return {"RUNNING_MODAL"}
         return self.execute(context)
 
-    def _work(self, context):
-        photo = bpy.path.abspath(self.filepath)
-        call = T.FitCall(photo=photo, out_dir=_asset_dir(photo), texture_size=int(context.scene.facedet3d.texture_size))
-        resolution = 256
-        client = preferences.backend_client(context)
-
-        def work(progress, cancelled):
-            progress("fitting the photo")
-            face = client.fit(call)
-            if cancelled():
-                return None
-            if face.detail_source != "detp":  # said in the report and the panel: no wrinkles without DetP
-                return face, face.detail
-            progress("predicting details")
-            req = T.DetailRequest(face.subject_id, face.asset_dir, face.photo_aus[None], 0.0, resolution)
-            return face, client.detail(req).maps[0]
-
-        return work
-
-    def _apply(self, context, result):
-        from . import build
-
-        face, detail = result
-        try:
-            obj, _ = build.build_face(context, face, detail)
-        except Exception as exc:  # noqa: BLE001 - nothing is left half-built
-            self.report({"ERROR"}, f"Could not build the face: {exc}")
-            return {"CANCELLED"}
-        context.scene.facedet3d.photo = self.filepath
-        obj.facedet3d.photo = bpy.path.abspath(self.filepath)  # the neural pass fits on it
-        note = "" if face.detail_source == "detp" else " (detail network unavailable: the photo's own detail " \
-            "only, no expression wrinkles; see Backend status)"
-        self.report({"INFO"}, f"Imported {obj.name}{note}")
-        return {"FINISHED"}
-
     def execute(self, context):
         if not self.filepath:
             self.report({"ERROR"}, "Choose a photo of a face first")
             return {"CANCELLED"}
-        if not os.path.isfile(bpy.path.abspath(self.filepath)):
+        photo = bpy.path.abspath(self.filepath)
+        if not os.path.isfile(photo):
             self.report({"ERROR"}, f"No such photo: {self.filepath}")
             return {"CANCELLED"}
         try:
-            work = self._work(context)
-        except Exception as exc:  # noqa: BLE001 - backend unavailable
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return self.run_job(context, "Import Photo", work)
+            asset_dir = _asset_dir(photo, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        factory = preferences.client_factory(context)
+        size, path = int(context.scene.facedet3d.texture_size), self.filepath
+        return self.run_task(context, "Import Photo", lambda task: import_steps(path, photo, asset_dir, size, factory, task))
 
 
 class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
@@ -158,23 +131,24 @@ class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
         try:
-            client = preferences.backend_client(context)
             folder, photo = neural.asset_dir(obj), neural.photo_path(obj)
-        except Exception as exc:  # noqa: BLE001 - backend unavailable, no asset folder
+        except Exception as exc:  # noqa: BLE001 - no asset folder
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._name = obj.name
-        return self.run_job(context, "Fit Neural Pass",
-                            lambda progress, cancelled: neural.fit(client, folder, photo, progress=progress))
+        factory, name = preferences.client_factory(context), obj.name
 
-    def _apply(self, context, info):
-        line = (f"PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}; "
-                + ("perceptual term used" if info.perceptual_used else (info.perceptual or "perceptual term off")))
-        obj = bpy.data.objects.get(self._name)
-        if obj is not None:
-            obj.facedet3d.neural_status = line  # the panel shows it under the neural pass
-        self.report({"INFO"}, f"Neural pass of {self._name} ready: {line}")
-        return {"FINISHED"}
+        def steps(task):
+            client = yield Background("starting the backend", factory)
+            info = yield Background("fitting the neural pass (minutes on a CPU)",
+                                    lambda: neural.fit(client, folder, photo))
+            line = (f"PSNR {info.psnr_db:.1f} dB, SSIM {info.ssim:.3f}; "
+                    + ("perceptual term used" if info.perceptual_used else (info.perceptual or "perceptual term off")))
+            face = bpy.data.objects.get(name)
+            if face is not None:
+                face.facedet3d.neural_status = line  # the panel shows it under the neural pass
+            return f"Neural pass of {name} ready: {line}"
+
+        return self.run_task(context, "Fit Neural Pass", steps)
 
 
 class FACEDET3D_OT_cancel(bpy.types.Operator):
@@ -189,25 +163,32 @@ class FACEDET3D_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_backend_status(bpy.types.Operator):
+def status_steps(factory):
+    """Check Backend's steps: start/connect in a worker, then show the answer."""
+    from . import client as client_mod
+
+    try:
+        client = yield Background("starting the backend", factory)
+        st = yield Background("asking the backend", client.status)
+    except client_mod.BackendError as exc:
+        bpy.context.scene.facedet3d.status = f"unavailable: {exc}"
+        raise
+    bpy.context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
+    bpy.context.scene.facedet3d.detail_error = st.detail_error
+    return None
+
+
+class FACEDET3D_OT_backend_status(_JobOperator, bpy.types.Operator):
     """Check the backend and show whether the detail network is available"""
 
     bl_idname = "facedet3d.backend_status"
     bl_label = "Check Backend"
 
     def execute(self, context):
-        try:
-            st = preferences.backend_client(context).status()
-        except Exception as exc:  # noqa: BLE001
-            context.scene.facedet3d.status = f"unavailable: {exc}"
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        context.scene.facedet3d.status = f"{st.mode}, {st.detail_source}: {st.message}"
-        context.scene.facedet3d.detail_error = st.detail_error
-        return {"FINISHED"}
+        return self.run_task(context, "Check Backend", status_steps(preferences.client_factory(context)))
 
 
-class FACEDET3D_OT_apply_preset(bpy.types.Operator):
+class FACEDET3D_OT_apply_preset(_JobOperator, bpy.types.Operator):
     """Set the AUs of the face to an EMFACS emotion preset"""
 
     bl_idname = "facedet3d.apply_preset"
@@ -232,7 +213,7 @@ class FACEDET3D_OT_apply_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_bake(bpy.types.Operator):
+class FACEDET3D_OT_bake(_JobOperator, bpy.types.Operator):
     """Predict the detail map of every frame, smooth it over time and save it as an image sequence"""
 
     bl_idname = "facedet3d.bake_details"
@@ -240,6 +221,10 @@ class FACEDET3D_OT_bake(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE"})
+    keyframe_shape_keys: bpy.props.BoolProperty(
+        name="Key shape keys (plays without the add-on)", default=False,
+        description="Also key every shape key at every frame and mute the AU drivers, so the .blend "
+                    "plays on a render farm or a Blender without FaceDet3D (Clear Bake undoes it)")
 
     def execute(self, context):
         from . import bake
@@ -248,17 +233,21 @@ class FACEDET3D_OT_bake(bpy.types.Operator):
         if obj is None:
             self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
             return {"CANCELLED"}
-        folder = self.directory or (bpy.path.abspath(f"//{bpy.path.clean_name(obj.name)}_details")
-                                    if bpy.data.filepath else os.path.join(tempfile.gettempdir(), f"facedet3d_{uuid.uuid4().hex[:6]}"))
         try:
-            live.flush()
-            paths = bake.bake_details(context, obj, preferences.backend_client(context), bpy.path.abspath(folder),
-                                      progress=lambda m: print(f"FaceDet3D bake: {m}", flush=True))
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Bake failed: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Baked {len(paths)} detail maps into {folder}")
-        return {"FINISHED"}
+            folder = preferences.resolve(self.directory or f"//{bpy.path.clean_name(obj.name)}_details", context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        factory, name, keys = preferences.client_factory(context), obj.name, self.keyframe_shape_keys
+
+        def steps(task):
+            if live.busy():
+                yield Background("finishing live details", live.wait_all)
+            live.apply_ready()
+            face = bpy.data.objects[name]
+            paths = yield from bake.bake_steps(bpy.context, face, factory, folder, keyframe_shape_keys=keys, task=task)
+            return f"Baked {len(paths)} detail maps into {folder}" + (" and keyed the shape keys" if keys else "")
+
+        return self.run_task(context, "Bake Details", steps)
 
 
 class FACEDET3D_OT_clear_bake(bpy.types.Operator):
@@ -280,11 +269,15 @@ class FACEDET3D_OT_clear_bake(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEDET3D_OT_render(bpy.types.Operator):
-    """Render the frame range to PNG frames (and Cycles passes as multilayer EXR)"""
+class FACEDET3D_OT_render(_JobOperator, bpy.types.Operator):
+    """Render the frame range to PNG frames (and Cycles passes as multilayer EXR); Esc stops between frames"""
 
     bl_idname = "facedet3d.render"
     bl_label = "Render Frames"
+
+    samples: bpy.props.IntProperty(name="Samples", min=0, default=0, options={"SKIP_SAVE"},
+                                   description="0: a fast default (Cycles 64 adaptive + denoised, Eevee 32), "
+                                               "not the scene's own (Cycles 4096)")
 
     def execute(self, context):
         from . import render
@@ -295,29 +288,40 @@ class FACEDET3D_OT_render(bpy.types.Operator):
             self.report({"ERROR"}, "The neural pass needs a FaceDet3D face; use Import Photo first")
             return {"CANCELLED"}
         try:
-            if obj is not None:
+            out_dir = preferences.resolve(s.output_dir, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        if obj is not None:
+            from . import neural
+
+            try:
+                folder = neural.asset_dir(obj)  # fail before anything renders
+            except Exception as exc:  # noqa: BLE001
+                self.report({"ERROR"}, f"Render failed: {exc}")
+                return {"CANCELLED"}
+            if not bpy.app.background and not neural.is_fitted(folder):
+                self.report({"ERROR"}, "The neural pass is not fitted yet: use Fit Neural Pass first "
+                                       "(it runs in the background)")
+                return {"CANCELLED"}
+        render.configure(context.scene, s.engine, self.samples or None, s.passes)
+        factory, name, passes = preferences.client_factory(context), obj.name if obj else "", s.passes
+
+        def steps(task):
+            out = yield from render.render_steps(bpy.context, out_dir, passes=passes)
+            extra = ""
+            if name:
                 from . import neural
 
-                folder = neural.asset_dir(obj)  # fail before anything renders
-                if not bpy.app.background and not neural.is_fitted(folder):
-                    self.report({"ERROR"}, "The neural pass is not fitted yet: use Fit Neural Pass first "
-                                           "(it runs in the background)")
-                    return {"CANCELLED"}
-            out_dir = bpy.path.abspath(s.output_dir)
-            render.configure(context.scene, s.engine, context.scene.eevee.taa_render_samples
-                             if s.engine != "CYCLES" else context.scene.cycles.samples, s.passes)
-            out = render.render_frames(context, out_dir, passes=s.passes)
-            if obj is not None:
-                neural.render_frames(context, obj, preferences.backend_client(context), out_dir)
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Render failed: {exc}")
-            return {"CANCELLED"}
-        extra = " (and neural/, neural_proxy/)" if obj is not None else ""
-        self.report({"INFO"}, f"Rendered {len(out['frames'])} frames into {s.output_dir}{extra}")
-        return {"FINISHED"}
+                client = yield Background("starting the backend", factory)
+                yield "neural frames"
+                neural.render_frames(bpy.context, bpy.data.objects[name], client, out_dir)
+                extra = " (and neural/, neural_proxy/)"
+            return f"Rendered {len(out['frames'])} frames into {out_dir}{extra} ({out['s_per_frame']:.1f} s/frame)"
+
+        return self.run_task(context, "Render Frames", steps)
 
 
-class FACEDET3D_OT_export(bpy.types.Operator):
+class FACEDET3D_OT_export(_JobOperator, bpy.types.Operator):
     """Export the face with shape keys and AU animation (FBX or glTF)"""
 
     bl_idname = "facedet3d.export"
@@ -337,16 +341,24 @@ class FACEDET3D_OT_export(bpy.types.Operator):
         if self.format == "GLTF" and path.lower().endswith(".fbx"):
             path = path[:-4] + ".glb"
         try:
-            live.flush()
-            written = export.export_face(context, obj, path, self.format)
-        except Exception as exc:  # noqa: BLE001
-            self.report({"ERROR"}, f"Export failed: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Exported {written}")
-        return {"FINISHED"}
+            path = preferences.resolve(path, context)
+        except preferences.NeedsSave as exc:
+            return self.needs_save(context, exc)
+        name, fmt = obj.name, self.format
+
+        def steps(task):
+            if live.busy():
+                yield Background("finishing live details", live.wait_all)
+            live.apply_ready()
+            written = yield from export.export_steps(bpy.context, bpy.data.objects[name], path, fmt)
+            return f"Exported {written}"
+
+        return self.run_task(context, "Export Face", steps)
 
 
-classes = (FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
+from .setup_backend import FACEDET3D_OT_setup_backend  # noqa: E402 - registered with the others
+
+classes = (FACEDET3D_OT_setup_backend, FACEDET3D_OT_import_photo, FACEDET3D_OT_neural_fit, FACEDET3D_OT_cancel, FACEDET3D_OT_backend_status,
            FACEDET3D_OT_apply_preset, FACEDET3D_OT_bake, FACEDET3D_OT_clear_bake, FACEDET3D_OT_render, FACEDET3D_OT_export)
 
 # Animate from Video lives in its own module (it subclasses _JobOperator defined above).

@@ -26,6 +26,13 @@ class FACEDET3D_PT_face(bpy.types.Panel):
             row = layout.row()
             row.label(text=job.message, icon="TIME")
             row.operator("facedet3d.cancel", text="", icon="X")
+        if not bpy.data.filepath:
+            from . import preferences
+
+            try:
+                layout.label(text=f"Unsaved: files go to {preferences.output_base(context)}", icon="INFO")
+            except preferences.NeedsSave:
+                layout.label(text="Save the .blend first: face files go next to it", icon="ERROR")
         box = layout.box()
         row = box.row()
         row.label(text="Backend: " + (ss.status or "not checked"), icon="PLUGIN")
@@ -55,6 +62,7 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         layout.operator("facedet3d.animate_from_video", icon="SEQUENCE")
         row = layout.row(align=True)
         row.operator("facedet3d.bake_details", icon="RENDER_ANIMATION")
+        row.operator("facedet3d.bake_details", text="", icon="KEYINGSET").keyframe_shape_keys = True  # for farms
         if s.baked_dir:
             row.operator("facedet3d.clear_bake", text="", icon="X")
         col = layout.column(align=True)

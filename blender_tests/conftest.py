@@ -21,6 +21,12 @@ ADDON_DIR = ROOT / "addon"
 ADDON_NAME = "facedet3d_addon"
 
 os.environ.setdefault("FACEDET3D_ADDON_DIR", str(ROOT / "addon"))
+# files of unsaved scenes (face assets, bakes, renders, exports) go here, as the add-on
+# preferences' "folder for unsaved files" would say; never the working directory
+if not os.environ.get("FACEDET3D_OUTPUT_DIR"):
+    import tempfile
+
+    os.environ["FACEDET3D_OUTPUT_DIR"] = tempfile.mkdtemp(prefix="facedet3d_bltests_")
 if not os.environ.get("FACEDET3D_ASSET_MIRROR") and (SHARED / "assets").is_dir():
     os.environ["FACEDET3D_ASSET_MIRROR"] = str(SHARED / "assets")
 

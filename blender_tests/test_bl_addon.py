@@ -61,8 +61,9 @@ def test_import_photo_builds_the_face(scene, session_client):
     assert cam is not None and cam.data.type == "ORTHO"
     parts = [o for o in obj.children if "facedet3d_part" in o.keys()]
     assert len(parts) == 6  # head, eyes, teeth, mouth (blender_tests/test_bl_head.py)
-    # face, camera, key light, the parts and the eyes' aim target
-    assert len(bpy.data.objects) == n_obj + 3 + len(parts) + 1
+    # face, photo camera, face-framing camera (the scene's), key light, the parts, the eyes' aim target
+    assert len(bpy.data.objects) == n_obj + 4 + len(parts) + 1
+    assert cam.name.endswith("(face)") and bpy.context.scene.render.resolution_x == 512
     # the shipped DetP weights are installed: the face is driven by the detail network
     assert s.detail_source == "detp"
 

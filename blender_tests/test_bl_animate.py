@@ -62,7 +62,7 @@ def test_animate_from_a_track_json(face, tmp_path):
     scene.frame_start, scene.frame_end = 1, 10
     fbx = mod("export").export_face(bpy.context, face, str(tmp_path / "face.fbx"), "FBX")
     before = set(bpy.data.objects)
-    bpy.ops.import_scene.fbx(filepath=fbx, anim_offset=0.0)
+    bpy.ops.import_scene.fbx(filepath=fbx)  # Blender's default import: frame f lands on frame f
     # the face is the largest mesh (the head parts come with it)
     imp = max((o for o in set(bpy.data.objects) - before if o.type == "MESH"), key=lambda o: len(o.data.vertices))
     assert len(imp.data.vertices) == len(face.data.vertices)

@@ -131,3 +131,16 @@ def test_render_job_end_to_end(tmp_path):
     assert len(list((out / "details").glob("detail_*.exr"))) == 3
     stats = json.loads(res.stdout.strip().splitlines()[-1].split("] ", 1)[1])
     assert 0 < stats["backend_share"] < 1
+
+
+def test_server_of_another_api_version_is_refused_in_one_line(addon, tmp_path):
+    """A backend that announces another API version is refused before any call."""
+    client_mod = mod("client")
+    fake = tmp_path / "fake_python"
+    fake.write_text("#!/bin/sh\necho '{\"facedet3d_server\": 999, \"port\": 9, \"token\": \"t\"}'\nsleep 30\n")
+    fake.chmod(0o755)
+    with pytest.raises(client_mod.BackendUnavailable, match=r"API version 999, this add-on needs \d") as err:
+        client_mod.start_server(str(fake), timeout_s=20)
+    assert "\n" not in str(err.value)
+    with pytest.raises(client_mod.BackendUnavailable, match="API version None"):
+        client_mod.check_version(None)

@@ -127,6 +127,33 @@ def test_bake_writes_sequence_and_reopened_blend_keeps_it(face, session_client, 
     assert np.abs(vals[0] - vals[1]).max() > 1e-5
 
 
+def test_live_details_keep_applying_after_save_and_reopen(face, session_client, tmp_path):
+    """Saving packs the live image (its source becomes FILE): updates must still land, be
+    saved again, and land in the reopened file too."""
+    fake = FakeDetailClient(session_client)
+    use_client(fake)
+    live, props = mod("live"), mod("properties")
+    face.facedet3d.au12 = 0.3
+    live.flush()
+    blend = tmp_path / "live.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    img = mod("adapters.displacement").image(face)
+    assert img.packed_file is not None
+    face.facedet3d.au12 = 0.9  # after the save
+    live.flush()
+    want = FakeDetailClient.expected(props.au_vector(face), 256)[0]
+    np.testing.assert_allclose(_image(face), want, atol=1e-9)
+    bpy.ops.wm.save_mainfile()  # the changed map is packed again
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    use_client(fake)
+    obj = next(o for o in bpy.data.objects if o.facedet3d.is_face)
+    np.testing.assert_allclose(_image(obj), want, atol=1e-7)  # float precision survives the pack
+    obj.facedet3d.au04 = 0.6  # in the reopened file
+    live.flush()
+    want = FakeDetailClient.expected(props.au_vector(obj), 256)[0]
+    np.testing.assert_allclose(_image(obj), want, atol=1e-9)
+
+
 def test_contempt_preset_moves_one_side_only(face):
     """The contempt preset is one-sided in the drivers too (api.expressions.CONTEMPT_SIDE)."""
     X = mod("_api.expressions")

@@ -29,7 +29,7 @@ def _animate(face):
 def _reimported_values(names, path, fmt):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     if fmt == "FBX":
-        bpy.ops.import_scene.fbx(filepath=path, anim_offset=0.0)
+        bpy.ops.import_scene.fbx(filepath=path)  # Blender's default import: frame f lands on frame f
     else:
         bpy.ops.import_scene.gltf(filepath=path)
     obj = max((o for o in bpy.data.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))  # the face

@@ -8,6 +8,8 @@
 # Environment: PRESET (happy), FRAMES (12), ENGINE (eevee), RESOLUTION (512), NEURAL (1).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# the main job needs no Blender LTS test environments (scripts/test.sh makes them)
+export FACEDET3D_LTS="${FACEDET3D_LTS:-0}"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 photos=("$@")

@@ -22,12 +22,25 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing dependencies into .venv (torch is large: a few minutes the first time)"
   "$VPY" -m pip install -q --upgrade pip -c constraints.txt
   "$VPY" -m pip install -q -c constraints.txt -r requirements.txt
-  "$VPY" -m pip install -q --no-deps facenet-pytorch==2.6.0
   # mediapipe's wheel declares opencv-contrib-python (clashes with opencv-python-headless) and
   # sounddevice; the face landmarker needs neither. Its real needs are in requirements.txt.
   "$VPY" -m pip install -q --no-deps mediapipe==1.2.3
   "$VPY" -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
+fi
+
+# Blender 4.2 LTS and 4.5 LTS as bpy-only environments (no torch, no backend): the stock-Blender
+# tests install the built zip into them (blender_tests/test_bl_stock.py). ~350 MB each, once.
+# FACEDET3D_LTS=0 skips them (those tests then say they were skipped).
+if [ "${FACEDET3D_LTS:-1}" != 0 ]; then
+  for v in 4.2.23 4.5.15; do
+    d=".venv-bpy$(echo "$v" | cut -d. -f1,2 | tr -d .)"
+    if [ "$(cat "$d/.facedet3d-bpy" 2>/dev/null)" != "$v" ]; then
+      echo "setup: bpy $v environment in $d (Blender LTS tests)"
+      { [ -x "$d/bin/python" ] || "$PY" -m venv "$d"; } && "$d/bin/python" -m pip install -q -c constraints.txt "bpy==$v" \
+        && echo "$v" > "$d/.facedet3d-bpy" || echo "setup: bpy $v did not install; its tests will be skipped" >&2
+    fi
+  done
 fi
 
 # Eevee and Workbench render headless through Mesa's EGL; without it they abort the process.

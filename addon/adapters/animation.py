@@ -24,15 +24,32 @@ def _fcurves(id_data, action_name: str):
     if ad.action_slot is None:
         slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
         ad.action_slot = slot
-    bag = anim_utils.action_ensure_channelbag_for_slot(action, ad.action_slot)
+    if hasattr(anim_utils, "action_ensure_channelbag_for_slot"):  # 5.0
+        bag = anim_utils.action_ensure_channelbag_for_slot(action, ad.action_slot)
+    else:  # 4.4/4.5: the same through the layered-action API
+        layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
+        strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
+        bag = strip.channelbag(ad.action_slot, ensure=True)
     return bag.fcurves, action
+
+
+def _new_fcurve(fcurves, data_path: str, index: int, group: str):
+    """``fcurves.new`` with a group where the API takes one: 5.0 channelbags ``group_name``,
+    4.2/4.3 ``Action.fcurves`` ``action_group``, 4.4/4.5 channelbags none (the group is cosmetic)."""
+    if group:
+        for kw in ("group_name", "action_group"):
+            try:
+                return fcurves.new(data_path, index=index, **{kw: group})
+            except TypeError:
+                continue
+    return fcurves.new(data_path, index=index)
 
 
 def set_keys(fcurves, data_path: str, frames: np.ndarray, values: np.ndarray, index: int = 0,
              group: str = "FaceDet3D", interpolation: str = "BEZIER"):
     fc = fcurves.find(data_path, index=index)
     if fc is None:
-        fc = fcurves.new(data_path, index=index, group_name=group) if group else fcurves.new(data_path, index=index)
+        fc = _new_fcurve(fcurves, data_path, index, group)
     else:
         fc.keyframe_points.clear()
     fc.keyframe_points.add(len(frames))

@@ -3,7 +3,9 @@
 The backend never imports bpy: this command starts the add-on's ``batch.py`` in another
 process — with this interpreter (the bpy module installed beside the backend) by default,
 or inside a Blender install with ``--blender PATH`` as
-``blender --background --factory-startup --python batch.py -- ARGS``. The batch job fits
+``blender --background --factory-startup --python batch.py -- ARGS --backend-python THIS_PYTHON``
+(Blender's own Python has no torch: the add-on starts ``facedet3d serve`` with this
+interpreter). The batch job fits
 the photo first, so a bad photo stops it before anything is written.
 
 ``bench_ui()`` measures the add-on's interactive and render speed the same way.
@@ -89,9 +91,11 @@ def batch_argv(args) -> list[str]:
 
 
 def command(script: Path, argv: list[str], blender: str | None = None) -> list[str]:
+    """A Blender install runs the add-on with its own Python, which has no backend: it is
+    told to start the backend server with this interpreter (``--backend-python``)."""
     if blender:
         return [blender, "--background", "--factory-startup", "--python-exit-code", "1",
-                "--python", str(script), "--", *argv]
+                "--python", str(script), "--", *argv, "--backend-python", sys.executable]
     return [sys.executable, str(script), "--", *argv]
 
 
