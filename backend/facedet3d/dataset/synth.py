@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from facedet3d.api.expressions import preset_sides
 from facedet3d.assets.bfm import METRES_PER_UNIT
 from facedet3d.dataset import maps as maps_mod
 from facedet3d.dataset.camera import Camera, Frame
@@ -70,7 +71,7 @@ def render_target(asset, bfm, projection, rotation, frame: Frame, cam: Camera, p
     vi = maps_mod.image_vertices(X, projection, rotation, frame)
     m = maps_mod.render_maps(vi, bfm.faces, frame, cam, uv=bfm.uv)
     smooth = m.normals.copy()
-    d_y = predictor.for_asset(asset, aus, size=detail_size, preset=preset)
+    d_y = predictor.for_asset(asset, aus, size=detail_size, sides=preset_sides(preset))
     d_px = maps_mod.add_detail(m, d_y, cam)
     rgb = textured_rgb(asset.texture, m, smooth, sh_coeffs)
     return {"rgb": rgb, "depth": m.depth, "normals": m.normals, "mask": m.mask, "aus": aus,
