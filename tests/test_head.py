@@ -172,3 +172,22 @@ def test_parts_map_into_the_face_texture(bfm, rig, subject):
         region = bfm.uv[rig.openings[key]]
         lo, hi = region.min(0) - 1e-6, region.max(0) + 1e-6
         assert ((fuv >= lo) & (fuv <= hi)).all(), name
+
+
+def test_shape_fields_give_the_subject_spline(bfm, rig, parts):
+    """The per-coefficient fields (the fit's fast path) place every part where the subject's
+    own spline does: the spline is linear in its data and a neutral subject is linear in
+    its BFM shape coefficients."""
+    from facedet3d.rig.head import subject_head
+
+    shape = np.random.default_rng(5).normal(0, 1, bfm.shape_basis.shape[1]).astype(np.float32) * 1e5
+    v = bfm.vertices(shape, None).astype(np.float64)
+    tex = np.full((256, 256, 3), (200, 150, 120), np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    slow = subject_head(v, rig, tex, mask, bfm.uv, parts)
+    fast = subject_head(v, rig, tex, mask, bfm.uv, parts, shape_coeffs=shape)
+    moved = max(float(np.abs(slow[f"{n}_vertices"] - parts[f"{n}_vertices"] * 1e-6).max()) for n in ("head", "mouth"))
+    assert moved > 1e-3  # the subject differs from the mean by millimetres
+    for k in slow:
+        if k.endswith("_vertices") or k.endswith("_centre"):
+            np.testing.assert_allclose(fast[k], slow[k], atol=1e-8)  # metres

@@ -121,14 +121,14 @@ class Backend:
             from facedet3d.fit import occluders
 
             occ = occluders.detect(tex, mask, layout, self.bfm, self.rig.openings)
-            tex, mask = occluders.remove(tex, mask, occ, layout, self.bfm)
+            tex, mask = occluders.remove(tex, mask, occ, layout, self.bfm, self.rig.openings)
         with tm("detail_input"):
             normals_cam = raster.vertex_normals(model_v @ pose["rotation"].T, self.bfm.faces)
             detail = detail_input.estimate_detail(tex, mask, layout, normals_cam)
         with tm("head"):  # eyes, teeth, mouth socket, head and neck (rig/head.py)
             from facedet3d.rig import head as head_mod
 
-            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv)
+            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv, shape_coeffs=fp.shape)
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),
