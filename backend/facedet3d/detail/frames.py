@@ -164,7 +164,7 @@ class FrameFitter:
         """Fit one RGB frame. ``shape``: the clip's identity to hold fixed (None = free).
         ``box``: optional (x0, y0, x1, y1) hint (the previous frame's) to pick the face."""
         from facedet3d.fit import camera, detail_input, texture
-        from facedet3d.fit.detect import select_face
+        from facedet3d.fit.select import select_face
         from facedet3d.geometry import raster
         from facedet3d.rig import facs
 

@@ -89,7 +89,7 @@ class Backend:
         from facedet3d.fit import photo as photo_mod
         from facedet3d.geometry import raster
         from facedet3d.fit import texture
-        from facedet3d.fit.detect import select_face, small_face_warning
+        from facedet3d.fit.select import select_face, small_face_warning
 
         if req.texture_size not in TEXTURE_SIZES:
             raise BadImage(f"texture size {req.texture_size} is not one of {TEXTURE_SIZES}")
