@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--megapixels", type=float, help="resample the photo to this size first (e.g. 12)")
     b.add_argument("--skip-detail", action="store_true", help="leave out the detail-network figures")
     b.add_argument("--skip-ui", action="store_true", help="leave out the add-on/render figures (minutes)")
+    b.add_argument("--addon", metavar="DIR", help="the add-on folder with batch.py for the add-on figures "
+                   "(default: $FACEDET3D_ADDON_DIR)")
     b.add_argument("--skip-dataset", action="store_true", help="leave out the dataset-job throughput (about a minute)")
     for mod in _plugins():
         mod.add_parser(sub)
@@ -133,7 +135,8 @@ def _cmd_bench(args) -> int:
     from facedet3d.cli.bench import run_bench
 
     result = run_bench(args.photo, repeats=args.repeats, megapixels=args.megapixels,
-                       detail=not args.skip_detail, ui=not args.skip_ui, dataset=not args.skip_dataset)
+                       detail=not args.skip_detail, ui=not args.skip_ui, dataset=not args.skip_dataset,
+                       addon=args.addon)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 

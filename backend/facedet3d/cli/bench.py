@@ -33,7 +33,7 @@ def _resampled(photo: str, megapixels: float, tmp: Path) -> str:
 
 
 def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
-              detail: bool = True, ui: bool = True, dataset: bool = True) -> dict:
+              detail: bool = True, ui: bool = True, dataset: bool = True, addon: str | None = None) -> dict:
     """All figures: the fit (``fit_bench``), the detail network (``detail.bench_detail``),
     the dataset job's throughput (``dataset.bench.dataset_bench``) and the add-on (``render_job.bench_ui``, in a bpy subprocess). A part that cannot run
     reports ``"<part>_error"`` instead of numbers, never a made-up figure."""
@@ -62,7 +62,7 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
         try:
             from facedet3d.cli.render import bench_ui
 
-            result.update(bench_ui(photo))
+            result.update(bench_ui(photo, addon=addon))
         except Exception as exc:  # noqa: BLE001
             result["ui_error"] = f"{type(exc).__name__}: {exc}"
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)

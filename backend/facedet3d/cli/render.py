@@ -133,14 +133,14 @@ def handler(args) -> int:
         raise FaceDet3DError(f"cannot start {cmd[0]}; check --blender PATH") from None
 
 
-def bench_ui(photo: str, timeout_s: float = 900.0) -> dict:
+def bench_ui(photo: str, timeout_s: float = 900.0, addon: str | None = None) -> dict:
     """Add-on speed, measured in a bpy process (the backend never imports bpy).
 
     Returns {"ui_update_ms": AU change -> updated detail image pixels (median, CPU),
     "render_s_per_frame_eevee", "render_s_per_frame_cycles": warm frames at 512x512,
     "backend_share": share of a batch render's wall time spent in backend calls, ...}.
     """
-    cmd = command(addon_dir() / "batch.py", ["--bench", str(Path(photo).resolve())])
+    cmd = command(addon_dir(addon) / "batch.py", ["--bench", str(Path(photo).resolve())])
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout_s)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode != 0 or not lines:
