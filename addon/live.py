@@ -110,7 +110,8 @@ def request_update(obj, force: bool = False) -> bool:
 
     if not _live_target(obj):
         return False
-    key = (tuple(round(v, 6) for v in expression_row(obj)), obj.facedet3d.age, obj.facedet3d.detail_resolution)
+    row = expression_row(obj)  # read once: the key and the request (the AU-change hot path)
+    key = (tuple(round(v, 6) for v in row), obj.facedet3d.age, obj.facedet3d.detail_resolution)
     up = updater(obj)
     if not force and key == up.last_aus:
         return False
@@ -120,7 +121,7 @@ def request_update(obj, force: bool = False) -> bool:
         _report(obj, str(exc))
         return False
     up.last_aus = key
-    up.request(make_request(obj), factory)
+    up.request(make_request(obj, [row]), factory)
     _ensure_timer()
     return True
 

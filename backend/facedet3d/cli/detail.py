@@ -37,16 +37,6 @@ def add_parser(sub) -> None:
     e.set_defaults(func=handler_onnx)
 
 
-def target_aus(au_items: list[str], preset: str | None):
-    """((17,) AUs, (left, right) sides) from a preset plus --au overrides (one-line errors)."""
-    from facedet3d.api.expressions import target_aus as parse_target
-
-    try:
-        return parse_target(au_items, preset)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-
-
 def write_map(detail: np.ndarray, out: Path) -> None:
     import cv2
 
@@ -82,6 +72,8 @@ def handler(args) -> int:
         years = resolve_age(args.age)
     except ValueError as exc:
         raise BadRequest(f"--{exc}") from None
+    from facedet3d.rig.pose import target_aus  # the one parser with one-line errors
+
     y, sides = target_aus(args.au, args.preset)
     try:
         asset = faceasset.read(subj)
