@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     if a.table:
-        print(means(json.loads(Path(a.table).read_text())))
+        res = json.loads(Path(a.table).read_text())
+        print(means(res) + "\n" + relevant(res) + "\n" + relevant(res, "crossref_oracle"))
         return 0
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail.frames import (
@@ -135,8 +136,9 @@ def main(argv=None) -> int:
                       f"r(P,Dn)={m['r_p_dn']:+.3f} r(O,Dn)={m['r_o_dn']:+.3f} r|Dn={m['r_partial']:+.3f} "
                       f"r(Pnet,De)={m['r_pnet_de']:+.3f} flow={m['flow_px']:.2f}px n={m['n']}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "summary.md").write_text(means(results) + "\n" + summary(results))
-    print("\n" + means(results) + "\n" + summary(results))
+    head = means(results) + "\n" + relevant(results) + "\n" + relevant(results, "crossref_oracle")
+    (out / "summary.md").write_text(head + "\n" + summary(results))
+    print("\n" + head + "\n" + summary(results))
     return 0
 
 
@@ -155,6 +157,29 @@ def means(results: dict) -> str:
             lines.append(f"| {c} | {reg} | {rs.mean():+.2f} | {int((rs < 0).sum())}/{len(rs)} | "
                          f"{np.mean([m['r_partial'] for m in ms]):+.2f} | {np.median([m['gain'] for m in ms]):+.2f} | "
                          f"{np.median([m['rms_ratio'] for m in ms]):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+MOVES = {"happy": ("crows_feet", "nasolabial"), "surprise": ("forehead",), "anger": ("glabella",),
+         "fear": ("forehead",), "sad": ("glabella",), "disgust": ("nasolabial",)}
+
+
+def relevant(results: dict, cond: str = "crossref_aligned") -> str:
+    """The regions each pair's expression should move (MOVES, by its preset): mean r, pairs
+    with r < 0, median RMS ratio; one row per region and one over all such cells."""
+    cells: dict[str, list] = {}
+    for r in results.values():
+        for reg in MOVES.get(r.get("preset") or "", ()):
+            if cond in r and reg in r[cond]:
+                cells.setdefault(reg, []).append(r[cond][reg])
+    lines = [f"| {cond}: region the expression moves | pairs | mean r | r < 0 | median gain | median RMS ratio |",
+             "|---|---|---|---|---|---|"]
+    allm = [m for ms in cells.values() for m in ms]
+    for reg, ms in list(cells.items()) + [("all", allm)]:
+        if ms:
+            rs = np.array([m["r"] for m in ms])
+            lines.append(f"| {reg} | {len(ms)} | {rs.mean():+.2f} | {int((rs < 0).sum())}/{len(rs)} | "
+                         f"{np.median([m['gain'] for m in ms]):+.2f} | {np.median([m['rms_ratio'] for m in ms]):.3f} |")
     return "\n".join(lines) + "\n"
 
 
