@@ -27,7 +27,7 @@ PHOTOS = SHARED / "photos"
 
 INTERFACES = SHARED / "data" / "faces" / "interfaces" / "1000 x 1000"
 ROOT = Path(__file__).resolve().parents[1]
-OPTS = dict(size=320, with_detail=True, expressions=("happy",), views=(0.0, 30.0))
+OPTS = dict(size=320, with_detail=True, expressions=("happy",), views=(0.0, 30.0), renderer="raster")
 
 
 def _folder(root: Path) -> Path:

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from facedet3d import __version__
+from facedet3d.dataset.reading import KNOWN_LIMITS
 
 LICENCES = """\
 - Geometry comes from the Basel Face Model 2009 through 3DDFA_V2's `bfm_noneck_v3.pkl`:
@@ -43,6 +44,7 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
               "synth_ok": sum(r["status"] == "ok" for r in synth), "synth_failed": sum(r["status"] == "failed" for r in synth),
               "skipped_files": len(inputs.skipped), "shards": len(list(store.shards.glob("shard-*.tar")))}
     reasons = Counter(r["reason"] for r in photos if r["status"] == "failed")
+    reader_counts = Counter(r["reader_status"] for r in photos if r["status"] != "failed")
     ok = [r for r in photos if r["status"] == "ok"]
     o = opts
     lines = [
@@ -88,7 +90,12 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
         "- Normals: unit vectors in the camera frame, x right, y up, z toward the camera (facing pixels have z > 0); "
         "the normals of the same mesh the depth comes from (they agree with the depth map's gradient).",
         f"- Fine detail: {'the photo’s own D(Ix) added to depth and normals' if o.with_detail else 'not added (smooth BFM surface)'}.",
-        "- 478 landmarks and ARKit blendshapes: null (they come from the expression reader, not in this build).",
+        "- 478 landmarks (`landmarks478`, x/y output pixels, z MediaPipe's relative depth in output pixels) and the 51 "
+        "ARKit blendshape scores (`blendshapes`) from MediaPipe's Face Landmarker, the expression reader that also "
+        "reads the photo AUs. Per sample `reader.status` (manifest `reader_status`): " + ", ".join(
+            f"{k} {v}" for k, v in reader_counts.items()) + ". `no face`: nulls, AUs from the 68-landmark fit "
+        "(`aus_source`); `disagrees`: the reader's key points lie > 0.15 inter-ocular distances from the fit's "
+        "(kept, flagged). Known limits of the reader: " + KNOWN_LIMITS + ".",
     ]
     if o.expressions:
         lines += [f"- Synthesized targets: expressions {', '.join(o.expressions)} x views {', '.join(f'{v:g}' for v in o.views)}"
