@@ -20,7 +20,7 @@ describe the same point, as the software raster's maps do.
 
 Writes OUTDIR/target_i.png (RGB, 8-bit sRGB, "Standard" view transform, black off the face)
 and OUTDIR/target_i.exr (multilayer: Combined RGBA, Depth, Normal in Blender world axes),
-then OUTDIR/done.json with the seconds per target. Errors: one line on stderr, exit 1.
+then OUTDIR/done.json with the seconds per target and the process's CPU seconds. Errors: one line on stderr, exit 1.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def parse(argv):
     ap.add_argument("out")
     ap.add_argument("--engine", choices=("cycles", "eevee"), required=True)
     ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=0, help="render threads (0 = one per core)")
     return ap.parse_args(argv)
 
 
-def build_scene(spec, engine: str, samples: int):
+def build_scene(spec, engine: str, samples: int, threads: int = 0):
     """The face object, its camera, lights and render settings; returns (scene, obj)."""
     import bpy
     import numpy as np
@@ -85,6 +86,8 @@ def build_scene(spec, engine: str, samples: int):
     scene.view_settings.view_transform = "Standard"  # the photo texture shows as photographed
     r = scene.render
     r.resolution_x, r.resolution_y, r.resolution_percentage = W, H, 100
+    if threads:  # several Blender processes share the cores (the dataset job's render slots)
+        r.threads_mode, r.threads = "FIXED", int(threads)
     render.configure(scene, engine, samples)
     r.film_transparent = True  # coverage in alpha: the mask
     r.filter_size = PIXEL_FILTER_PX  # Eevee's pixel filter
@@ -121,7 +124,7 @@ def run(args) -> int:
         spec = {k: z[k] for k in z.files}
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    scene, obj = build_scene(spec, args.engine, args.samples)
+    scene, obj = build_scene(spec, args.engine, args.samples, args.threads)
     setup_s = time.perf_counter() - t0
     times = []
     for i in range(int(spec["n_targets"])):
@@ -134,7 +137,8 @@ def run(args) -> int:
         render.save_image(img, scene, os.path.join(args.out, f"target_{i}.exr"), "EXR")
         times.append(time.perf_counter() - t)
     done = {"engine": scene.render.engine, "blender": bpy.app.version_string, "setup_s": round(setup_s, 3),
-            "render_s": [round(t, 3) for t in times]}
+            "render_s": [round(t, 3) for t in times],
+            "cpu_s": round(time.process_time(), 3)}  # this whole process, start-up included
     with open(os.path.join(args.out, "done.json.tmp"), "w", encoding="utf-8") as fh:
         json.dump(done, fh)
     os.replace(os.path.join(args.out, "done.json.tmp"), os.path.join(args.out, "done.json"))

@@ -11,8 +11,9 @@ binary with ``--blender``), which renders each target's RGB, Depth, Normal and c
 
 What a Blender target stores: RGB, depth, normals and mask all from the one render (the
 detailed geometry: the mesh displaced by DetP's map at its vertices, plus the material's bump
-in the normals), in the sample layout of ``sample``. Its row carries ``renderer``, ``render_ms``
-and the comparison with the software raster's maps of the same target:
+in the normals), in the sample layout of ``sample``. Its row carries ``renderer``, ``render_ms`` (the
+frame), ``render_task_ms`` and ``render_cpu_ms`` (the Blender process's wall and CPU time,
+start-up included, shared out over the photo's targets) and the comparison with the software raster's maps of the same target:
 ``depth_vs_raster_mm`` (median |difference| over pixels both cover, millimetres),
 ``depth_vs_raster_p95_mm`` and ``mask_iou_vs_raster``.
 """
@@ -60,6 +61,7 @@ class BlenderConfig:
     samples: int
     addon: str
     blender: str | None = None
+    threads: int = 0  # render threads per Blender process (0: one per core)
 
 
 def find_script(addon: str | None) -> Path:
@@ -89,7 +91,8 @@ def check_blender(cfg: BlenderConfig) -> None:
 
 def command(cfg: BlenderConfig, spec: Path, out: Path) -> list[str]:
     script = find_script(cfg.addon)
-    args = ["--", str(spec), str(out), "--engine", cfg.engine, "--samples", str(cfg.samples)]
+    args = ["--", str(spec), str(out), "--engine", cfg.engine, "--samples", str(cfg.samples),
+            "--threads", str(cfg.threads)]
     if cfg.blender:
         return [cfg.blender, "--background", "--factory-startup", "--python-exit-code", "1", "--python", str(script), *args]
     return [sys.executable, str(script), *args]
@@ -175,7 +178,8 @@ def render_pending(pending: Pending, cfg: BlenderConfig, jpeg_quality: int) -> l
             row = {**t["row"], **cmp, "renderer": cfg.engine, "mask_fraction": round(float(img["mask"].mean()), 6),
                    "render_ms": round(done["render_s"][i] * 1000.0, 1),
                    # this photo's Blender process (start-up, scene, all its targets), shared out per target
-                   "render_task_ms": round(wall_ms / len(pending.targets), 1)}
+                   "render_task_ms": round(wall_ms / len(pending.targets), 1),
+                   "render_cpu_ms": round(done["cpu_s"] * 1000.0 / len(pending.targets), 1)}
             info = {**t["info"], "rgb": f"Blender {done['blender']} {done['engine']}: the subject's textured mesh, "
                                        "displaced by DetP's wrinkles, key light and grey world",
                     "geometry": f"{cfg.engine} passes (depth, normals with bump, coverage) of the same render",

@@ -275,14 +275,17 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     ``dataset.blender``); checked before anything is written."""
     from facedet3d.dataset import card
 
+    if opts.renderer not in BLENDER_RENDERERS + ("raster",):
+        raise ValueError(f"unknown renderer {opts.renderer!r}")
+    cpus = os.cpu_count() or 1
+    if threads is None:
+        threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
     cfg = None
-    if opts.renderer in BLENDER_RENDERERS:
+    if opts.expressions and opts.renderer in BLENDER_RENDERERS:
         from facedet3d.dataset.blender import BlenderConfig, check_blender, find_script
 
-        cfg = BlenderConfig(opts.renderer, opts.render_samples, str(find_script(addon).parent), blender)
+        cfg = BlenderConfig(opts.renderer, opts.render_samples, str(find_script(addon).parent), blender, threads or 0)
         check_blender(cfg)
-    elif opts.renderer != "raster":
-        raise ValueError(f"unknown renderer {opts.renderer!r}")
     inputs = list_inputs(input_path, limit)
     labels = label_types(inputs.tasks)
     job = {"format": FORMAT, "input": str(input_path), "fingerprint": fingerprint(inputs.tasks),
@@ -292,9 +295,6 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     store.commit_ready()  # shards a killed run had fully staged
     todo = store.pending()
     prog = Progress(len(inputs.tasks), len(inputs.tasks) - len(todo), stream=stream)
-    cpus = os.cpu_count() or 1
-    if threads is None:
-        threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
     with contextlib.ExitStack() as stack:
         ray_workers = workers if workers > 1 or ray == "local" else None
         if todo and ray:

@@ -44,10 +44,11 @@ COLUMNS = [
     ("depth_vs_raster_p95_mm", "float64"), ("mask_iou_vs_raster", "float64"), ("labels", "json"),
     ("fit_ms", "float64"), ("maps_ms", "float64"), ("synth_ms", "float64"),
     ("total_ms", "float64"), ("cpu_ms", "float64"), ("render_ms", "float64"), ("render_task_ms", "float64"),
+    ("render_cpu_ms", "float64"),
     ("worker", "string"),
 ]
 # Columns that differ between two runs of the same job (timings, which process ran it).
-VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "cpu_ms", "render_ms", "render_task_ms", "worker")
+VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "cpu_ms", "render_ms", "render_task_ms", "render_cpu_ms", "worker")
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
