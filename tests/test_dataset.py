@@ -290,6 +290,15 @@ def test_cli_arguments(tmp_path, capsys):
 
     a = app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy,surprise", "--views", "-30,0,30"])
     assert a.expressions == ("happy", "surprise") and a.views == (-30.0, 0.0, 30.0)
+    assert a.renderer == "cycles"  # Blender by default; the raster only when asked for
+    b = app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy", "--renderer", "raster"])
+    assert b.renderer == "raster"
+    with pytest.raises(SystemExit):
+        app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy", "--renderer", "neural"])
+    capsys.readouterr()
+    assert cli.main(["dataset", str(tmp_path), "-o", str(tmp_path / "o"), "--expressions", "happy",
+                     "--render-samples", "0"]) == 2
+    assert "--render-samples" in capsys.readouterr().err
     assert cli.main(["dataset", str(tmp_path), "-o", str(tmp_path / "o"), "--views", "30"]) == 2
     assert "--expressions" in capsys.readouterr().err
     assert cli.main(["dataset", str(tmp_path / "none"), "-o", str(tmp_path / "o")]) == 2
