@@ -16,7 +16,8 @@ LICENCES = """\
   commercial use needs a licence from them). Depth, normals, masks and synthesized targets
   are derived from it and inherit that restriction.
 - 3DDFA_V2 code and regressor weights: MIT. ICT-FaceKit (the FACS expression shapes): MIT.
-  MTCNN weights (facenet-pytorch): MIT.
+  MTCNN weights (facenet-pytorch): MIT. MediaPipe Face Landmarker (`face_landmarker.task`: the
+  478 landmarks, blendshapes and photo AUs): Apache-2.0 (its model card).
 - The detail network (DetP) weights ship with FaceDet3D and were trained only on a
   procedural wrinkle corpus (see the project's `backend/facedet3d/weights/TRAINING.md`):
   synthesized wrinkles are that model's, not measured.
