@@ -80,13 +80,12 @@ class FaceMeta:
     texture_size: int = 1024
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
     aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
-    aus_source: str = ""  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
+    aus_source: str = "landmarks"  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
     rig_residual_mm: float | None = None  # mean closest-point distance of the rig transfer
     versions: dict = field(default_factory=dict)
     assets: dict = field(default_factory=dict)  # manifest path -> sha256
     timings_ms: dict = field(default_factory=dict)
     photo_path: str = ""  # the photo's absolute path when fitted (later steps read it from here)
-    aus_source: str = "landmarks"  # what read the photo's AUs: "landmarks" (68-point fit)
     face_px: float = 0.0  # the face box's side in photo pixels
     warnings: list = field(default_factory=list)  # one line each: fitted, but quality may suffer
 

@@ -69,16 +69,20 @@ class Backend:
         self.regressor = Regressor(regressor_backend)
         self.detector = FaceDetector()
         self._reader = None  # MediaPipe expression reader, made on the first fit
+        self.last_reading = None  # the reader's Reading of the last fit's face (None: none found)
 
     def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
         """The photo's AUs from the expression reader (MediaPipe blendshapes ->
         ``expression.au``); ``({}, "landmarks")`` when it finds no face in the box, and the
-        caller falls back to the 68-landmark fit. A missing mediapipe is an error."""
+        caller falls back to the 68-landmark fit. A missing mediapipe is an error. The
+        reading (478 landmarks, blendshapes; photo pixels) stays in ``last_reading``."""
         from facedet3d.expression import au, reader
 
+        self.last_reading = None
         if self._reader is None:
             self._reader = reader.FaceReader("image")
         found = reader.read_photo(rgb, box, self._reader)
+        self.last_reading = found
         if found is None:
             return {}, "landmarks"
         return au.aus_from_blendshapes(found.blendshapes), "mediapipe"
