@@ -6,7 +6,8 @@
 1. Every photo is fitted and unwrapped at 1024² (``frames.FrameFitter``) and its D(I)
    estimated; MAPS/<photo>.npz keeps it (float16, 0.1 mm units) with the observed mask.
    Resumable: a map already there is not rebuilt.
-2. The last ``--holdout`` photos (sorted by name) are never trained on.
+2. ``--holdout`` photos, every k-th in input order (so each source is held out alike), are
+   never trained on.
 3. From the SR weights of ``--init`` (default: shipped), L1 on 128² real patches that
    are >= 90 % observed skin (LR = their 4x4 area mean, as ``sr.patch_pair``), with, with
    probability ``--mix``, a procedural batch (``data.sr_batch``: keeps 1024 -> 4096).
@@ -144,7 +145,9 @@ def main(argv=None) -> int:
     names = build_maps(photos, Path(a.maps))
     if len(names) <= a.holdout:
         raise SystemExit(f"{len(names)} maps: need more than --holdout {a.holdout}")
-    train_n, held = names[:-a.holdout], names[-a.holdout:]
+    every = max(len(names) // a.holdout, 2)  # every k-th photo: both sources held out alike
+    held = names[::every][:a.holdout]
+    train_n = [n for n in names if n not in held]
     init = Path(a.init) if a.init else WEIGHTS_DIR
     sr, meta = _load(RCAN, init / SR_FILE)
     before = evaluate(sr.eval(), Path(a.maps), held)
