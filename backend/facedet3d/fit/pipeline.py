@@ -210,7 +210,8 @@ def _aus_of(reading) -> tuple[dict, str]:
 
     if reading is None:
         return {}, "landmarks"
-    return au.aus_from_blendshapes(reading.blendshapes), "mediapipe"
+    wrinkle = au.nose_wrinkle(au.glabella_ratio(reading.landmarks))
+    return au.aus_from_blendshapes(reading.blendshapes, wrinkle=wrinkle), "mediapipe"
 
 
 __all__ = ["Backend", "FitRequest", "FaceDet3DError"]
