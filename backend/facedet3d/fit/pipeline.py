@@ -81,12 +81,6 @@ class Backend:
             self._reader = reader.FaceReader("image")
         return reader.read_photo(rgb, box, self._reader)
 
-    def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
-        """The photo's AUs from the expression reader (MediaPipe blendshapes ->
-        ``expression.au``); ``({}, "landmarks")`` when it finds no face in the box, and the
-        caller falls back to the 68-landmark fit."""
-        return _aus_of(self.read_face(rgb, box))
-
     def fit(self, req: FitRequest) -> faceasset.FaceAsset:
         """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
         from facedet3d.fit import detail_input, mp68
