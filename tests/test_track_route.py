@@ -85,3 +85,15 @@ def test_bad_track_requests_answer_one_line(server, tmp_path):
     st = _post(server, "/track", T.TrackCall(source=str(bad)))
     end = _wait(server, st.job)
     assert end.state == "failed" and "not_a_video.mp4" in end.message and "\n" not in end.message
+
+
+def test_a_live_link_face_csv_is_read_as_a_track(server, tmp_path):
+    from facedet3d.expression import track
+
+    csv = tmp_path / "capture.csv"
+    track.track_video(DRIVING / "d0.mp4", csv, track.TrackOptions(max_frames=6))
+    st = _post(server, "/track", T.TrackCall(source=str(csv)))
+    done = _wait(server, st.job)
+    assert done.state == "done" and done.frames == 6
+    frames = json.loads(done.track_json)["frames"]
+    assert len(frames) == 6 and all("12" in f["aus"] for f in frames if f["found"])
