@@ -24,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-_SUBMODULES = ("jobs", "client", "live", "properties", "preferences", "adapters", "adapters.animation",
+_SUBMODULES = ("jobs", "client", "live", "properties", "preferences", "adapters", "adapters.animation", "adapters.displacement",
                "adapters.camera", "build", "bake", "render", "export", "neural", "bench")
 
 
@@ -74,6 +74,7 @@ def parse(argv):
     ap.add_argument("--age", type=float, default=0.0)
     ap.add_argument("--from-neutral", action="store_true")
     ap.add_argument("--passes", action="store_true")
+    ap.add_argument("--no-details", action="store_true", help="render with Displace and bump off")
     ap.add_argument("--fbx", action="store_true")
     ap.add_argument("--gltf", action="store_true")
     ap.add_argument("--neural", action="store_true", help="also neural frames (fits the neural pass first)")
@@ -214,7 +215,12 @@ def run(args) -> int:
         say(f"baked {len(paths)} detail maps ({status.detail_source})")
         render.configure(scene, args.engine, args.samples, args.passes)
         t_render = time.perf_counter()
-        res = render.render_frames(ctx, out, passes=args.passes, progress=say)
+        from contextlib import nullcontext  # noqa: PLC0415
+
+        from facedet3d_addon.adapters import displacement  # noqa: PLC0415
+
+        with displacement.details_off(obj) if args.no_details else nullcontext():
+            res = render.render_frames(ctx, out, passes=args.passes, progress=say)
         say(f"rendered {len(res['frames'])} frames with {args.engine}: {res['s_per_frame']:.2f} s/frame")
         if args.neural:
             from facedet3d_addon import neural  # noqa: PLC0415

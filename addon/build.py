@@ -77,7 +77,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
             parts_ad.pin_seams(obj, head, face.vertices)  # no detail displacement on the seams
         part_objs = parts_ad.build_parts(obj, head, face.names) if head is not None else []
         cam = camera_ad.build_camera(f"{name} camera", face.camera)
-        light = _key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
+        light = key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
         # all built: link
         coll = scene.collection
         coll.objects.link(obj)
@@ -91,7 +91,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
         raise
     scene.camera = obj.facedet3d.camera = cam
     camera_ad.set_render_size(scene, face.camera.image_size, render_height)
-    _ensure_world(scene)
+    ensure_world(scene)
     scene.view_settings.view_transform = "Standard"  # the photo texture shows as photographed
     for o in context.view_layer.objects:
         o.select_set(False)
@@ -101,7 +101,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
     return obj, cam
 
 
-def _key_light(name, cam):
+def key_light(name, cam):
     """A soft key light from above the camera (wrinkles need grazing light to read)."""
     from mathutils import Euler
 
@@ -116,7 +116,7 @@ def _key_light(name, cam):
     return obj
 
 
-def _ensure_world(scene) -> None:
+def ensure_world(scene) -> None:
     if scene.world is None:
         scene.world = bpy.data.worlds.new("FaceDet3D world")
     w = scene.world

@@ -90,27 +90,6 @@ def _pass_settings(scene, cam, size: int):
             setattr(st, k, v)
 
 
-@contextmanager
-def _details_off(obj):
-    """The proxy geometry: Displace modifier and bump off (restored afterwards)."""
-    md = displacement.modifier(obj)
-    mat = obj.active_material
-    bump = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
-    keep_md = md.show_render if md else None
-    keep_bump = bump.inputs["Distance"].default_value if bump else None
-    try:
-        if md:
-            md.show_render = False
-        if bump:
-            bump.inputs["Distance"].default_value = 0.0
-        yield
-    finally:
-        if md:
-            md.show_render = keep_md
-        if bump:
-            bump.inputs["Distance"].default_value = keep_bump
-
-
 def _render_passes(scene, path: str) -> None:
     bpy.ops.render.render(write_still=False)
     render.save_image(bpy.data.images["Render Result"], scene, path, "EXR")
@@ -148,7 +127,7 @@ def render_frames(context, obj, client, out_dir: str, frames=None, info=None, pr
 
         def one(f):
             _render_passes(scene, det_exr)
-            with _details_off(obj):
+            with displacement.details_off(obj):
                 _render_passes(scene, prx_exr)
             w2c = np.asarray(cam.matrix_world.to_3x3().normalized().transposed(), np.float64)
             res = client.neural_frame(T.NeuralFrameRequest(folder, det_exr, prx_exr, w2c.tolist()))

@@ -170,3 +170,21 @@ def test_contempt_preset_moves_one_side_only(face):
     assert kb["mouthSmile_L"].value > 0.5 and abs(kb["mouthSmile_L"].value - kb["mouthSmile_R"].value) < 1e-6
     req = mod("live").make_request(face)
     assert req.sides is not None and np.allclose(req.sides, [[1.0, 1.0]])
+
+
+def test_details_off_hides_and_restores_the_details(face):
+    """``render --no-details`` and the neural proxy: Displace and bump off, then restored."""
+    disp = mod("adapters.displacement")
+    md = disp.modifier(face)
+    bump = face.active_material.node_tree.nodes["FaceDet3D Bump"]
+    keep = bump.inputs["Distance"].default_value
+    assert md.show_render and keep > 0
+    with disp.details_off(face):
+        assert not md.show_render and bump.inputs["Distance"].default_value == 0.0
+    assert md.show_render and bump.inputs["Distance"].default_value == keep
+    try:
+        with disp.details_off(face):
+            raise KeyError("x")
+    except KeyError:
+        pass
+    assert md.show_render and bump.inputs["Distance"].default_value == keep

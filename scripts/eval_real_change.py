@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", nargs="+")
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"))
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default=None)
     ap.add_argument("--stride", type=int, default=6)
     ap.add_argument("--max-frames", type=int, default=14)
     ap.add_argument("--size", type=int, default=512)
@@ -46,9 +46,14 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="DetP weights folder (default: shipped)")
     ap.add_argument("--age", type=float, default=35.0)
     ap.add_argument("--labels", default="landmarks", help="AU labels source (frames.resolve_labels)")
+    ap.add_argument("--table", help="only print the means table of an earlier run's results.json")
     ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default 0.7,4)")
     a = ap.parse_args(argv)
 
+    if a.table:
+        res = json.loads(Path(a.table).read_text())
+        print(means(res) + "\n" + relevant(res) + "\n" + relevant(res, "crossref_oracle"))
+        return 0
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail.frames import (
         FrameFitter,
@@ -61,6 +66,8 @@ def main(argv=None) -> int:
 
     if a.band:
         ev.BAND = tuple(float(v) for v in a.band.split(","))
+    if not a.out:
+        ap.error("--out is required")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fitter = FrameFitter(a.size)
@@ -129,9 +136,51 @@ def main(argv=None) -> int:
                       f"r(P,Dn)={m['r_p_dn']:+.3f} r(O,Dn)={m['r_o_dn']:+.3f} r|Dn={m['r_partial']:+.3f} "
                       f"r(Pnet,De)={m['r_pnet_de']:+.3f} flow={m['flow_px']:.2f}px n={m['n']}")
         (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "summary.md").write_text(summary(results))
-    print("\n" + summary(results))
+    head = means(results) + "\n" + relevant(results) + "\n" + relevant(results, "crossref_oracle")
+    (out / "summary.md").write_text(head + "\n" + summary(results))
+    print("\n" + head + "\n" + summary(results))
     return 0
+
+
+def means(results: dict) -> str:
+    """One row per condition and region: mean r over the pairs, pairs with r < 0, mean
+    partial r (D_n partialled out), median least-squares gain and median RMS ratio."""
+    regs = ("crows_feet", "nasolabial", "forehead", "glabella")
+    lines = ["| condition | region | mean r | r < 0 | mean r given Dn | median gain | median RMS ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for c in ("raw", "aligned", "crossref_aligned", "crossref_oracle", "control_aligned"):
+        for reg in regs:
+            ms = [r[c][reg] for r in results.values() if c in r and reg in r[c]]
+            if not ms:
+                continue
+            rs = np.array([m["r"] for m in ms])
+            lines.append(f"| {c} | {reg} | {rs.mean():+.2f} | {int((rs < 0).sum())}/{len(rs)} | "
+                         f"{np.mean([m['r_partial'] for m in ms]):+.2f} | {np.median([m['gain'] for m in ms]):+.2f} | "
+                         f"{np.median([m['rms_ratio'] for m in ms]):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+MOVES = {"happy": ("crows_feet", "nasolabial"), "surprise": ("forehead",), "anger": ("glabella",),
+         "fear": ("forehead",), "sad": ("glabella",), "disgust": ("nasolabial",)}
+
+
+def relevant(results: dict, cond: str = "crossref_aligned") -> str:
+    """The regions each pair's expression should move (MOVES, by its preset): mean r, pairs
+    with r < 0, median RMS ratio; one row per region and one over all such cells."""
+    cells: dict[str, list] = {}
+    for r in results.values():
+        for reg in MOVES.get(r.get("preset") or "", ()):
+            if cond in r and reg in r[cond]:
+                cells.setdefault(reg, []).append(r[cond][reg])
+    lines = [f"| {cond}: region the expression moves | pairs | mean r | r < 0 | median gain | median RMS ratio |",
+             "|---|---|---|---|---|---|"]
+    allm = [m for ms in cells.values() for m in ms]
+    for reg, ms in list(cells.items()) + [("all", allm)]:
+        if ms:
+            rs = np.array([m["r"] for m in ms])
+            lines.append(f"| {reg} | {len(ms)} | {rs.mean():+.2f} | {int((rs < 0).sum())}/{len(rs)} | "
+                         f"{np.median([m['gain'] for m in ms]):+.2f} | {np.median([m['rms_ratio'] for m in ms]):.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def summary(results: dict) -> str:

@@ -27,7 +27,7 @@ PHOTOS = SHARED / "photos"
 
 INTERFACES = SHARED / "data" / "faces" / "interfaces" / "1000 x 1000"
 ROOT = Path(__file__).resolve().parents[1]
-OPTS = dict(size=320, with_detail=True, expressions=("happy",), views=(0.0, 30.0))
+OPTS = dict(size=320, with_detail=True, expressions=("happy",), views=(0.0, 30.0), renderer="raster")
 
 
 def _folder(root: Path) -> Path:
@@ -290,6 +290,15 @@ def test_cli_arguments(tmp_path, capsys):
 
     a = app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy,surprise", "--views", "-30,0,30"])
     assert a.expressions == ("happy", "surprise") and a.views == (-30.0, 0.0, 30.0)
+    assert a.renderer == "cycles"  # Blender by default; the raster only when asked for
+    b = app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy", "--renderer", "raster"])
+    assert b.renderer == "raster"
+    with pytest.raises(SystemExit):
+        app.build_parser().parse_args(["dataset", "in", "-o", "o", "--expressions", "happy", "--renderer", "neural"])
+    capsys.readouterr()
+    assert cli.main(["dataset", str(tmp_path), "-o", str(tmp_path / "o"), "--expressions", "happy",
+                     "--render-samples", "0"]) == 2
+    assert "--render-samples" in capsys.readouterr().err
     assert cli.main(["dataset", str(tmp_path), "-o", str(tmp_path / "o"), "--views", "30"]) == 2
     assert "--expressions" in capsys.readouterr().err
     assert cli.main(["dataset", str(tmp_path / "none"), "-o", str(tmp_path / "o")]) == 2
@@ -299,3 +308,28 @@ def test_cli_arguments(tmp_path, capsys):
     (tmp_path / "in" / "x.jpg").write_text("x")
     assert cli.main(["dataset", str(tmp_path / "in"), "-o", str(tmp_path)]) == 2  # never writes into a foreign folder
     assert "not a facedet3d dataset folder" in capsys.readouterr().err
+
+
+def test_reader_fields_record_failures():
+    """No face: explicit nulls with the reason; a reading off the fit's face: flagged."""
+    from facedet3d.dataset.camera import Frame
+    from facedet3d.dataset.reading import AGREE_MAX, PAIRS_68, PAIRS_478, sample_fields
+    from facedet3d.expression.reader import Reading
+
+    frame = Frame(-0.5, -0.5, 0.5, 50, 50)  # half size
+    info, row = sample_fields(None, np.zeros((68, 2)), frame)
+    assert info["landmarks478"] is None and info["blendshapes"] is None and row["reader_status"] == "no face"
+    assert "no face" in info["reader"]["reason"]
+    lm68 = np.zeros((68, 2))
+    lm68[list(PAIRS_68)] = [(30, 40), (70, 40), (50, 60), (38, 75), (62, 75)]
+    lm478 = np.zeros((478, 3), np.float32)
+    lm478[list(PAIRS_478), :2] = lm68[list(PAIRS_68)] + (1.0, 0.0)  # 1 px off, IOD 40 px
+    lm478[:, 2] = 4.0
+    info, row = sample_fields(Reading(lm478, {"jawOpen": 0.25}), lm68, frame)
+    assert row["reader_status"] == "ok" and row["reader_lm_residual"] == pytest.approx(1 / 40)
+    pts = np.asarray(info["landmarks478"])
+    assert pts[33].tolist() == pytest.approx([15.5 - 0.5 + 0.25, 19.75, 2.0])  # photo (31, 40) -> half-size output
+    assert info["blendshapes"] == {"jawOpen": 0.25} and row["blendshapes"] == {"jawOpen": 0.25}
+    lm478[list(PAIRS_478), :2] += (40 * AGREE_MAX * 1.5, 0.0)
+    info, row = sample_fields(Reading(lm478, {}), lm68, frame)
+    assert row["reader_status"] == "disagrees" and "inter-ocular" in info["reader"]["reason"]

@@ -215,3 +215,13 @@ def test_box_picks_the_face_and_a_faceless_box_finds_none(tmp_path, capsys):
     assert max(abs(x["aus"]["12"] - y["aus"]["12"]) for x, y in zip(a, b)) < 0.1
     assert main(["track", str(clip), "-o", str(tmp_path / "corner.json"), "--box", "0,0,60,60"]) == 4
     assert not (tmp_path / "corner.json").exists()
+
+
+def test_render_passes_no_details_to_the_batch(tmp_path):
+    from facedet3d.cli import render
+    from facedet3d.cli.app import build_parser
+
+    args = build_parser().parse_args(["render", "p.jpg", "--no-details", "-o", str(tmp_path / "r")])
+    assert "--no-details" in render.batch_argv(args)
+    args = build_parser().parse_args(["render", "p.jpg", "-o", str(tmp_path / "r")])
+    assert "--no-details" not in render.batch_argv(args)

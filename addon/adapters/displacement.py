@@ -5,6 +5,8 @@ strength, so 1.0 means the predicted metres) and to the material's bump node.
 Backend maps are row 0 = top (v = 1); Blender images are row 0 = bottom: rows are flipped.
 """
 
+from contextlib import contextmanager
+
 import bpy
 import numpy as np
 
@@ -97,3 +99,24 @@ def use_sequence(obj, seq_image: bpy.types.Image, frame_start: int, frames: int)
         iu = node.image_user
         iu.frame_start, iu.frame_duration, iu.frame_offset = frame_start, frames, 0
         iu.use_auto_refresh = True
+
+
+@contextmanager
+def details_off(obj):
+    """The proxy geometry (no details): Displace modifier and bump off, restored afterwards."""
+    md = modifier(obj)
+    mat = obj.active_material
+    bump = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
+    keep_md = md.show_render if md else None
+    keep_bump = bump.inputs["Distance"].default_value if bump else None
+    try:
+        if md:
+            md.show_render = False
+        if bump:
+            bump.inputs["Distance"].default_value = 0.0
+        yield
+    finally:
+        if md:
+            md.show_render = keep_md
+        if bump:
+            bump.inputs["Distance"].default_value = keep_bump

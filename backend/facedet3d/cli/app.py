@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-ui", action="store_true", help="leave out the add-on/render figures (minutes)")
     b.add_argument("--addon", metavar="DIR", help="the add-on folder with batch.py for the add-on figures "
                    "(default: $FACEDET3D_ADDON_DIR)")
-    b.add_argument("--skip-dataset", action="store_true", help="leave out the dataset-job throughput (about a minute)")
+    b.add_argument("--skip-dataset", action="store_true", help="leave out the dataset-job throughput (a few minutes: "
+                   "fit-only, the raster, Cycles and Eevee)")
     for mod in _plugins():
         mod.add_parser(sub)
     return ap

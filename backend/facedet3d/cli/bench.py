@@ -55,7 +55,7 @@ def run_bench(photo: str, repeats: int = 7, megapixels: float | None = None,
         try:
             from facedet3d.dataset.bench import dataset_bench
 
-            result.update(dataset_bench(photo))
+            result.update(dataset_bench(photo, addon=addon))
         except Exception as exc:  # noqa: BLE001
             result["dataset_error"] = f"{type(exc).__name__}: {exc}"
     if ui:

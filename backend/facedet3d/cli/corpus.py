@@ -25,8 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("--store-size", type=int, choices=(256, 512), default=256, help="stored map size (default 256)")
     p.add_argument("--no-align", action="store_true", help="store frames as fitted (no UV-flow registration)")
     p.add_argument("--labels", default="landmarks",
-                   help="AU labels source: 'landmarks' (68-landmark rig fit) or 'package.module:function' "
+                   help="AU labels source: 'landmarks' (68-landmark rig fit), 'mediapipe' (the expression "
+                        "reader's blendshapes) or 'package.module:function' "
                         "called with each fitted frame (facedet3d.detail.frames.resolve_labels)")
+    p.add_argument("--no-twins", action="store_true",
+                   help="do not keep each selected frame's nearest-expression twin (>= 12 frames away)")
     p.add_argument("--age", type=float, help="the subjects' age in years, when known (else null)")
     p.set_defaults(func=handler)
 
@@ -40,7 +43,7 @@ def handler(args: argparse.Namespace) -> int:
     labels = resolve_labels(args.labels)
     index = real_corpus.build(args.inputs, args.out, labels=labels, labels_name=args.labels, size=args.size, stride=args.stride, per_clip=args.per_clip,
                               min_change=args.min_change, store_size=args.store_size, age=args.age,
-                              max_frames=args.max_frames, align=not args.no_align, progress=lambda m: print(m, flush=True))
+                              max_frames=args.max_frames, align=not args.no_align, twins=not args.no_twins, progress=lambda m: print(m, flush=True))
     clips = index["clips"]
     frames = sum(c["frames_scanned"] for c in clips.values())
     secs = sum(c["seconds"] for c in clips.values())

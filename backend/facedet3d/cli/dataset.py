@@ -48,6 +48,13 @@ def add_parser(sub) -> None:
     # argparse reads "-30,0,30" as an unknown option (its negative-number pattern has no
     # commas); this parser has no option that looks like a number, so widen the pattern.
     p._negative_number_matcher = re.compile(r"^-\d[\d.,-]*$")
+    p.add_argument("--renderer", choices=("cycles", "eevee", "raster"), default="cycles",
+                   help="synthesized RGB: Blender Cycles (default, CPU), Blender Eevee, or the software raster "
+                        "(fast, texture x detail shading); recorded in every synthesized row")
+    p.add_argument("--render-samples", type=int, default=16, help="Blender samples per pixel (default 16)")
+    p.add_argument("--addon", metavar="DIR", help="the Blender add-on folder with dataset_render.py "
+                                                  "(default: $FACEDET3D_ADDON_DIR)")
+    p.add_argument("--blender", metavar="PATH", help="render in this Blender binary instead of the bpy module")
     p.add_argument("--detail-size", type=int, choices=(256, 1024), default=256, help="DetP map size for synthesized wrinkles")
     p.add_argument("--texture-size", type=int, choices=(256, 512, 1024), default=512,
                    help="UV texture/D(Ix) size when details or synthesis need it")
@@ -74,14 +81,18 @@ def handler(args: argparse.Namespace) -> int:
         raise BadRequest("--focal-mm takes a 35 mm-equivalent focal length in 5..2000")
     if args.views and not args.expressions:
         raise BadRequest("--views sets the synthesized views: give --expressions too (e.g. --expressions happy)")
+    if not 1 <= args.render_samples <= 4096:
+        raise BadRequest("--render-samples takes 1..4096")
     if args.min_quality is not None and not 0 <= args.min_quality <= 1:
         raise BadRequest("--min-quality takes a score in 0..1")
     opts = JobOptions(size=args.size, crop=args.crop, min_quality=args.min_quality, with_detail=args.with_detail,
                       expressions=tuple(args.expressions), views=tuple(args.views or (0.0,)),
-                      focal_mm=args.focal_mm, detail_size=args.detail_size, texture_size=args.texture_size)
+                      focal_mm=args.focal_mm, detail_size=args.detail_size, texture_size=args.texture_size,
+                      renderer=args.renderer if args.expressions else "raster",
+                      render_samples=args.render_samples if args.expressions else 16)
     command = "facedet3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     rep = run_job(args.input, args.out, opts, workers=args.workers, ray=args.ray, shard_size=args.shard_size,
-                  limit=args.limit, overwrite=args.overwrite, command=command)
+                  limit=args.limit, overwrite=args.overwrite, command=command, addon=args.addon, blender=args.blender)
     c = rep.counts
     print(f"wrote {rep.out}: {c['inputs']} inputs, {c['photos_ok']} ok, {c['photos_failed']} failed, "
           f"{c['photos_filtered']} filtered, {c['synth_ok']} synthesized; computed {rep.computed} "

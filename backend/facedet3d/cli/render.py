@@ -59,6 +59,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--age", type=float, default=0.0, help="subject age in years (0 = unknown)")
     p.add_argument("--from-neutral", action="store_true", help="start from neutral instead of the photo's expression")
     p.add_argument("--passes", action="store_true", help="Cycles: also write UV/normal/depth/diffuse multilayer EXR")
+    p.add_argument("--no-details", action="store_true",
+                   help="render without the detail map (Displace and bump off; still baked): the "
+                        "details-off half of an on/off comparison")
     p.add_argument("--fbx", action="store_true", help="also export OUTDIR/face.fbx")
     p.add_argument("--gltf", action="store_true", help="also export OUTDIR/face.glb")
     p.add_argument("--neural", action="store_true",
@@ -84,7 +87,7 @@ def batch_argv(args) -> list[str]:
         out += ["--au", a]
     if getattr(args, "drive", None):
         out += ["--drive", str(Path(args.drive).resolve())]
-    for flag in ("passes", "fbx", "gltf", "from_neutral", "neural"):
+    for flag in ("passes", "fbx", "gltf", "from_neutral", "neural", "no_details"):
         if getattr(args, flag):
             out.append("--" + flag.replace("_", "-"))
     return out

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from facedet3d import __version__
+from facedet3d.dataset.reading import KNOWN_LIMITS
 
 LICENCES = """\
 - Geometry comes from the Basel Face Model 2009 through 3DDFA_V2's `bfm_noneck_v3.pkl`:
@@ -15,7 +16,8 @@ LICENCES = """\
   commercial use needs a licence from them). Depth, normals, masks and synthesized targets
   are derived from it and inherit that restriction.
 - 3DDFA_V2 code and regressor weights: MIT. ICT-FaceKit (the FACS expression shapes): MIT.
-  MTCNN weights (facenet-pytorch): MIT.
+  MTCNN weights (facenet-pytorch): MIT. MediaPipe Face Landmarker (`face_landmarker.task`: the
+  478 landmarks, blendshapes and photo AUs): Apache-2.0 (its model card).
 - The detail network (DetP) weights ship with FaceDet3D and were trained only on a
   procedural wrinkle corpus (see the project's `backend/facedet3d/weights/TRAINING.md`):
   synthesized wrinkles are that model's, not measured.
@@ -33,6 +35,19 @@ def _stats(vals) -> str:
     return f"median {p50:.3f} (10 % {p10:.3f}, 90 % {p90:.3f})"
 
 
+def _renderer_line(o, synth: list) -> str:
+    if o.renderer == "raster":
+        return ("RGB, depth and normals from the software rasteriser (`--renderer raster`: unwrapped texture x "
+                "detail shading ratio), not Blender.")
+    ok = [r for r in synth if r["status"] == "ok"]
+    return (f"RGB, depth, normals and mask from one Blender {o.renderer.title()} render per target "
+            f"({o.render_samples} samples, pixel-centre samples; the textured mesh displaced by DetP's map, key light "
+            "and grey world), in a Blender task of its own. Checked per target against the software raster's maps of "
+            f"the same geometry: |depth difference| {_stats(r['depth_vs_raster_mm'] for r in ok)} mm (median per "
+            f"target), mask IoU {_stats(r['mask_iou_vs_raster'] for r in ok)}; frame "
+            f"{_stats(r['render_ms'] / 1000.0 for r in ok if r['render_ms'] is not None)} s.")
+
+
 def write_card(store, inputs, table, opts, command: str | None, executor: str, workers: int) -> dict:
     rows = table.to_pylist()
     photos = [r for r in rows if r["kind"] == "photo"]
@@ -43,6 +58,7 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
               "synth_ok": sum(r["status"] == "ok" for r in synth), "synth_failed": sum(r["status"] == "failed" for r in synth),
               "skipped_files": len(inputs.skipped), "shards": len(list(store.shards.glob("shard-*.tar")))}
     reasons = Counter(r["reason"] for r in photos if r["status"] == "failed")
+    reader_counts = Counter(r["reader_status"] for r in photos if r["status"] != "failed")
     ok = [r for r in photos if r["status"] == "ok"]
     o = opts
     lines = [
@@ -75,7 +91,8 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
         "## What a sample holds", "",
         "WebDataset tar shards (`shards/shard-NNNNNN.tar`), members `KEY.jpg` (the photo in the output frame, "
         "or the synthesized RGB), `KEY.npz` (`depth` (H, W) float32, `normals` (H, W, 3) float16, `mask` (H, W) uint8) "
-        "and `KEY.json` (68 landmarks in output pixels, AUs 0..1, head pose, camera, quality, labels). "
+        "and `KEY.json` (68 and 478 landmarks in output pixels, blendshapes, AUs 0..1, head pose, camera, quality, "
+        "labels). "
         "`manifest.parquet` has one row per sample, failed and filtered photos included.", "",
         f"- Output frame: {'the whole photo' if o.crop == 'none' else 'a square around the face (1.6 x the face box)'}"
         f"{f', long side {o.size} px' if o.size else ' at the photo resolution'}.",
@@ -88,13 +105,17 @@ def write_card(store, inputs, table, opts, command: str | None, executor: str, w
         "- Normals: unit vectors in the camera frame, x right, y up, z toward the camera (facing pixels have z > 0); "
         "the normals of the same mesh the depth comes from (they agree with the depth map's gradient).",
         f"- Fine detail: {'the photo’s own D(Ix) added to depth and normals' if o.with_detail else 'not added (smooth BFM surface)'}.",
-        "- 478 landmarks and ARKit blendshapes: null (they come from the expression reader, not in this build).",
+        "- 478 landmarks (`landmarks478`, x/y output pixels, z MediaPipe's relative depth in output pixels) and the 51 "
+        "ARKit blendshape scores (`blendshapes`) from MediaPipe's Face Landmarker, the expression reader that also "
+        "reads the photo AUs. Per sample `reader.status` (manifest `reader_status`): " + ", ".join(
+            f"{k} {v}" for k, v in reader_counts.items()) + ". `no face`: nulls, AUs from the 68-landmark fit "
+        "(`aus_source`); `disagrees`: the reader's key points lie > 0.15 inter-ocular distances from the fit's "
+        "(kept, flagged). Known limits of the reader: " + KNOWN_LIMITS + ".",
     ]
     if o.expressions:
         lines += [f"- Synthesized targets: expressions {', '.join(o.expressions)} x views {', '.join(f'{v:g}' for v in o.views)}"
                   " degrees of yaw; geometry = the subject's FACS rig at the preset's AUs (labels: `target_aus`), "
-                  f"DetP wrinkles at {o.detail_size}² texels; RGB from the software rasteriser (unwrapped texture x "
-                  "detail shading ratio), not Blender."]
+                  f"DetP wrinkles at {o.detail_size}² texels; " + _renderer_line(o, synth)]
     lines += ["", "## Licences", "", LICENCES, "## Loading", "", "```python",
               "from facedet3d.dataset.reader import ShardDataset",
               f"ds = ShardDataset(\"{store.out}\")          # torch IterableDataset over the shards",

@@ -10,16 +10,18 @@ tried once more, then recorded as failed, and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 from facedet3d.dataset.inputs import Task, fingerprint, list_inputs
-from facedet3d.dataset.sample import JobOptions, Result, Worker
+from facedet3d.dataset.sample import JobOptions, Result, Worker, finish_result
 from facedet3d.dataset.store import FORMAT, Store, label_types
 
 _MAX_ATTEMPTS = 2
+BLENDER_RENDERERS = ("cycles", "eevee")
 _DIED = "worker process died while processing this photo (crash or out of memory), twice"
 
 _WORKER: Worker | None = None  # one per pool process
@@ -92,10 +94,11 @@ def run_pool(tasks: list[Task], opts: JobOptions, workers: int, threads: int | N
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_ray(tasks: list[Task], opts: JobOptions, address: str, workers: int | None, threads: int | None):
-    """``address``: "local" starts a private Ray instance with ``workers`` CPUs (tests, one
-    machine); "auto" or "ray://host:port" / "host:port" joins a running cluster. One actor
-    (1 CPU) per worker; photos must be readable at the same path on every node."""
+@contextlib.contextmanager
+def ray_session(address: str, workers: int | None):
+    """Ray for the job: "local" starts a private instance with ``workers`` CPUs (tests, one
+    machine); "auto" or "ray://host:port" / "host:port" joins a running cluster. Shut down
+    at the end only when this job started it."""
     import ray
 
     started = not ray.is_initialized()
@@ -106,44 +109,103 @@ def run_ray(tasks: list[Task], opts: JobOptions, address: str, workers: int | No
         else:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     try:
-        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-        @ray.remote(num_cpus=1)
-        class RayWorker:
-            def __init__(self, o, th):
-                self.w = Worker(o, th)
-
-            def process(self, task):
-                return self.w.process(task)
-
-        actors = [RayWorker.remote(opts, threads) for _ in range(n)]
-        queue = list(reversed(tasks))
-        attempts: dict[int, int] = {}
-        inflight = {}  # ObjectRef -> (task, actor index)
-        load = [0] * n
-        while queue or inflight:
-            while queue and min(load) < 2:
-                a = load.index(min(load))
-                t = queue.pop()
-                inflight[actors[a].process.remote(t)] = (t, a)
-                load[a] += 1
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                t, a = inflight.pop(ref)
-                load[a] -= 1
-                try:
-                    yield ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                    attempts[t.index] = attempts.get(t.index, 0) + 1
-                    if attempts[t.index] >= _MAX_ATTEMPTS:
-                        yield _died(t)
-                    else:
-                        queue.append(t)
-                    ray.kill(actors[a], no_restart=True)
-                    actors[a] = RayWorker.remote(opts, threads)
+        yield ray
     finally:
         if started:
             ray.shutdown()
+
+
+def run_ray(tasks: list[Task], opts: JobOptions, workers: int | None, threads: int | None):
+    """One fit actor (1 CPU) per worker, in a running ``ray_session``; photos must be
+    readable at the same path on every node. With a Blender renderer half the CPUs hold fit
+    actors and the Blender tasks (``RenderStage``) get the other half."""
+    import ray
+
+    n = fit_actors(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), opts.renderer)
+
+    @ray.remote(num_cpus=1)
+    class RayWorker:
+        def __init__(self, o, th):
+            self.w = Worker(o, th)
+
+        def process(self, task):
+            return self.w.process(task)
+
+    actors = [RayWorker.remote(opts, threads) for _ in range(n)]
+    queue = list(reversed(tasks))
+    attempts: dict[int, int] = {}
+    inflight = {}  # ObjectRef -> (task, actor index)
+    load = [0] * n
+    while queue or inflight:
+        while queue and min(load) < 2:
+            a = load.index(min(load))
+            t = queue.pop()
+            inflight[actors[a].process.remote(t)] = (t, a)
+            load[a] += 1
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        for ref in ready:
+            t, a = inflight.pop(ref)
+            load[a] -= 1
+            try:
+                yield ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                attempts[t.index] = attempts.get(t.index, 0) + 1
+                if attempts[t.index] >= _MAX_ATTEMPTS:
+                    yield _died(t)
+                else:
+                    queue.append(t)
+                ray.kill(actors[a], no_restart=True)
+                actors[a] = RayWorker.remote(opts, threads)
+
+
+def fit_actors(cpus: int, renderer: str) -> int:
+    """Fit actors on Ray: one per CPU; half of them with a Blender renderer (its render
+    tasks, 1 CPU each, use the rest: a Blender frame costs more than a fit)."""
+    return max(1, cpus // 2) if renderer in BLENDER_RENDERERS else cpus
+
+
+class RenderStage:
+    """Blender synthesis as tasks of their own: a photo's ``Pending`` targets go to
+    ``blender.render_pending`` in the driver (serial), in a thread that waits on its
+    Blender process (local pool: ``slots`` at a time), or as a Ray task (1 CPU each).
+    ``submit`` returns a ``concurrent.futures.Future`` of [(row, members)]."""
+
+    def __init__(self, cfg, jpeg_quality: int, kind: str, slots: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.cfg, self.q, self.kind, self.slots = cfg, jpeg_quality, kind, max(1, slots)
+        self.pool = ThreadPoolExecutor(self.slots) if kind == "pool" else None
+        self.remote = None
+        if kind == "ray":
+            import ray
+
+            from facedet3d.dataset.blender import render_pending
+
+            self.remote = ray.remote(num_cpus=1, max_retries=1)(render_pending)
+
+    def submit(self, pending):
+        from concurrent.futures import Future
+
+        from facedet3d.dataset.blender import render_pending
+
+        if self.remote is not None:
+            return self.remote.remote(pending, self.cfg, self.q).future()
+        if self.pool is not None:
+            return self.pool.submit(render_pending, pending, self.cfg, self.q)
+        fut = Future()
+        fut.set_result(render_pending(pending, self.cfg, self.q))
+        return fut
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _render_failed(res: Result, exc: BaseException, engine: str) -> list:
+    from facedet3d.dataset.sample import _one_line
+
+    return [({**t["row"], "status": "failed", "reason": f"{engine} render task failed: {_one_line(exc)}",
+              "renderer": engine}, []) for t in res.pending.targets]
 
 
 class Progress:
@@ -205,11 +267,25 @@ class JobReport:
 
 def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: str | None = None,
             shard_size: int = 64, limit: int | None = None, overwrite: bool = False, stream=None,
-            command: str | None = None, threads: int | None = None) -> JobReport:
+            command: str | None = None, threads: int | None = None, addon: str | None = None,
+            blender: str | None = None) -> JobReport:
     """Run (or resume) a dataset job; ``threads`` per worker (default: the cores shared
-    out among the workers, or the libraries' default for one in-process worker)."""
+    out among the workers, or the libraries' default for one in-process worker).
+    ``addon``/``blender``: where the Blender renderer's script and Blender are (see
+    ``dataset.blender``); checked before anything is written."""
     from facedet3d.dataset import card
 
+    if opts.renderer not in BLENDER_RENDERERS + ("raster",):
+        raise ValueError(f"unknown renderer {opts.renderer!r}")
+    cpus = os.cpu_count() or 1
+    if threads is None:
+        threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
+    cfg = None
+    if opts.expressions and opts.renderer in BLENDER_RENDERERS:
+        from facedet3d.dataset.blender import BlenderConfig, check_blender, find_script
+
+        cfg = BlenderConfig(opts.renderer, opts.render_samples, str(find_script(addon).parent), blender, threads or 0)
+        check_blender(cfg)
     inputs = list_inputs(input_path, limit)
     labels = label_types(inputs.tasks)
     job = {"format": FORMAT, "input": str(input_path), "fingerprint": fingerprint(inputs.tasks),
@@ -219,29 +295,67 @@ def run_job(input_path: str, out: str, opts: JobOptions, workers: int = 1, ray: 
     store.commit_ready()  # shards a killed run had fully staged
     todo = store.pending()
     prog = Progress(len(inputs.tasks), len(inputs.tasks) - len(todo), stream=stream)
-    cpus = os.cpu_count() or 1
-    if threads is None:
-        threads = max(1, cpus // max(workers, 1)) if (workers > 1 or ray) else None
-    if not todo:
-        results, executor = iter(()), "nothing to compute"
-    elif ray:
-        results, executor = run_ray(todo, opts, ray, workers if workers > 1 or ray == "local" else None, threads), f"ray ({ray})"
-    elif workers > 1:
-        results, executor = run_pool(todo, opts, workers, threads), "process pool"
-    else:
-        results, executor = run_serial(todo, opts, threads), "serial"
-    t0 = time.monotonic()
-    for res in results:
-        store.put(res)
-        prog.update(res.rows[0]["status"])
-        store.commit_if_ready(res.index // shard_size)
+    with contextlib.ExitStack() as stack:
+        ray_workers = workers if workers > 1 or ray == "local" else None
+        if todo and ray:
+            ray_cpus = int(stack.enter_context(ray_session(ray, ray_workers)).cluster_resources().get("CPU", 1))
+        if not todo:
+            results, executor = iter(()), "nothing to compute"
+        elif ray:
+            results, executor = run_ray(todo, opts, ray_workers, threads), f"ray ({ray})"
+        elif workers > 1:
+            results, executor = run_pool(todo, opts, workers, threads), "process pool"
+        else:
+            results, executor = run_serial(todo, opts, threads), "serial"
+        stage = None
+        if cfg is not None and todo:
+            kind = "ray" if ray else ("pool" if workers > 1 else "serial")
+            slots = max(1, ray_cpus - fit_actors(ray_workers or ray_cpus, opts.renderer)) if ray else workers
+            stage = RenderStage(cfg, opts.jpeg_quality, kind, slots)
+            stack.callback(stage.close)
+        t0 = time.monotonic()
+        for res in _rendered(results, stage):
+            store.put(res)
+            prog.update(res.rows[0]["status"])
+            store.commit_if_ready(res.index // shard_size)
+        seconds = time.monotonic() - t0
     store.commit_ready()
-    seconds = time.monotonic() - t0
     table = store.consolidate()
     counts = card.write_card(store, inputs, table, opts, command=command, executor=executor, workers=workers)
     return JobReport(str(out), len(inputs.tasks), prog.n, prog.already, round(seconds, 2),
                      round(prog.n / max(seconds, 1e-9), 3), workers, executor, counts,
                      None if prog.steady_rate() is None else round(prog.steady_rate(), 3))
+
+
+def _rendered(results, stage: RenderStage | None):
+    """The fit results, each once its Blender targets are rendered. At most two photos per
+    render slot wait for Blender, so memory stays bounded."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    held = {}  # Future -> Result
+
+    def done(futs):
+        for fut in futs:
+            res = held.pop(fut)
+            try:
+                rendered = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost task fails its targets, the run goes on
+                rendered = _render_failed(res, exc, stage.cfg.engine)
+            yield finish_result(res, rendered)
+
+    for res in results:
+        if res.pending is None:
+            yield res
+            continue
+        if stage is None:
+            raise RuntimeError("a Blender target without a render stage")
+        held[stage.submit(res.pending)] = res
+        ready = [f for f in held if f.done()]
+        if len(held) - len(ready) >= 2 * stage.slots:
+            ready = list(wait(held, return_when=FIRST_COMPLETED).done)
+        yield from done(ready)
+    while held:
+        yield from done(list(wait(held, return_when=FIRST_COMPLETED).done))
 
 
 __all__ = ["run_job", "JobOptions", "JobReport", "asdict"]

@@ -5,8 +5,8 @@ per worker process (the process pool's initializer, or a Ray actor). ``Worker.pr
 raises for a bad photo: the failure becomes a row with status ``failed`` and its one-line
 reason. Files of a sample (WebDataset style, key = the photo's key):
 ``KEY.jpg`` (the photo in the output frame), ``KEY.npz`` (``depth`` float32 m,
-``normals`` float16, ``mask`` uint8), ``KEY.json`` (landmarks, AUs, pose, camera,
-quality, labels); synthesized targets the same under ``KEY-EXPR-yawDEG``.
+``normals`` float16, ``mask`` uint8), ``KEY.json`` (68 and 478 landmarks, blendshapes,
+AUs, pose, camera, quality, labels); synthesized targets the same under ``KEY-EXPR-yawDEG``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from facedet3d.errors import FaceDet3DError
 
 UNITS = {"depth": "metres from the assumed pinhole camera (0 = background)",
          "normals": "unit, camera frame x right / y up / z toward the camera (float16)",
-         "landmarks": "output pixels, 0-based pixel centres"}
+         "landmarks": "output pixels, 0-based pixel centres",
+         "landmarks478": "x, y output pixels (0-based pixel centres); z output pixels, MediaPipe's relative depth "
+                         "(smaller = nearer the camera; not metric)",
+         "blendshapes": "ARKit blendshape scores 0..1 from MediaPipe's Face Landmarker"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class JobOptions:
     detail_size: int = 256
     texture_size: int = 256
     jpeg_quality: int = 95
+    renderer: str = "cycles"  # synthesized RGB: "cycles" or "eevee" (Blender), or "raster" (software)
+    render_samples: int = 16  # Blender's samples per pixel (Cycles: adaptive, denoised)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,6 +62,16 @@ class Result:
     key: str
     rows: list = field(default_factory=list)  # manifest rows (dicts), the photo's first
     members: list = field(default_factory=list)  # (tar member name, bytes), in order
+    pending: object = None  # dataset.blender.Pending: targets still to render in Blender
+
+
+def finish_result(res: Result, rendered: list) -> Result:
+    """Add a Blender task's (row, members) per target to its photo's result."""
+    for row, members in rendered:
+        res.rows.append(row)
+        res.members.extend(members)
+    res.pending = None
+    return res
 
 
 def target_key(key: str, expr: str, yaw: float) -> str:
@@ -147,15 +162,26 @@ class Worker:
         res.rows.append(row)
         res.members.extend(members)
         if row["status"] == "ok":
+            jobs = []
             for expr, yaw in self.opts.synth_targets:
-                srow, smembers = self._target(task, base, ctx, expr, yaw)
-                res.rows.append(srow)
-                res.members.extend(smembers)
+                srow, smembers, job = self._target(task, base, ctx, expr, yaw)
+                if job is None:
+                    res.rows.append(srow)
+                    res.members.extend(smembers)
+                else:
+                    jobs.append(job)
+            if jobs:  # rendered by Blender in a task of its own (dataset.blender.render_pending)
+                from facedet3d.dataset.blender import Pending
+
+                bfm, asset, fr, cam = self.backend.bfm, ctx["asset"], ctx["frame"], ctx["cam"]
+                res.pending = Pending({"faces": bfm.faces, "uv": bfm.uv, "texture": asset.texture,
+                                       "size": (fr.width, fr.height), "s_px_per_m": cam.s_px_per_m,
+                                       "distance_m": cam.distance_m}, jobs)
         return res
 
     # -- the photo ---------------------------------------------------------------------------
     def _photo(self, task: Task, base: dict):
-        from facedet3d.dataset import camera, maps, quality
+        from facedet3d.dataset import camera, maps, quality, reading
         from facedet3d.fit.photo import load_photo
         from facedet3d.fit.pipeline import FitRequest
 
@@ -167,6 +193,7 @@ class Worker:
         tm["fit_ms"] = (time.perf_counter() - t) * 1000.0
         t = time.perf_counter()
         meta = asset.meta
+        found = self.backend.last_reading  # the reader's face (478 landmarks, blendshapes) or None
         mt5 = self._mtcnn5(np.asarray(meta.box, np.float64))
         rgb = load_photo(task.path).rgb
         W, H = meta.image_size
@@ -187,13 +214,15 @@ class Worker:
             detail_max = float(np.abs(maps.add_detail(m, asset.detail_input, cam)).max())
         tm["maps_ms"] = (time.perf_counter() - t) * 1000.0
         lm_out = frame.to_out(lm68)
+        rd_info, rd_row = reading.sample_fields(found, lm68, frame)
         cx, cy = frame.to_out(np.array([(W - 1) / 2.0, (H - 1) / 2.0]))
         row = {**base, "status": "ok", "reason": None, "width": frame.width, "height": frame.height,
                "photo_width": int(W), "photo_height": int(H), "quality": _r(q), "lm_residual": _r(lm_res),
                "photo_residual": _r(ph_res), "yaw_deg": _r(meta.pose.yaw_deg, 3), "pitch_deg": _r(meta.pose.pitch_deg, 3),
                "roll_deg": _r(meta.pose.roll_deg, 3), "scale_px_per_m": _r(cam.s_px_per_m, 3), "focal_px": _r(cam.f_px, 3),
                "camera_distance_m": _r(cam.distance_m), "mask_fraction": _r(m.mask.mean()),
-               "aus": {int(k): float(v) for k, v in meta.aus.items()}, "has_detail": bool(o.with_detail),
+               "aus": {int(k): float(v) for k, v in meta.aus.items()}, "aus_source": meta.aus_source, **rd_row,
+               "has_detail": bool(o.with_detail),
                "detail_max_m": _r(detail_max, 9), "fit_ms": round(tm["fit_ms"], 1), "maps_ms": round(tm["maps_ms"], 1)}
         if o.min_quality is not None and (q is None or q < o.min_quality):
             row["status"] = "filtered"
@@ -202,10 +231,7 @@ class Worker:
             return row, [], None
         info = {"key": task.key, "kind": "photo", "relpath": task.relpath, "labels": task.labels,
                 "width": frame.width, "height": frame.height, "landmarks68": np.round(lm_out, 3).tolist(),
-                # 478 dense landmarks and ARKit blendshape scores belong to the expression reader
-                # (facedet3d.expression), not in this build: explicit nulls, filled when it lands.
-                "landmarks478": None, "blendshapes": None,
-                "aus": row["aus"], "box_photo_px": [float(v) for v in meta.box],
+                **rd_info, "aus": row["aus"], "aus_source": meta.aus_source, "box_photo_px": [float(v) for v in meta.box],
                 "mtcnn5_photo_px": None if mt5 is None else np.round(mt5, 3).tolist(),
                 "pose": {"yaw_deg": meta.pose.yaw_deg, "pitch_deg": meta.pose.pitch_deg, "roll_deg": meta.pose.roll_deg,
                          "rotation": meta.pose.rotation},
@@ -222,35 +248,47 @@ class Worker:
 
     # -- a synthesized target ------------------------------------------------------------------
     def _target(self, task: Task, base: dict, ctx: dict, expr: str, yaw: float):
+        """(row, members) through the raster; with a Blender renderer (row, None, the
+        target's render job for ``dataset.blender``) — members come from that task."""
         from facedet3d.dataset import synth
 
         t, c = time.perf_counter(), time.process_time()
         key = target_key(task.key, expr, yaw)
-        row = {**base, "key": key, "kind": "synth", "source_key": task.key, "expression": expr, "view_yaw_deg": yaw}
+        row = {**base, "key": key, "kind": "synth", "source_key": task.key, "expression": expr, "view_yaw_deg": yaw,
+               "renderer": self.opts.renderer}
+        args = (ctx["asset"], self.backend.bfm, ctx["P"], ctx["R"], ctx["frame"], ctx["cam"], expr, yaw, self.predictor,
+                self.opts.detail_size)
         try:
-            out = synth.render_target(ctx["asset"], self.backend.bfm, ctx["P"], ctx["R"], ctx["frame"], ctx["cam"],
-                                      expr, yaw, self.predictor, self.opts.detail_size, ctx["sh"])
+            out = synth.render_target(*args, ctx["sh"]) if self.opts.renderer == "raster" else synth.target_geometry(*args)
         except Exception as exc:  # noqa: BLE001 - recorded, the photo's other targets go on
             row.update(status="failed", reason=_one_line(exc), synth_ms=round((time.perf_counter() - t) * 1000.0, 1))
-            return row, []
+            return row, [], None
         from facedet3d.rig.facs import AU_IDS
 
         aus = {int(a): float(v) for a, v in zip(AU_IDS, out["aus"])}
         src = ctx["row"]
-        fr, cam = ctx["frame"], ctx["cam"]
+        fr, cam, m = ctx["frame"], ctx["cam"], out["maps"]
         row.update(status="ok", reason=None, width=fr.width, height=fr.height, photo_width=src["photo_width"],
                    photo_height=src["photo_height"], quality=src["quality"], lm_residual=src["lm_residual"],
                    photo_residual=src["photo_residual"], scale_px_per_m=src["scale_px_per_m"], focal_px=src["focal_px"],
-                   camera_distance_m=src["camera_distance_m"], mask_fraction=_r(out["mask"].mean()), target_aus=aus,
+                   camera_distance_m=src["camera_distance_m"], mask_fraction=_r(m.mask.mean()), target_aus=aus,
                    has_detail=True, detail_max_m=_r(out["detail_max_m"], 9),
                    synth_ms=round((time.perf_counter() - t) * 1000.0, 1), cpu_ms=round((time.process_time() - c) * 1000.0, 1))
         info = {"key": key, "kind": "synth", "source_key": task.key, "relpath": task.relpath, "labels": task.labels,
                 "expression": expr, "view_yaw_deg": yaw, "target_aus": aus, "width": fr.width, "height": fr.height,
-                "landmarks68": np.round(out["landmarks68"], 3).tolist(),
+                "landmarks68": np.round(out["landmarks68"], 3).tolist(), "renderer": self.opts.renderer,
                 "camera": {"f_px": cam.f_px, "s_px_per_m": cam.s_px_per_m, "distance_m": cam.distance_m},
-                "rgb": "software raster: unwrapped texture x detail shading ratio (not Blender)", "units": UNITS}
-        members = [(f"{key}.jpg", _jpg(out["rgb"], self.opts.jpeg_quality)),
-                   (f"{key}.npz", _npz(depth=out["depth"], normals=out["normals"].astype(np.float16),
-                                       mask=out["mask"].astype(np.uint8))),
-                   (f"{key}.json", json.dumps(info).encode("utf-8"))]
-        return row, members
+                "rgb": "software raster: unwrapped texture x detail shading ratio", "units": UNITS}
+        if self.opts.renderer == "raster":
+            return row, encode_target(key, out, info, self.opts.jpeg_quality), None
+        job = {"key": key, "row": row, "info": info, "verts": out["verts_cam"].astype(np.float32),
+               "detail": np.asarray(out["detail_uv"], np.float32), "raster_depth": m.depth, "raster_mask": m.mask}
+        return row, None, job
+
+
+def encode_target(key: str, out: dict, info: dict, jpeg_quality: int) -> list:
+    """A synthesized sample's members from {'rgb', 'depth', 'normals', 'mask'} and its JSON."""
+    return [(f"{key}.jpg", _jpg(out["rgb"], jpeg_quality)),
+            (f"{key}.npz", _npz(depth=out["depth"], normals=out["normals"].astype(np.float16),
+                                mask=out["mask"].astype(np.uint8))),
+            (f"{key}.json", json.dumps(info).encode("utf-8"))]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from facedet3d.errors import BadRequest
 
-FORMAT = "facedet3d-dataset/1"
+FORMAT = "facedet3d-dataset/2"  # 2: reader columns, renderer columns
 # Manifest columns in order; (name, arrow type). Label columns ``label_<name>`` follow.
 COLUMNS = [
     ("key", "string"), ("index", "int64"), ("kind", "string"), ("source_key", "string"),
@@ -38,13 +38,17 @@ COLUMNS = [
     ("photo_residual", "float64"), ("yaw_deg", "float64"), ("pitch_deg", "float64"),
     ("roll_deg", "float64"), ("scale_px_per_m", "float64"), ("focal_px", "float64"),
     ("camera_distance_m", "float64"), ("mask_fraction", "float64"), ("aus", "json"),
+    ("aus_source", "string"), ("reader_status", "string"), ("reader_lm_residual", "float64"), ("blendshapes", "json"),
     ("expression", "string"), ("view_yaw_deg", "float64"), ("target_aus", "json"),
-    ("has_detail", "bool"), ("detail_max_m", "float64"), ("labels", "json"),
+    ("has_detail", "bool"), ("detail_max_m", "float64"), ("renderer", "string"), ("depth_vs_raster_mm", "float64"),
+    ("depth_vs_raster_p95_mm", "float64"), ("mask_iou_vs_raster", "float64"), ("labels", "json"),
     ("fit_ms", "float64"), ("maps_ms", "float64"), ("synth_ms", "float64"),
-    ("total_ms", "float64"), ("cpu_ms", "float64"), ("worker", "string"),
+    ("total_ms", "float64"), ("cpu_ms", "float64"), ("render_ms", "float64"), ("render_task_ms", "float64"),
+    ("render_cpu_ms", "float64"),
+    ("worker", "string"),
 ]
 # Columns that differ between two runs of the same job (timings, which process ran it).
-VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "cpu_ms", "worker")
+VOLATILE = ("fit_ms", "maps_ms", "synth_ms", "total_ms", "cpu_ms", "render_ms", "render_task_ms", "render_cpu_ms", "worker")
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:

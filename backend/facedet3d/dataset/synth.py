@@ -9,7 +9,8 @@ AUs from the photo's D(Ix) (``DetailPredictor.for_asset``), added to depth and n
 the photo's own detail is (``maps.add_detail``). RGB: the unwrapped texture looked up per
 pixel, times the shading ratio of the detailed to the smooth normals under the photo's
 fitted lighting (so the wrinkles show; the texture's baked lighting is otherwise kept) —
-the software raster, not Blender and not the neural pass.
+the software raster (``--renderer raster``); Blender renders the same geometry with
+``--renderer cycles|eevee`` (``dataset.blender``).
 """
 
 from __future__ import annotations
@@ -63,17 +64,27 @@ def textured_rgb(texture: np.ndarray, m: maps_mod.Maps, smooth_normals: np.ndarr
     return (tex * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_target(asset, bfm, projection, rotation, frame: Frame, cam: Camera, preset: str, yaw_deg: float,
-                  predictor, detail_size: int, sh_coeffs) -> dict:
-    """One synthesized target: {'rgb', 'depth', 'normals', 'mask', 'aus', 'detail_max_m',
-    'landmarks68'}."""
+def target_geometry(asset, bfm, projection, rotation, frame: Frame, cam: Camera, preset: str, yaw_deg: float,
+                    predictor, detail_size: int) -> dict:
+    """One target's geometry, whatever renders its RGB: {'maps' (the raster's depth /
+    normals / mask, details added), 'smooth_normals', 'detail_uv' (S, S) metres,
+    'verts_cam' (N, 3) metres in the camera frame, 'aus', 'detail_max_m', 'landmarks68'}."""
     X, aus = posed_units(asset, preset, yaw_deg, rotation)
     vi = maps_mod.image_vertices(X, projection, rotation, frame)
     m = maps_mod.render_maps(vi, bfm.faces, frame, cam, uv=bfm.uv)
     smooth = m.normals.copy()
     d_y = predictor.for_asset(asset, aus, size=detail_size, sides=preset_sides(preset))
     d_px = maps_mod.add_detail(m, d_y, cam)
-    rgb = textured_rgb(asset.texture, m, smooth, sh_coeffs)
-    return {"rgb": rgb, "depth": m.depth, "normals": m.normals, "mask": m.mask, "aus": aus,
-            "detail_max_m": float(np.abs(d_px).max()) if d_px.size else 0.0,
+    return {"maps": m, "smooth_normals": smooth, "detail_uv": d_y, "verts_cam": maps_mod.camera_vertices(vi, cam),
+            "aus": aus, "detail_max_m": float(np.abs(d_px).max()) if d_px.size else 0.0,
             "landmarks68": vi[bfm.landmarks, :2]}
+
+
+def render_target(asset, bfm, projection, rotation, frame: Frame, cam: Camera, preset: str, yaw_deg: float,
+                  predictor, detail_size: int, sh_coeffs) -> dict:
+    """One synthesized target through the software raster: ``target_geometry`` plus
+    {'rgb', 'depth', 'normals', 'mask'}."""
+    g = target_geometry(asset, bfm, projection, rotation, frame, cam, preset, yaw_deg, predictor, detail_size)
+    m = g["maps"]
+    rgb = textured_rgb(asset.texture, m, g["smooth_normals"], sh_coeffs)
+    return {**g, "rgb": rgb, "depth": m.depth, "normals": m.normals, "mask": m.mask}

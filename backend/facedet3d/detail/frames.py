@@ -55,8 +55,30 @@ def landmark_aus(fit: FrameFit) -> dict:
     return dict(fit.aus)
 
 
+_READER = None
+
+
+def mediapipe_aus(fit: FrameFit) -> dict:
+    """Labels from MediaPipe's Face Landmarker (issue 10's reader): the 52 blendshapes of the
+    face inside the fitted box, mapped to AUs against the population's resting scores
+    (``expression.au.aus_from_blendshapes``). Unlike the 68-landmark fit it reads AU6 (cheek
+    raiser) and leaves neutral faces near 0. A frame the landmarker cannot read raises NoFace
+    (the corpus skips it) rather than falling back to the landmark AUs."""
+    global _READER
+    from facedet3d.expression.au import aus_from_blendshapes
+    from facedet3d.expression.reader import FaceReader, read_photo
+
+    if _READER is None:  # one landmarker per process: creating it costs ~0.1 s
+        _READER = FaceReader("image")
+    r = read_photo(fit.rgb, fit.box, reader=_READER)
+    if r is None:
+        raise NoFace("the expression reader found no face in this frame")
+    return aus_from_blendshapes(r.blendshapes)
+
+
 def resolve_labels(spec: str | None) -> AULabels:
-    """A labels source by name: None / "landmarks" -> ``landmark_aus``; "package.module:func"
+    """A labels source by name: None / "landmarks" -> ``landmark_aus``; "mediapipe" ->
+    ``mediapipe_aus``; "package.module:func"
     -> that callable, which gets the ``FrameFit`` (frame ``rgb``, face ``box``, fitted mesh)
     and returns {AU number: intensity 0..1} (e.g. an adapter around the MediaPipe reader:
     ``lambda fit: reader(fit.rgb)``). A missing module or function is an error, not a fallback."""
@@ -64,6 +86,8 @@ def resolve_labels(spec: str | None) -> AULabels:
 
     if spec in (None, "", "landmarks"):
         return landmark_aus
+    if spec == "mediapipe":
+        return mediapipe_aus
     mod, _, fn = spec.partition(":")
     if not fn:
         raise FaceDet3DError(f"labels source {spec!r}: use 'landmarks' or 'package.module:function'")

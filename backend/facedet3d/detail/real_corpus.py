@@ -77,12 +77,34 @@ def _select(scores: list[tuple[int, np.ndarray]], min_change: float, per_clip: i
     return [i for i, _ in kept]
 
 
+def _twins(scores: list[tuple[int, np.ndarray]], chosen: list[int], min_gap: int, max_l1: float) -> dict:
+    """For each chosen frame, the scanned frame >= min_gap frames away whose AUs are nearest
+    (L1 < max_l1): a second look at the same expression with its own estimator noise (H.264,
+    fit, shading), so training can use a cross-reference target D_e - D_twin that shares no
+    noise with the input (see ``CorpusReader.triplet``). {twin frame: frame it twins}."""
+    from facedet3d.rig.facs import AU_IDS
+
+    keep = np.array([a != 45 for a in AU_IDS])  # a blink changes the lids only: still a twin
+    out, taken = {}, set(chosen)
+    for i in chosen:
+        ai = dict(scores)[i]
+        best = min(((float(np.abs(a - ai)[keep].sum()), j) for j, a in scores
+                    if abs(j - i) >= min_gap and j not in taken), default=None)
+        if best is not None and best[0] < max_l1:
+            out[best[1]] = i
+            taken.add(best[1])
+    return out
+
+
 def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_clip: int = 24,
                min_change: float = 0.6, store_size: int = 256, age: float | None = None,
-               max_frames: int | None = None, align: bool = True) -> dict:
+               max_frames: int | None = None, align: bool = True, twins: bool = True,
+               twin_gap: int = 12, twin_max_l1: float = 0.5) -> dict:
     """Fit, select and store one video or photo; returns its record (also written as json).
 
     max_frames: scan at most this many frames, spread over the whole clip (the stride grows).
+    twins: also keep, per selected frame, its nearest-AU frame >= twin_gap frames away (entry
+    "twin_of"), for noise-independent cross-reference targets.
     align: resample every kept frame's maps onto the first kept frame's texels by the UV flow
     between their unwraps (``evaluate.align_to``): the BFM's 10 expression coefficients do
     not register the skin under expression (median misregistration 1-7 texels at 256²), so
@@ -115,13 +137,15 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
             if shape is None:  # identity from the first fittable frame, then refit with it held
                 shape = f.shape
                 f = fitter.fit(frames[i], shape=shape, box=f.box)
+            aus = normalise_aus(labels(f))  # a reader that finds no face skips the frame too
         except NoFace:
             continue
         box = f.box
-        aus = normalise_aus(labels(f))
         scored.append((i, aus))
         kept_fits[i] = (f, aus)
-    chosen = set(_select(scored, min_change, per_clip))
+    sel = _select(scored, min_change, per_clip)
+    twin_of = _twins(scored, sel, twin_gap, twin_max_l1) if twins else {}
+    chosen = set(sel) | set(twin_of)
     rows = [i for i, _ in scored if i in chosen]
     if not rows:
         raise NoFace(f"{path.name}: no frame with a face")
@@ -157,7 +181,7 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
                         "aus": {str(a): round(float(v), 4) for a, v in zip(AU_IDS, aus[r]) if v >= 1e-4},
                         "age": age, "quality": round(quality(f), 4),
                         "observed_fraction": round(f.observed_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
-                        "face_px": round(f.face_px, 1), "flow_px": round(flows.get(i, (0.0,))[0], 3),
+                        "face_px": round(f.face_px, 1), "twin_of": twin_of.get(i), "flow_px": round(flows.get(i, (0.0,))[0], 3),
                         "flow_px_aligned": round(flows.get(i, (0.0, 0.0))[1], 3)})
     secs = time.perf_counter() - t0
     rec = {"clip": cid, "source": str(path), "video": is_video, "frames_scanned": len(frames),
@@ -262,6 +286,7 @@ class CorpusReader:
         for c in self.names:
             with np.load(root / "clips" / f"{c}.npz") as z:
                 self.arrays[c] = (z["detail"].astype(np.float32) * self.unit, z["aus"], z["mask"])
+        self._index_triplets()
 
     def pair(self, rng: np.random.Generator, with_mask: bool = False):
         """(d_x, d_y, x, y, age[, seen]) for one random pair of one random clip (metres; seen:
@@ -275,6 +300,39 @@ class CorpusReader:
         age = resolve_age(self.clips[c][a].get("age") or 0.0)  # null = unknown = the default age
         out = det[a], det[b], aus[a], aus[b], float(age)
         return out + (((msk[a] > 127) & (msk[b] > 127)).astype(np.float32),) if with_mask else out
+
+    def triplet(self, rng: np.random.Generator):
+        """(d_a, target, x, y, age, seen) with a cross-reference target (issue 11).
+
+        Frames a, b, c of one clip: b's AUs differ from a's by >= min_change, c is another
+        look at a's expression (AU L1 < 0.5 without AU45, c != a). target = D_a + (D_b - D_c): the
+        expression change is observed between b and c, whose estimator noise is independent
+        of the input D_a, so a regression on it cannot score by shrinking or amplifying the
+        input (the shared-term artefact of ``docs/detail_real_change.md`` 2a); in
+        expectation target - D_a is the change itself. seen: texels observed in all three."""
+        c_name = self._triplet_clips[int(rng.integers(len(self._triplet_clips)))]
+        det, aus, msk = self.arrays[c_name]
+        a, cc = self._twins[c_name][int(rng.integers(len(self._twins[c_name])))]
+        bs = [b for b in range(len(det)) if np.abs(aus[a] - aus[b]).sum() >= self.min_change and b != cc]
+        b = bs[int(rng.integers(len(bs)))]
+        age = resolve_age(self.clips[c_name][a].get("age") or 0.0)
+        seen = ((msk[a] > 127) & (msk[b] > 127) & (msk[cc] > 127)).astype(np.float32)
+        return det[a], det[a] + (det[b] - det[cc]), aus[a], aus[b], float(age), seen
+
+    def _index_triplets(self, max_twin_l1: float = 0.5) -> None:
+        from facedet3d.rig.facs import AU_IDS
+
+        keep = np.array([a != 45 for a in AU_IDS])  # as ``_twins``: blinks do not break a twin
+        self._twins = {}
+        for c in self.names:
+            aus = self.arrays[c][1]
+            n = len(aus)
+            tw = [(a, k) for a in range(n) for k in range(n) if a != k
+                  and np.abs(aus[a] - aus[k])[keep].sum() < max_twin_l1
+                  and any(np.abs(aus[a] - aus[b]).sum() >= self.min_change and b != k for b in range(n))]
+            if tw:
+                self._twins[c] = tw
+        self._triplet_clips = sorted(self._twins)
 
     def batch(self, k: int, n: int):
         import cv2

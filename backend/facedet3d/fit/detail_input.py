@@ -21,7 +21,8 @@ Method (shape-from-shading in spirit, deliberately conservative), the steps of
 6. Soft clip by the map's robust spread (MAD), then core the weakest responses
    (sensor/JPEG noise).
 7. Fade: the map goes smoothly to 0 at the border of the observed texels, at grazing
-   angles and off the skin.
+   angles, off the skin's colour, and on the parts that are not skin (eyes and lashes,
+   brows, lips, nostrils: ``skin_regions``; 5.6 % of the face chart).
 8. Scale: ``METRES_PER_LOG_UNIT`` (1 mm per unit of log intensity ratio): a crease 25 %
    darker than its surroundings becomes about -0.29 mm (darker = into the skin = negative);
    typical wrinkles come out at 0.1 - 1 mm, i.e. amplitudes around 1e-4 m. The log ratio
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facedet3d.fit import skin_regions
 from facedet3d.fit.texture import UVLayout
 from facedet3d.geometry.lighting import fit_lighting, sh9, sh9_dot
 from facedet3d.geometry.ramps import smoothstep
@@ -250,6 +252,10 @@ def estimate_detail(texture: np.ndarray, mask: np.ndarray, layout: UVLayout,
     # 7. Fade: observed border, grazing angles, off the skin (attenuation spread slightly
     # outward, min with its blur, so hair edges stay calm).
     weight = _observed_fade(obs, k, p) * head_on * np.minimum(skin, _blur(skin, p.attenuation_blur * k))
+    # ... and off the parts that are not skin wherever they are in the photo (eyes and lashes,
+    # brows, lips, nostrils: ``skin_regions``), which the colour cue alone misses when a brow
+    # is fair or a nostril has the skin's hue.
+    weight = weight * skin_regions.skin_weight(S)
     # 8. Metres, darker = negative, limited.
     out = np.clip(p.metres_per_log_unit * d * weight, -p.max_abs_m, p.max_abs_m).astype(np.float32)
     return np.nan_to_num(out, copy=False, nan=0.0)

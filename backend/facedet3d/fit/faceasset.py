@@ -80,7 +80,7 @@ class FaceMeta:
     texture_size: int = 1024
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
     aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
-    aus_source: str = ""  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
+    aus_source: str = "landmarks"  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
     # 68-point regions whose fit targets came from MediaPipe's 478 landmarks (fit/mp68.py):
     # ["brows", "eyes", "mouth"] when the reader found the face, else [] (regressor only)
     landmark_targets: list = field(default_factory=list)
@@ -89,7 +89,6 @@ class FaceMeta:
     assets: dict = field(default_factory=dict)  # manifest path -> sha256
     timings_ms: dict = field(default_factory=dict)
     photo_path: str = ""  # the photo's absolute path when fitted (later steps read it from here)
-    aus_source: str = "landmarks"  # what read the photo's AUs: "landmarks" (68-point fit)
     face_px: float = 0.0  # the face box's side in photo pixels
     warnings: list = field(default_factory=list)  # one line each: fitted, but quality may suffer
 

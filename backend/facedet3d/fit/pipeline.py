@@ -69,17 +69,28 @@ class Backend:
         self.regressor = Regressor(regressor_backend)
         self.detector = FaceDetector()
         self._reader = None  # MediaPipe expression reader, made on the first fit
+        self.last_reading = None  # the reader's Reading of the last fit's face (None: none found)
 
     def read_face(self, rgb: np.ndarray, box):
-        """MediaPipe's reading (``expression.reader.Reading``: 478 landmarks, blendshapes) of
-        the face in ``box``, or None when it finds no face there. A missing mediapipe is an
-        error. The fit uses it twice: its landmarks as targets for brows, eyelids and lips
-        (``fit.mp68``) and its blendshapes for the photo's AUs."""
+        """MediaPipe's reading (``expression.reader.Reading``: 478 landmarks, blendshapes;
+        photo pixels) of the face in ``box``, or None when it finds no face there; it also
+        stays in ``last_reading``. A missing mediapipe is an error. The fit uses it twice:
+        its landmarks as targets for brows, eyelids and lips (``fit.mp68``) and its
+        blendshapes for the photo's AUs."""
         from facedet3d.expression import reader
 
+        self.last_reading = None
         if self._reader is None:
             self._reader = reader.FaceReader("image")
-        return reader.read_photo(rgb, box, self._reader)
+        self.last_reading = reader.read_photo(rgb, box, self._reader)
+        return self.last_reading
+
+    def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
+        """The photo's AUs from the expression reader (MediaPipe blendshapes and the AU9
+        landmark cue -> ``expression.au``); ``({}, "landmarks")`` when it finds no face in
+        the box, and the caller falls back to the 68-landmark fit. The reading stays in
+        ``last_reading``."""
+        return _aus_of(self.read_face(rgb, box))
 
     def fit(self, req: FitRequest) -> faceasset.FaceAsset:
         """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
