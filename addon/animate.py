@@ -1,9 +1,9 @@
 """Animate from Video: a video, a Live Link Face CSV or a track JSON drives the face.
 
-Tracking runs ``facedet3d track`` (the backend's command) in a subprocess, from the job's
-worker thread (``jobs.Job``: progress in the status bar, Esc cancels and kills it), and the
-add-on reads only the track JSON it writes. The Python that runs it: the preferences'
-Backend Python when set, else this interpreter when the backend imports here.
+Tracking is a backend job (``facedet3d track`` on a backend thread: ``client.track_start``,
+then ``client.track_state`` polled from the job's worker thread), through the add-on's one
+backend client, in-process or the loopback server (``/track``, ``/track-state``): progress
+in the status bar, Esc cancels the backend job. The add-on reads only the track JSON.
 
 Applied on the main thread in one undo step:
 - the 17 AU properties (``facedet3d.auNN``), keyed per track frame;
@@ -20,14 +20,9 @@ a face get no keys (the curves hold the neighbours); interpolated ones are keyed
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 
 import bpy
@@ -35,6 +30,7 @@ import numpy as np
 from mathutils import Matrix
 
 from . import preferences
+from .client import T
 from .operators import _JobOperator, face_object
 from .properties import AU_IDS
 
@@ -55,65 +51,58 @@ def arkit_name(key: str) -> str:
     return key
 
 
-def backend_python(context=None) -> str:
-    p = preferences.get(context)
-    if p is not None and p.python_path:
-        return bpy.path.abspath(p.python_path)
-    if importlib.util.find_spec("facedet3d") is not None:
-        return sys.executable
-    raise RuntimeError("the backend is not importable here: set the Backend Python in the add-on preferences")
+def parse_track(text: str, name: str) -> dict:
+    """Track JSON text -> dict, checked (fps, frames, at least one frame with a face)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RuntimeError(f"{name}: not a track JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data.get("fps"):
+        raise RuntimeError(f"{name}: not a track JSON (no fps/frames)")
+    if not any("aus" in f for f in data["frames"]):
+        raise RuntimeError(f"{name}: the track has no frame with a face")
+    return data
 
 
 def load_track(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read()
     except (OSError, ValueError) as exc:
         raise RuntimeError(f"{os.path.basename(path)}: not a track JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data.get("fps"):
-        raise RuntimeError(f"{os.path.basename(path)}: not a track JSON (no fps/frames)")
-    if not any("aus" in f for f in data["frames"]):
-        raise RuntimeError(f"{os.path.basename(path)}: the track has no frame with a face")
-    return data
+    return parse_track(text, os.path.basename(path))
 
 
-def track_work(path: str, python: str, frames: int = 0):
+def track_work(path: str, client, frames: int = 0, poll_s: float = 0.2):
     """``work(progress, cancelled)`` for ``jobs.Job``: the track dict of ``path`` (a video,
-    a Live Link Face .csv, or a track .json read as is); None when cancelled."""
+    a Live Link Face .csv, or a track .json read as is); None when cancelled. ``client``: a
+    backend client, or a no-argument callable returning one (called in the worker, since
+    starting a server takes seconds)."""
 
     def work(progress, cancelled):
         if path.lower().endswith(".json"):
             return load_track(path)
-        tmp = tempfile.mkdtemp(prefix="facedet3d-track-")
-        out = os.path.join(tmp, "track.json")
-        cmd = [python, "-m", "facedet3d.cli", "track"]
-        cmd += ["--from-csv", path] if path.lower().endswith(".csv") else [path]
-        cmd += ["-o", out] + (["--frames", str(frames)] if frames > 0 else [])
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"cannot run the tracker with {python!r}: {exc}") from None
-        try:
-            t0, said = time.monotonic(), -5
-            while proc.poll() is None:
-                if cancelled():
-                    proc.kill()
-                    proc.wait()
-                    return None
-                elapsed = int(time.monotonic() - t0)
-                if elapsed >= said + 5:  # every 5 s (the status bar and batch logs)
-                    progress(f"tracking {os.path.basename(path)} ({elapsed} s)")
-                    said = elapsed
-                time.sleep(0.2)
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-                raise RuntimeError(lines[-1].removeprefix("facedet3d: error: ") if lines else
-                                   f"the tracker failed (exit {proc.returncode})")
-            return load_track(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        c = client() if callable(client) else client
+        name = os.path.basename(path)
+        st = c.track_start(T.TrackCall(source=path, frames=int(frames)))
+        said = -1
+        while st.state == "running":
+            if cancelled():
+                st = c.track_state(T.TrackPoll(st.job, cancel=True))
+                while st.state == "running":  # until the backend has stopped (one frame)
+                    time.sleep(poll_s)
+                    st = c.track_state(T.TrackPoll(st.job))
+                return None
+            time.sleep(poll_s)
+            st = c.track_state(T.TrackPoll(st.job))
+            if st.frames // 50 != said:  # the status bar and batch logs, every 50 frames
+                said = st.frames // 50
+                progress(f"tracking {name} ({st.frames} frames)")
+        if st.state == "failed":
+            raise RuntimeError(st.message or f"tracking {name} failed")
+        if st.state == "cancelled":
+            return None
+        return parse_track(st.track_json, name)
 
     return work
 
@@ -206,13 +195,9 @@ class FACEDET3D_OT_animate_from_video(_JobOperator, bpy.types.Operator):
         if not os.path.isfile(path):
             self.report({"ERROR"}, f"No such file: {self.filepath}")
             return {"CANCELLED"}
-        try:
-            python = "" if path.lower().endswith(".json") else backend_python(context)
-        except RuntimeError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
         self._face_name = obj.name
-        return self.run_job(context, "Animate from Video", track_work(path, python))
+        client = None if path.lower().endswith(".json") else preferences.client_factory(context)
+        return self.run_job(context, "Animate from Video", track_work(path, client))
 
     def _apply(self, context, result):
         from . import live

@@ -108,14 +108,14 @@ def target_aus(args):
     return parse_target(args.au, args.preset)
 
 
-def drive(ctx, obj, args) -> None:
-    """--drive: track the performance (``facedet3d track`` in a subprocess of this Python),
-    one scene frame per video frame at the video's rate, key the face (``animate``)."""
+def drive(ctx, obj, args, client) -> None:
+    """--drive: track the performance (a track job of the backend ``client``), one scene
+    frame per video frame at the video's rate, key the face (``animate``)."""
     from facedet3d_addon import animate, live  # noqa: PLC0415
 
     scene = ctx.scene
     say(f"tracking {args.drive}")
-    track = animate.track_work(args.drive, sys.executable, frames=args.frames)(say, lambda: False)
+    track = animate.track_work(os.path.abspath(args.drive), client, frames=args.frames)(say, lambda: False)
     fps = float(track["fps"])
     scene.render.fps, scene.render.fps_base = max(1, round(fps)), max(1, round(fps)) / fps
     with live.quiet():
@@ -198,7 +198,7 @@ def run(args) -> int:
             camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age
         if args.drive:
-            drive(ctx, obj, args)
+            drive(ctx, obj, args, client)
         else:
             n = max(1, args.frames)
             scene.frame_start, scene.frame_end = 1, n

@@ -8,7 +8,8 @@
 
 Every client has ``status() -> BackendStatus``, ``fit(FitCall) -> FaceData``,
 ``detail(DetailRequest) -> DetailResult``, ``neural_fit(NeuralFitCall) -> NeuralInfo`` and
-``neural_frame(NeuralFrameRequest) -> NeuralFrame``; failures raise ``BackendError`` (one line).
+``neural_frame(NeuralFrameRequest) -> NeuralFrame``, ``track_start(TrackCall) -> TrackState``
+and ``track_state(TrackPoll) -> TrackState``; failures raise ``BackendError`` (one line).
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class InProcessClient:
     def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
         return self._call(self._adapter.neural_frame, req)
 
+    def track_start(self, call: T.TrackCall) -> T.TrackState:
+        return self._call(self._adapter.track_start, call)
+
+    def track_state(self, req: T.TrackPoll) -> T.TrackState:
+        return self._call(self._adapter.track_state, req)
+
     def close(self):
         pass
 
@@ -124,6 +131,12 @@ class HttpClient:
 
     def neural_frame(self, req: T.NeuralFrameRequest) -> T.NeuralFrame:
         return self._request("/neural-frame", req, T.NeuralFrame)
+
+    def track_start(self, call: T.TrackCall) -> T.TrackState:
+        return self._request("/track", call, T.TrackState)
+
+    def track_state(self, req: T.TrackPoll) -> T.TrackState:
+        return self._request("/track-state", req, T.TrackState)
 
     def close(self):
         if self.proc is not None and self.proc.poll() is None:

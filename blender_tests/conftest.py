@@ -72,6 +72,12 @@ class CachedClient:
     def neural_frame(self, req):
         return self.inner.neural_frame(req)
 
+    def track_start(self, call):
+        return self.inner.track_start(call)
+
+    def track_state(self, req):
+        return self.inner.track_state(req)
+
     def close(self):
         pass
 

@@ -91,9 +91,13 @@ def test_animate_rejects_a_bad_file(face, tmp_path):
 
 @pytest.mark.skipif(not D0.is_file(), reason="../shared/data/faces is absent")
 def test_animate_from_a_real_clip(face):
-    """The operator's own path: `facedet3d track` in a subprocess on 30 frames of d0."""
+    """The operator's own path: a track job of the backend client (the session's) on 30
+    frames of d0; a cancelled job gives no track."""
     animate = mod("animate")
-    track = animate.track_work(str(D0), animate.backend_python(), frames=30)(lambda m: None, lambda: False)
+    client = mod("preferences").client_factory()
+    said = []
+    track = animate.track_work(str(D0), client, frames=30)(said.append, lambda: False)
+    assert said and said[-1].startswith("tracking d0.mp4")
     assert len(track["frames"]) == 30 and all(f["found"] for f in track["frames"])
     info = animate.apply_track(bpy.context, face, track, start=1.0)
     assert info["keyed_frames"] == 30 and info["shape_keys"] == len(animate.FREE_KEYS)
@@ -103,3 +107,4 @@ def test_animate_from_a_real_clip(face):
         rest = face.facedet3d.au12
         scene.frame_set(int(info["last"]))  # frame 30 of d0: smiling
         assert face.facedet3d.au12 > rest + 0.5
+    assert animate.track_work(str(D0), client)(lambda m: None, lambda: True) is None

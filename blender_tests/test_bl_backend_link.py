@@ -62,6 +62,17 @@ def test_server_status_detail_and_errors(server, face_data, addon, tmp_path):
     assert http.value.code == 413
 
 
+@pytest.mark.skipif(not (ROOT.parent / "shared/data/faces/LivePortrait").is_dir(), reason="../shared/data/faces is absent")
+def test_track_job_through_the_server(server, addon, tmp_path):
+    """Animate from Video's tracking over the loopback server (/track, /track-state)."""
+    animate = mod("animate")
+    d0 = ROOT.parent / "shared/data/faces/LivePortrait/assets/examples/driving/d0.mp4"
+    track = animate.track_work(str(d0), server, frames=8)(lambda m: None, lambda: False)
+    assert len(track["frames"]) == 8 and any(f["found"] for f in track["frames"])
+    with pytest.raises(mod("client").BackendError, match="no such file"):
+        animate.track_work(str(tmp_path / "missing.mp4"), server)(lambda m: None, lambda: False)
+
+
 def test_server_is_loopback_only_and_absent_server_is_clear(addon):
     from facedet3d.api.adapter import BackendAdapter
     from facedet3d.api.http import Server

@@ -46,6 +46,31 @@ def nearest_preset(a):
     return best, sims[best], {facs.AU_IDS[i]: round(float(top[i]), 2) for i in np.argsort(-top)[:5]}
 
 
+def stills():
+    """How many still portraits read AU9 > 0.2 (none of them is disgusted): the 40 studio
+    neutral faces and the 100 in-the-wild portraits (many smiling)."""
+    from facedet3d.expression import au, reader
+    from facedet3d.fit.photo import load_photo
+
+    res = {}
+    with reader.FaceReader("image") as rd:
+        for name, folder in (("webmorphR canada (neutral)", F / "webmorphR.stim/inst/canada"),
+                             ("interfaces (in the wild)", F / "interfaces/1000 x 1000")):
+            n = hits = smiles = smile_hits = 0
+            for p in sorted(folder.glob("*.jpg")):
+                rgb = load_photo(p).rgb
+                r = reader.pick(rd.read(rgb), rgb.shape[1::-1])
+                if r is None:
+                    continue
+                a = au.aus_from_blendshapes(r.blendshapes, wrinkle=au.nose_wrinkle(au.glabella_ratio(r.landmarks)))
+                n += 1
+                hits += a[9] > 0.2
+                smiles += a[12] > 0.3
+                smile_hits += a[9] > 0.2 and a[12] > 0.3
+            res[name] = {"faces": n, "au9_above_0.2": hits, "smiles": smiles, "smiles_au9_above_0.2": smile_hits}
+    return res
+
+
 def main():
     import matplotlib
 
@@ -72,6 +97,16 @@ def main():
     for p in EMOTIONS:
         t, a = run(p)
         out["emotions"][p.stem] = nearest_preset(a)
+    out["emotions_without_au9_cue"] = {}  # au.py step 4 off: the readings before it
+    cue = track.au_mod.nose_wrinkle
+    track.au_mod.nose_wrinkle = lambda *a, **k: None
+    try:
+        for p in EMOTIONS:
+            t, a = run(p)
+            out["emotions_without_au9_cue"][p.stem] = nearest_preset(a)
+    finally:
+        track.au_mod.nose_wrinkle = cue
+    out["stills_au9_above_0.2"] = stills()
     # jitter: talking-neutral MEAD clip and d0's still first 0.6 s
     jit = {}
     for name, path, span in (("MEAD W015 neutral (talking)", MEAD / "W015_level_1_neutral_030.mp4", None),

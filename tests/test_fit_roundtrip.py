@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facedet3d.fit import mp68
 from facedet3d.fit.pipeline import FitRequest
 from synthetic import render_face
 
@@ -20,7 +21,11 @@ def real_texture(backend, photos):
 
 @pytest.fixture(scope="module")
 def results(backend, real_texture, tmp_path_factory):
-    """(yaw, seed) -> (normalised mean landmark error plain, refined, fitted yaw refined)."""
+    """(yaw, seed) -> (normalised mean landmark error plain, refined, fitted yaw refined,
+    refined without MediaPipe's targets). The truth here is the BFM's own landmark vertices
+    on a render textured by an earlier fit, the definition the regressor is trained on; the
+    MediaPipe targets (fit/mp68.py) follow the visible lids and lips instead, and are worse
+    by this measure (docs/landmark_accuracy.md), better on annotated photos."""
     out = {}
     tmp = tmp_path_factory.mktemp("synthetic")
     std = backend.regressor.stats.std[12:52]
@@ -32,24 +37,29 @@ def results(backend, real_texture, tmp_path_factory):
         cv2.imwrite(str(path), sf.image[..., ::-1])
         norm = np.sqrt(sf.box[2] * sf.box[3])  # 3DDFA's NME normaliser: sqrt of box area
         errs = []
-        for refine in (False, True):
-            asset = backend.fit(FitRequest(photo=str(path), refine=refine, texture_size=256))
-            lm = np.asarray(asset.meta.landmarks_2d)
+        for refine, regions in ((False, None), (True, None), (True, ())):
+            with pytest.MonkeyPatch.context() as mp:
+                if regions is not None:
+                    mp.setattr(mp68, "FIT_REGIONS", regions)
+                fitted = backend.fit(FitRequest(photo=str(path), refine=refine, texture_size=256))
+            asset = fitted if regions is None else asset
+            lm = np.asarray(fitted.meta.landmarks_2d)
             errs.append(float(np.linalg.norm(lm - sf.landmarks_2d, axis=1).mean() / norm))
-        out[(yaw, seed)] = (errs[0], errs[1], asset.meta.pose.yaw_deg)
+        out[(yaw, seed)] = (errs[0], errs[1], asset.meta.pose.yaw_deg, errs[2])
     return out
 
 
 @pytest.mark.parametrize("yaw,seed", CASES)
 def test_landmarks_and_pose_recovered(results, yaw, seed):
-    plain, refined, fitted_yaw = results[(yaw, seed)]
+    plain, refined, fitted_yaw, _ = results[(yaw, seed)]
     assert refined < (0.02 if yaw < 45 else 0.03), f"NME {refined:.4f}"
     assert abs(fitted_yaw - yaw) < 6.0
 
 
 def test_refinement_at_least_as_accurate_as_upstream_two_pass(results):
+    """The flipped-TTA least-squares refinement itself (without MediaPipe's targets)."""
     plain = np.mean([r[0] for r in results.values()])
-    refined = np.mean([r[1] for r in results.values()])
+    refined = np.mean([r[3] for r in results.values()])
     assert refined <= plain * 1.02, f"refined {refined:.4f} vs two-pass {plain:.4f}"
 
 

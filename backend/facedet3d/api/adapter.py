@@ -34,6 +34,7 @@ class BackendAdapter:
         self._predictor = None
         self._predictor_error = ""
         self._predictor_tried = -RETRY_DETP_S  # time.monotonic() of the last load attempt
+        self._tracks = None  # api.tracking.TrackJobs, made on the first track
 
     # -- status ------------------------------------------------------------------------
     def _detail_predictor(self):
@@ -61,6 +62,23 @@ class BackendAdapter:
             return T.BackendStatus(mode, __version__, "detp", f"detail network ready ({pred.identity_input})", presets)
         return T.BackendStatus(mode, __version__, "unavailable", self._predictor_error, presets,
                                detail_error=self._predictor_error)
+
+    # -- track (facedet3d track as a background job; api/tracking.py) ---------------------
+    def _track_jobs(self):
+        with self._lock:
+            if self._tracks is None:
+                from facedet3d.api.tracking import TrackJobs
+
+                self._tracks = TrackJobs()
+            return self._tracks
+
+    def track_start(self, call: T.TrackCall) -> T.TrackState:
+        """Start tracking ``call.source`` (a video or a Live Link Face CSV); poll with ``track_state``."""
+        return self._track_jobs().start(call)
+
+    def track_state(self, req: T.TrackPoll) -> T.TrackState:
+        """Progress of a track job (and its track JSON once done); ``req.cancel`` stops it."""
+        return self._track_jobs().poll(req)
 
     # -- fit -----------------------------------------------------------------------------
     def _service(self):

@@ -8,7 +8,9 @@ Server protocol (``facedet3d serve``):
 - ``GET /status`` -> ``BackendStatus``; ``POST /fit`` body ``FitCall`` -> ``FaceData``;
   ``POST /detail`` body ``DetailRequest`` -> ``DetailResult``; ``POST /neural-fit``
   ``NeuralFitCall`` -> ``NeuralInfo``; ``POST /neural-frame`` ``NeuralFrameRequest`` ->
-  ``NeuralFrame`` (the passes files are read on this machine); bodies and answers use the
+  ``NeuralFrame`` (the passes files are read on this machine); ``POST /track`` ``TrackCall``
+  -> ``TrackState`` (starts a track job) and ``POST /track-state`` ``TrackPoll`` ->
+  ``TrackState`` (progress, cancel, and the track JSON once done); bodies and answers use the
   ``api_types`` npz wire format (never pickled);
 - request bodies are limited to ``MAX_REQUEST_BYTES`` (413 beyond); errors answer JSON
   ``{"error": one line, "kind": class name}`` with 400 (bad input) or 500;
@@ -80,7 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         a = self.server.adapter
         routes = {"/fit": (T.FitCall, a.fit), "/detail": (T.DetailRequest, a.detail),
-                  "/neural-fit": (T.NeuralFitCall, a.neural_fit), "/neural-frame": (T.NeuralFrameRequest, a.neural_frame)}
+                  "/neural-fit": (T.NeuralFitCall, a.neural_fit), "/neural-frame": (T.NeuralFrameRequest, a.neural_frame),
+                  "/track": (T.TrackCall, a.track_start), "/track-state": (T.TrackPoll, a.track_state)}
         if self.path not in routes:
             return self._error(404, f"no such endpoint {self.path}", "NotFound")
         try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; the add-on ships a copy of both)
 
-API_VERSION = 2  # 2: DetailRequest.sides, BackendStatus.detail_error; no "detail_input" fallback
+API_VERSION = 3  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState
 DETAIL_SIZES = (256, 1024, 4096)
 
 
@@ -224,6 +224,43 @@ class BackendStatus:
     detail_error: str = ""
 
 
+@dataclass
+class TrackCall:
+    """Start tracking (``facedet3d track``) in the background; poll with ``TrackPoll``.
+
+    source: path of a video or a Live Link Face .csv (same machine: loopback only).
+    frames: stop after this many frames (0 = all). neutral: [start_s, end_s] where the face
+      rests, for calibration ([] = the population's rest). box: [left, top, width, height]
+      pixels of the face to follow ([] = the largest, most central).
+    """
+
+    source: str
+    frames: int = 0
+    neutral: list = field(default_factory=list)
+    box: list = field(default_factory=list)
+
+
+@dataclass
+class TrackPoll:
+    """Ask how a track job goes; ``cancel`` asks it to stop (it answers "cancelled" once it has)."""
+
+    job: str
+    cancel: bool = False
+
+
+@dataclass
+class TrackState:
+    """A track job. state: "running", "done", "failed" or "cancelled" (a finished job is
+    answered once, then forgotten). frames: frames tracked so far. message: one line (why it
+    failed). track_json: when done, the track JSON text (the schema of ``facedet3d track``)."""
+
+    job: str
+    state: str
+    frames: int = 0
+    message: str = ""
+    track_json: str = ""
+
+
 def check_aus(aus) -> np.ndarray:
     """(T,17) float32 in [0,1]; NaN/inf raise ValueError, out-of-range values are clamped
     with a warning (``expressions.clamp_aus``)."""
@@ -243,7 +280,8 @@ def check_sides(sides, rows: int) -> np.ndarray:
 
 
 _TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, NeuralFitCall,
-                                   NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus)}
+                                   NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus,
+                                   TrackCall, TrackPoll, TrackState)}
 
 
 def encode(obj) -> bytes:

@@ -25,6 +25,20 @@ poses the face with), so reading a face and posing the rig with the result agree
    the rest as lid tightening: ``AU6 = min(AU7, AU12)``, ``AU7 -= AU6``. A squint without
    a smile (anger's 4+7) stays AU7; a smile without narrowed eyes stays AU12 alone.
 
+4. Nose wrinkling (AU9). MediaPipe's noseSneer reads 0.00 on all eight MEAD clips, the two
+   disgusted ones included, so disgust's nose wrinkle is read from the 478 landmarks instead
+   (``nose_wrinkle``): AU9 pulls the skin between the brows down toward the nose root, so the
+   glabella (mesh point 9) comes closer to the nasion (168). The cue is that distance over
+   the nose length (168 to the tip, 4), in 3D, below a resting level: the person's own
+   neutral when given (``--neutral``), else the population's (median 0.385, spread 0.036 on
+   the 40 studio neutral faces; disgusted MEAD clips 0.31-0.32). A frown (AU4) lowers the
+   glabella too, and on in-the-wild portraits a low natural brow does (10 of 96 read a cue
+   > 0.2 with no disgust). What separates the nose wrinkle is the upper-lip raise that
+   always comes with it (the same muscle lifts the lip), so a glabella drop is read as AU9
+   only as far as it is matched by AU10: ``AU9 = min(cue, AU10)``; and the brow lowering that
+   comes with it is AU9's (FACS: AU9 lowers the medial brows), ``AU4 -= AU9``. Measured (MEAD
+   confusion before and after, false cues on stills): docs/nose_wrinkle.md.
+
 Left/right: MediaPipe's ``...Left`` / ``...Right`` are ARKit's (the subject's left and right),
 the rig's ``_L`` / ``_R``: on LivePortrait d3's wink (the subject's left eye shut, on the
 image's right) it reads eyeBlinkLeft 0.51, eyeBlinkRight 0.10 (tests/test_expression.py).
@@ -67,6 +81,35 @@ POPULATION_NEUTRAL: dict[str, float] = {
 }
 
 
+# AU9 cue (step 4): mesh points of the glabella, the nasion and the nose tip (MediaPipe's
+# canonical face-mesh indices); the ratio |glabella - nasion| / |nasion - tip| at rest.
+GLABELLA, NASION, NOSE_TIP = 9, 168, 4
+POPULATION_GLABELLA = 0.385  # median over the 40 studio neutral faces (as POPULATION_NEUTRAL)
+GLABELLA_SPREAD = 0.036  # its standard deviation across those people
+GLABELLA_NOISE = 0.009  # its standard deviation on a still face (LivePortrait d0, first 0.6 s)
+GLABELLA_SPAN = 2 * GLABELLA_SPREAD  # drop past the dead zone that reads as a full nose wrinkle
+
+
+def glabella_ratio(landmarks: np.ndarray) -> float:
+    """|glabella - nasion| / |nasion - nose tip| of MediaPipe's (478, 3) landmarks (3D)."""
+    lm = np.asarray(landmarks, np.float64)
+    nose = np.linalg.norm(lm[NASION] - lm[NOSE_TIP])
+    if lm.shape[0] < 468 or not np.isfinite(lm).all() or nose <= 0:
+        raise ValueError("glabella_ratio needs MediaPipe's 478 finite landmarks")
+    return float(np.linalg.norm(lm[GLABELLA] - lm[NASION]) / nose)
+
+
+def nose_wrinkle(ratio: float, rest: float | None = None) -> float:
+    """The landmark cue of step 4, 0..1: how far ``ratio`` (``glabella_ratio``) has dropped
+    below the resting level, past a dead zone (the population's spread without a personal
+    ``rest``; twice the still-face noise with one), over ``GLABELLA_SPAN``."""
+    if rest is None:
+        rest, dead = POPULATION_GLABELLA, GLABELLA_SPREAD
+    else:
+        dead = 2 * GLABELLA_NOISE
+    return float(np.clip((rest - dead - float(ratio)) / GLABELLA_SPAN, 0.0, 1.0))
+
+
 # ARKit names that end in Left/Right but are single shapes (movement to one side), not sides.
 _UNSIDED = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
 
@@ -107,7 +150,7 @@ def _observation_matrix() -> np.ndarray:
 
 _LIVE = tuple(n for n in MP_NAMES if n not in DEAD_CHANNELS)
 _OBS = _observation_matrix()
-_AU6, _AU7, _AU12 = (facs.AU_IDS.index(a) for a in (6, 7, 12))
+_AU4, _AU6, _AU7, _AU9, _AU10, _AU12 = (facs.AU_IDS.index(a) for a in (4, 6, 7, 9, 10, 12))
 
 
 def above_rest(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -122,11 +165,13 @@ def above_rest(scores: Mapping[str, float], neutral: Mapping[str, float] | None 
 
 
 def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None,
-                         calibrated: bool = False) -> dict[int, float]:
+                         calibrated: bool = False, wrinkle: float | None = None) -> dict[int, float]:
     """The 17 AUs (AU number -> 0..1) from MediaPipe/ARKit blendshape scores.
 
     ``neutral``: a person's resting scores (else the population's); ``calibrated=True`` means
     ``scores`` are already above rest (step 1 done, e.g. a calibrated track) and are used as is.
+    ``wrinkle``: the landmark nose-wrinkle cue (``nose_wrinkle``, step 4), or None where no
+    landmarks were read (a Live Link Face capture): AU9 then comes from noseSneer alone.
     """
     from scipy.optimize import nnls
 
@@ -138,6 +183,11 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
     a = np.clip(a, 0.0, 1.0)
     cheek = min(a[_AU7], a[_AU12])  # step 3
     a[_AU6], a[_AU7] = max(a[_AU6], cheek), a[_AU7] - cheek
+    if wrinkle is not None:  # step 4
+        nose = min(float(wrinkle), a[_AU10])
+        if nose > a[_AU9]:
+            a[_AU4] = max(a[_AU4] - (nose - a[_AU9]), 0.0)
+            a[_AU9] = nose
     return {au: float(v) for au, v in zip(facs.AU_IDS, a)}
 
 

@@ -36,6 +36,7 @@ from facedet3d.expression.reader import BadVideo, FaceReader, crop_square, pick,
 HEAD_KEYS = ("yaw", "pitch", "roll")
 MAX_GAP_S = 0.25
 _NB = len(au_mod.MP_NAMES)
+_GLABELLA = _NB + 6  # index of the glabella ratio in a frame's channel vector
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def frames(path, max_frames: int | None = None) -> Iterator[tuple[float, np.ndar
 
 
 def _read_frames(path, opts: TrackOptions, reader: FaceReader) -> Iterator[tuple[float, np.ndarray | None]]:
-    """(time, raw channel vector or None): 51 blendshapes, yaw/pitch/roll deg, x/y/z cm."""
+    """(time, raw channel vector or None): 51 blendshapes, yaw/pitch/roll deg, x/y/z cm, and
+    the glabella ratio (``au.glabella_ratio``, the AU9 cue)."""
     prev_box = None
     for t, rgb in frames(path, opts.max_frames):
         h, w = rgb.shape[:2]
@@ -116,7 +118,7 @@ def _read_frames(path, opts: TrackOptions, reader: FaceReader) -> Iterator[tuple
             continue
         prev_box = r.box
         vec = [r.blendshapes.get(n, 0.0) for n in au_mod.MP_NAMES] + [r.head[k] for k in HEAD_KEYS]
-        yield t, np.array(vec + list(r.translation), np.float64)
+        yield t, np.array(vec + list(r.translation) + [au_mod.glabella_ratio(r.landmarks)], np.float64)
 
 
 def _fill_gaps(stream, fps: float, max_gap_s: float):
@@ -146,7 +148,8 @@ def _fill_gaps(stream, fps: float, max_gap_s: float):
 
 
 def neutral_level(path, span: tuple[float, float], box=None) -> dict[str, float]:
-    """Median raw blendshapes over ``span`` seconds of the video (the resting face)."""
+    """Median raw blendshapes over ``span`` seconds of the video (the resting face), and the
+    median glabella ratio under ``"_glabella"`` (the AU9 cue's personal rest)."""
     start, end = span
     if not (0 <= start < end):
         raise BadRequest("--neutral takes START:END seconds with START < END")
@@ -156,17 +159,17 @@ def neutral_level(path, span: tuple[float, float], box=None) -> dict[str, float]
             if t > end:
                 break
             if t >= start and v is not None:
-                rows.append(v[:_NB])
+                rows.append(np.concatenate([v[:_NB], v[_GLABELLA:]]))
     if not rows:
         raise NoFace(f"{Path(path).name}: no face in the neutral stretch {start:g}-{end:g} s")
     med = np.median(np.stack(rows), 0)
-    return {n: float(x) for n, x in zip(au_mod.MP_NAMES, med)}
+    return {**{n: float(x) for n, x in zip(au_mod.MP_NAMES, med)}, "_glabella": float(med[-1])}
 
 
 def track_frames(path, opts: TrackOptions = TrackOptions(), neutral: dict | None = None,
                  fps: float | None = None) -> Iterator[dict]:
     """Frames as the track JSON has them, streamed."""
-    params = [smooth.SCORE_PARAMS] * _NB + [smooth.HEAD_PARAMS] * 6
+    params = [smooth.SCORE_PARAMS] * _NB + [smooth.HEAD_PARAMS] * 6 + [smooth.SCORE_PARAMS]
     filt = smooth.OneEuro(params) if opts.smoothing == "one-euro" else None
     rest = np.array([neutral.get(n, 0.0) for n in au_mod.MP_NAMES]) if neutral else None
     with FaceReader("video") as reader:
@@ -182,14 +185,15 @@ def track_frames(path, opts: TrackOptions = TrackOptions(), neutral: dict | None
             if rest is not None:
                 b = np.clip((b - rest) / (1.0 - np.minimum(rest, 0.95)), 0.0, 1.0)
             shapes = dict(zip(au_mod.MP_NAMES, b.tolist()))
-            aus = au_mod.aus_from_blendshapes(shapes, calibrated=rest is not None)
+            wrinkle = au_mod.nose_wrinkle(v[_GLABELLA], neutral.get("_glabella") if neutral else None)
+            aus = au_mod.aus_from_blendshapes(shapes, calibrated=rest is not None, wrinkle=wrinkle)
             fr = {"time": round(t, 4), "found": state == "found"}
             if state == "interpolated":
                 fr["interpolated"] = True
             fr["aus"] = {str(k): round(x, 4) for k, x in aus.items()}
             fr["blendshapes"] = {n: round(x, 4) for n, x in shapes.items()}
             fr["head"] = {k: round(float(x), 3) for k, x in zip(HEAD_KEYS, v[_NB:_NB + 3])}
-            fr["translation"] = [round(float(x), 3) for x in v[_NB + 3:]]
+            fr["translation"] = [round(float(x), 3) for x in v[_NB + 3:_GLABELLA]]
             yield fr
 
 

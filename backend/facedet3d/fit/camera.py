@@ -176,16 +176,28 @@ def refine(bfm: BFM, fp: FitParams, target: np.ndarray, stats_std: np.ndarray, i
     return FitParams(proj, coef[:N_SHAPE].astype(np.float32), coef[N_SHAPE : N_SHAPE + N_EXP].astype(np.float32), fp.roi)
 
 
-def fit_face(rgb: np.ndarray, face_box: np.ndarray, regressor: Regressor, bfm: BFM, refine_landmarks: bool = True) -> FitParams:
+def fit_face(rgb: np.ndarray, face_box: np.ndarray, regressor: Regressor, bfm: BFM, refine_landmarks: bool = True,
+             guide: np.ndarray | None = None, guide_regions=None) -> FitParams:
     """Two-pass fit as 3DDFA_V2 (box ROI, then landmark ROI) plus, with
     ``refine_landmarks``, flipped test-time augmentation and a least-squares refinement
-    toward the mean of the direct and mirrored landmark estimates."""
+    toward the mean of the direct and mirrored landmark estimates.
+
+    ``guide``: MediaPipe's (478, 2+) landmarks of this face in image pixels (the expression
+    reader's, ``expression.reader.Reading.landmarks``), or None. When given, the refinement's
+    targets for ``guide_regions`` (default ``mp68.FIT_REGIONS``: brows, eyelids, lips) are
+    MediaPipe's points mapped to the 68 (``fit.mp68``); the regressor keeps the rest."""
+    from facedet3d.fit import mp68
+
     fp1, _ = regress_landmarks(rgb, roi_from_box(face_box), regressor, bfm, flip=False)
     roi2 = roi_from_landmarks(landmarks_image(bfm, fp1))
     fp2, lm_flip = regress_landmarks(rgb, roi2, regressor, bfm, flip=refine_landmarks)
-    if not refine_landmarks:
+    if not refine_landmarks and guide is None:
         return fp2
-    target = 0.5 * (landmarks_image(bfm, fp2)[:, :2] + lm_flip[:, :2])
+    target = landmarks_image(bfm, fp2)[:, :2]
+    if lm_flip is not None:
+        target = 0.5 * (target + lm_flip[:, :2])
+    if guide is not None:
+        target = mp68.targets(target, guide, mp68.FIT_REGIONS if guide_regions is None else guide_regions)
     return refine(bfm, fp2, target, regressor.stats.std)
 
 

@@ -81,6 +81,9 @@ class FaceMeta:
     observed_fraction: float = 0.0  # share of the UV chart seen directly in the photo
     aus: dict = field(default_factory=dict)  # photo AUs: "AU number" -> intensity 0..1
     aus_source: str = "landmarks"  # "mediapipe" (expression reader) or "landmarks" (68-landmark fit fallback)
+    # 68-point regions whose fit targets came from MediaPipe's 478 landmarks (fit/mp68.py):
+    # ["brows", "eyes", "mouth"] when the reader found the face, else [] (regressor only)
+    landmark_targets: list = field(default_factory=list)
     rig_residual_mm: float | None = None  # mean closest-point distance of the rig transfer
     versions: dict = field(default_factory=dict)
     assets: dict = field(default_factory=dict)  # manifest path -> sha256

@@ -71,25 +71,30 @@ class Backend:
         self._reader = None  # MediaPipe expression reader, made on the first fit
         self.last_reading = None  # the reader's Reading of the last fit's face (None: none found)
 
-    def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
-        """The photo's AUs from the expression reader (MediaPipe blendshapes ->
-        ``expression.au``); ``({}, "landmarks")`` when it finds no face in the box, and the
-        caller falls back to the 68-landmark fit. A missing mediapipe is an error. The
-        reading (478 landmarks, blendshapes; photo pixels) stays in ``last_reading``."""
-        from facedet3d.expression import au, reader
+    def read_face(self, rgb: np.ndarray, box):
+        """MediaPipe's reading (``expression.reader.Reading``: 478 landmarks, blendshapes;
+        photo pixels) of the face in ``box``, or None when it finds no face there; it also
+        stays in ``last_reading``. A missing mediapipe is an error. The fit uses it twice:
+        its landmarks as targets for brows, eyelids and lips (``fit.mp68``) and its
+        blendshapes for the photo's AUs."""
+        from facedet3d.expression import reader
 
         self.last_reading = None
         if self._reader is None:
             self._reader = reader.FaceReader("image")
-        found = reader.read_photo(rgb, box, self._reader)
-        self.last_reading = found
-        if found is None:
-            return {}, "landmarks"
-        return au.aus_from_blendshapes(found.blendshapes), "mediapipe"
+        self.last_reading = reader.read_photo(rgb, box, self._reader)
+        return self.last_reading
+
+    def read_expression(self, rgb: np.ndarray, box) -> tuple[dict, str]:
+        """The photo's AUs from the expression reader (MediaPipe blendshapes and the AU9
+        landmark cue -> ``expression.au``); ``({}, "landmarks")`` when it finds no face in
+        the box, and the caller falls back to the 68-landmark fit. The reading stays in
+        ``last_reading``."""
+        return _aus_of(self.read_face(rgb, box))
 
     def fit(self, req: FitRequest) -> faceasset.FaceAsset:
         """Photo -> FaceAsset in memory (nothing written). Raises FaceDet3DError subclasses."""
-        from facedet3d.fit import detail_input
+        from facedet3d.fit import detail_input, mp68
         from facedet3d.fit import photo as photo_mod
         from facedet3d.geometry import raster
         from facedet3d.fit import texture
@@ -105,16 +110,19 @@ class Backend:
         with tm("detect"):
             dets = self.detector(rgb)  # also with --box: it picks the best-overlapping detection
             det = select_face(dets, face_index=req.face, box=req.box, image_size=(w, h))
+        with tm("expression"):  # read once: landmarks guide the fit, blendshapes give the AUs
+            reading = self.read_face(rgb, det.box)
+            photo_aus, aus_source = _aus_of(reading)
+        guide = None if reading is None or not req.refine else reading.landmarks
         with tm("regress"):
-            fp = fit.fit_face(rgb, np.asarray(det.box, np.float64), self.regressor, self.bfm, refine_landmarks=req.refine)
+            fp = fit.fit_face(rgb, np.asarray(det.box, np.float64), self.regressor, self.bfm, refine_landmarks=req.refine,
+                              guide=guide)
         with tm("reconstruct"):
             model_v = self.bfm.vertices(fp.shape, fp.exp)  # posed with the photo's expression
             img_v = fit.project(model_v, fp.projection).astype(np.float32)
             lm2d = img_v[self.bfm.landmarks, :2]
             neutral_units = self.bfm.vertices(fp.shape, None)  # identity only, BFM units
             pose = fit.decompose(fp.projection)
-        with tm("expression"):
-            photo_aus, aus_source = self.read_expression(rgb, det.box)
         with tm("rig"):
             rig_arrays, landmark_aus = self._rig(neutral_units, model_v, fp.projection, pose)
             photo_aus = photo_aus or landmark_aus  # the 68-landmark fit only when no face was read
@@ -158,6 +166,7 @@ class Backend:
             assets={e.path: e.sha256 for e in assets.manifest()},
             aus={str(k): round(v, 4) for k, v in photo_aus.items()},
             aus_source=aus_source,
+            landmark_targets=list(mp68.FIT_REGIONS) if guide is not None else [],
             rig_residual_mm=float(self.rig.residual_mm),
         )
         asset = faceasset.FaceAsset(
@@ -198,6 +207,16 @@ class Backend:
     def fit_to_disk(self, req: FitRequest, out_dir: str | Path) -> Path:
         """Fit and write the FaceAsset folder atomically; returns its path."""
         return faceasset.write(self.fit(req), out_dir)  # meta.json written once, last, with the write time
+
+
+def _aus_of(reading) -> tuple[dict, str]:
+    """(AUs, source) of a reader's ``Reading``; ``({}, "landmarks")`` for None."""
+    from facedet3d.expression import au
+
+    if reading is None:
+        return {}, "landmarks"
+    wrinkle = au.nose_wrinkle(au.glabella_ratio(reading.landmarks))
+    return au.aus_from_blendshapes(reading.blendshapes, wrinkle=wrinkle), "mediapipe"
 
 
 __all__ = ["Backend", "FitRequest", "FaceDet3DError"]
