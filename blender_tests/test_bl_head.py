@@ -69,8 +69,8 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
     bpy.context.view_layer.update()
     drop = rest[:, 2] - _evaluated(parts["teeth_lower"])[:, 2]  # Blender +Z is up
     assert np.percentile(drop, 90) > 0.005  # metres
-    # the upper teeth only follow the upper lip's small drop (backend rig/parts.py LIP_FOLLOW)
-    assert np.abs(_evaluated(parts["teeth_upper"])[:, 2] - up_rest[:, 2]).max() < 0.5 * np.percentile(drop, 90)
+    # the upper teeth stay on the skull (backend rig/parts.py)
+    assert np.abs(_evaluated(parts["teeth_upper"])[:, 2] - up_rest[:, 2]).max() < 1e-5
 
 
 @pytest.mark.parametrize("fmt,ext", [("FBX", ".fbx"), ("GLTF", ".glb")])

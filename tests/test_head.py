@@ -58,8 +58,70 @@ def test_parts_cover_the_53_shapes(parts, rig, bfm):
     upper = -parts["teeth_upper_deltas"][jaw][:, 1]
     lip = -rig.deltas[jaw][bfm.landmarks[61:64], 1].mean()
     assert np.percentile(lower, 90) > 8_000  # um: the lower jaw drops more than 8 mm
-    # the upper teeth only follow the BFM upper lip's own drop (parts.LIP_FOLLOW), no more
-    assert upper.min() > -500 and upper.max() < lip + 500
+    # the upper teeth stay on the skull (only the lips' clearance may push them, backwards)
+    assert np.abs(upper).max() < 1.0 and lip < 4_000
+
+
+def _slit_chains(verts, slit):
+    ends = int(np.argmin(verts[slit, 0])), int(np.argmax(verts[slit, 0]))
+    a, b = min(ends), max(ends)
+    arcs = slit[a + 1:b], np.r_[slit[b + 1:], slit[:a]]
+    return sorted(arcs, key=lambda arc: -verts[arc, 1].mean())  # upper, lower
+
+
+def test_lips_part_at_the_slit_in_jaw_open(bfm, rig, parts):
+    """jawOpen: each lip's inner skin moves with its own lip. The upper edge of the mouth
+    slit drops like the upper lip's outer rim (ICT's upper lip drops ~2.5 mm), not with the
+    jaw (it hung 13 mm at jawOpen 1 when the interior was stretched between both rims), and
+    the lower edge goes with the lower lip (30 mm)."""
+    from facedet3d.rig.geometry import lip_sides, rims, side_labels
+
+    mean = bfm.mean.astype(np.float64)
+    jaw = rig.deltas[list(rig.names).index("jawOpen")]
+    slit = parts["mouth_seam_bfm"]
+    up, lo = _slit_chains(mean, slit)
+    inside = rig.openings["mouth"]
+    rim_up, rim_lo = rims(mean, bfm.faces, inside, side_labels(mean, mean[bfm.landmarks]))
+    centre = lambda ids: ids[np.abs(mean[ids, 0]) < 5_000]  # noqa: E731
+    for edge, rim in ((up, rim_up), (lo, rim_lo)):
+        d_edge, d_rim = jaw[centre(edge), 1].mean(), jaw[centre(rim), 1].mean()
+        assert abs(d_edge - d_rim) < 1_000, (d_edge, d_rim)  # um
+    assert jaw[centre(up), 1].mean() > -4_000 and jaw[centre(lo), 1].mean() < -25_000
+    # every interior vertex is on one lip: the slit's upper chain on the upper, lower on lower
+    side, part = lip_sides(mean, bfm.faces, inside, slit, 3_000.0)
+    inner = np.flatnonzero(inside)
+    on = dict(zip(inner, side))
+    assert all(on[v] > 0 for v in up if v in on) and all(on[v] < 0 for v in lo if v in on)
+    assert part.min() == 0.0 and (part == 1.0).mean() > 0.5
+
+
+def test_open_mouth_shows_the_teeth(bfm, rig, parts):
+    """AU25+26, AU26 and surprise: the upper incisors show under the upper lip's edge (the
+    slit's upper chain) and stay where they are at rest; the lower incisors drop with the
+    jaw. Lower teeth are not required to show (the lower lip covers them, as in people)."""
+    from facedet3d.rig import facs
+
+    names = [str(n) for n in rig.names]
+    mean = bfm.mean.astype(np.float64)
+    up, lo = _slit_chains(mean, parts["mouth_seam_bfm"])
+    up = up[np.abs(mean[up, 0]) < 3_000]
+
+    def incisors(name):
+        f = parts[f"{name}_faces"][parts[f"{name}_material"] == 0]
+        ids = np.unique(f)
+        return ids[np.abs(parts[f"{name}_vertices"][ids, 0]) < 3_000]
+
+    iu, il = incisors("teeth_upper"), incisors("teeth_lower")
+    for items, preset in ((["25=1", "26=1"], None), (["26=1"], None), (None, "surprise")):
+        aus, sides = facs.target_aus(items, preset)
+        w = facs.blendshape_weights(aus, names, sides).astype(np.float32)
+        lip_edge = (mean[up, 1] + np.tensordot(w, rig.deltas[:, up, 1], axes=1)).mean()
+        tu = parts["teeth_upper_vertices"] + np.tensordot(w, parts["teeth_upper_deltas"], axes=1)
+        tl = parts["teeth_lower_vertices"] + np.tensordot(w, parts["teeth_lower_deltas"], axes=1)
+        shown = lip_edge - tu[iu, 1].min()
+        assert shown > 1_500, (items, preset, shown)  # um of upper incisor below the lip
+        assert np.abs(tu[iu] - parts["teeth_upper_vertices"][iu]).max() < 200  # um: incisors stay
+        assert (parts["teeth_lower_vertices"][il, 1] - tl[il, 1]).mean() > 10_000  # jaw drop
 
 
 def test_head_meets_face_exactly_in_every_shape(bfm, rig, subject):

@@ -16,8 +16,7 @@ Built once per asset version and cached (like the rig, ``rig.transfer``):
   thinner than the BFM's, so the teeth are cleared behind the lip skin like the eyes
   (``_clear_teeth``: pushed back at rest by the least that clears plus ``TEETH_SLACK_UM``,
   and per shape, linearly in its weight, where a shape would still bring a tooth through
-  a lip); the upper teeth also follow ``LIP_FOLLOW`` of the BFM upper lip's drop (the BFM
-  lip drops 6.5 mm in jawOpen and would otherwise hide them).
+  a lip). The upper teeth do not move in any shape but for that clearance (ICT's do not).
 - **eye_L / eye_R**: an eyeball of ICT's size and centre (sphere fitted to ICT's sclera,
   through the registration), built here as a UV sphere with sclera and iris faces plus a
   cornea cap, pushed back until the BFM lids clear it (``rig.eyes``). The BFM skin over
@@ -50,7 +49,7 @@ from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 4  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 5  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -61,7 +60,6 @@ TEETH_POLYS = (17006, 21496)
 COVER_MM = 15.0  # ICT skin within this of the BFM's inside is under the face: cut away
 TANGENT_MM = 0.5  # ... "inside": closest point less than this off the normal line
 BLEND_MM = 12.0  # head/socket motion blends to the BFM border's over this distance
-LIP_FOLLOW = 0.8  # the upper teeth drop by this share of the upper lip's drop
 TEETH_SLACK_UM = 800.0  # teeth sit this much further back than the least that clears the lips
 TEETH_CLEAR_UM = 100.0  # and keep at least this behind the lip skin in every shape
 JAW_MOVES_CM = 0.05  # a gums/teeth vertex moving more than this in jawOpen is lower jaw
@@ -123,11 +121,12 @@ def _blend_to_seam(verts, deltas, seam_ids, seam_deltas):
     deltas[:, seam_ids] = seam_deltas
 
 
-def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
+def _clear_teeth(out, name, bv, faces, deltas, centre) -> tuple[float, np.ndarray]:
     """In place: push a teeth part back (-Z) until no tooth or gum point is in front of the
     lip skin at rest, then per shape (linear in its weight, like the eyes) until none is
-    at weights 0.25..1. Returns the rest push (um). ICT's lips are thinner than the BFM's,
-    so its teeth can sit in front of the BFM's inner lip skin."""
+    at weights 0.25..1. Returns the rest push (um) and the per-shape pushes (K,) um at
+    weight 1. ICT's lips are thinner than the BFM's, so its teeth can sit in front of the
+    BFM's inner lip skin."""
     near = np.linalg.norm(bv - centre, axis=1) < 45_000
     fsel = faces[near[faces].all(1)]
     ids, inv = np.unique(fsel, return_inverse=True)
@@ -144,6 +143,7 @@ def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
     # weight would need (a 0.1 mm touch at weight 0.25 costs 0.4 mm at full weight)
     push += TEETH_SLACK_UM
     v -= push * back
+    extras = np.zeros(len(d), np.float32)
     for k in range(len(d)):
         if np.abs(d[k]).max() < 200.0 and np.abs(deltas[k, ids]).max() < 200.0:
             continue
@@ -155,8 +155,9 @@ def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
                 break
             extra += need + eyes_mod.STEP_UM
         d[k] -= np.float32(extra) * back.astype(np.float32)
+        extras[k] = extra
     out[f"{name}_vertices"] = v.astype(np.float32)
-    return push
+    return push, extras
 
 
 def build_parts(progress=None) -> dict[str, np.ndarray]:
@@ -211,14 +212,12 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
         ids, f = _sub_mesh(inside[sel])
         put(name, warped[ids], f, motion(ids))
         out[f"{name}_material"] = gum[sel].astype(np.int8)  # 0 teeth, 1 gums (and tongue)
-    # the BFM's upper lip drops with some shapes (6.5 mm in jawOpen, where ICT's barely
-    # moves): the upper teeth follow its inner edge down (never up), so that an open mouth
-    # shows them under the lip instead of hiding them behind it
-    lip_dy = rig.deltas[:, bfm.landmarks[61:64], 1].mean(1)
-    out["teeth_upper_deltas"][:, :, 1] += (LIP_FOLLOW * np.minimum(lip_dy, 0.0))[:, None].astype(np.float32)
+    # the upper teeth stay on the skull in every shape (as ICT's do): the rig's lips part at
+    # the slit (``transfer._fill_opening``), so an open mouth shows them under the upper lip
     mouth_c = bv[mouth_loop].mean(0)
     for name in ("teeth_upper", "teeth_lower"):
-        out[f"{name}_pushback_um"] = np.float64(_clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c))
+        rest, per_shape = _clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c)
+        out[f"{name}_pushback_um"], out[f"{name}_shape_push_um"] = np.float64(rest), per_shape
 
     # eyes (and the BFM skin over them, hidden when the parts are shown)
     hidden = np.zeros(len(bfm.faces), bool)
