@@ -40,6 +40,8 @@ GUMS_RGB = (190, 95, 100)
 MOUTH_RGB = (120, 45, 50)
 SCLERA_RGB = (235, 232, 228)
 PUPIL_RGB = (12, 10, 10)
+CAVITY_MM = (4.0, 35.0)  # mouth parts darken from 4 mm to 35 mm behind the lips' slit
+CAVITY_DARK = 0.7  # ... to 30 % of their colour
 
 
 def _sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -180,12 +182,13 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
                 a = 1.0 - smoothstep(dist * 1e-3, 0.0, SKIN_BLEND_MM)
                 col = a[:, None] * border[j] + (1 - a[:, None]) * tone[None]
             elif name == "mouth":
-                col = np.tile(np.array(MOUTH_RGB, float), (len(v), 1))
+                col = np.tile(np.array(MOUTH_RGB, float), (len(v), 1)) * _cavity(v0, p)[:, None]
             else:  # teeth and gums (ICT's own geometry parts)
                 mat = p[f"{name}_material"]
                 col = np.tile(np.array(TEETH_RGB, float), (len(v), 1))
                 gum_v = np.unique(f[mat == 1]) if (mat == 1).any() else np.zeros(0, int)
                 col[gum_v] = GUMS_RGB
+                col *= _cavity(v0, p)[:, None]
         out[f"{name}_vertices"] = (v * m).astype(np.float32)
         out[f"{name}_faces"] = f.astype(np.int32)
         out[f"{name}_uv"] = uvp
@@ -197,6 +200,17 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     out["head_seam_bfm"] = p["head_seam_bfm"]
     out["mouth_seam_bfm"] = p["mouth_seam_bfm"]
     return out
+
+
+def _cavity(v0: np.ndarray, p: dict) -> np.ndarray:
+    """(M,) colour factor for the mouth's inside parts (generic positions ``v0``, um): 1 at
+    the lips, falling to ``1 - CAVITY_DARK`` ``CAVITY_MM`` behind the mouth slit. Light
+    reaches a mouth through its opening only: the tongue's back, the palate and the molars
+    are in shade. Baked into the vertex colours so that the software pictures (no shadows)
+    and Blender's materials (which read the colours) both show a mouth, not a lit plate."""
+    z_slit = bfm_mod.load_bfm().mean[p["mouth_seam_bfm"], 2].astype(np.float64).mean()
+    depth_mm = (z_slit - v0[:, 2]) * 1e-3
+    return 1.0 - CAVITY_DARK * smoothstep(depth_mm, *CAVITY_MM)
 
 
 def _face_uv(name: str, v: np.ndarray, subj: np.ndarray, uv: np.ndarray, openings: dict, p: dict) -> np.ndarray:
