@@ -253,3 +253,22 @@ def test_shape_fields_give_the_subject_spline(bfm, rig, parts):
     for k in slow:
         if k.endswith("_vertices") or k.endswith("_centre"):
             np.testing.assert_allclose(fast[k], slow[k], atol=1e-8)  # metres
+
+
+def test_mouth_inside_darkens_with_depth(subject):
+    """The mouth's inside parts are in shade behind the lips: the teeth and the socket's
+    deepest vertices are much darker than those at the front (the front incisors keep the
+    full tooth colour)."""
+    from facedet3d.rig.head import TEETH_RGB
+
+    _, head = subject
+    for name in ("teeth_upper", "teeth_lower", "mouth"):
+        z = head[f"{name}_vertices"][:, 2]
+        lum = head[f"{name}_colour"].astype(float).mean(1)
+        front, back = lum[z >= np.percentile(z, 98)], lum[z <= np.percentile(z, 5)]
+        assert back.mean() < 0.5 * front.mean(), name
+    z = head["teeth_upper_vertices"][:, 2]
+    tooth = head["teeth_upper_material"]
+    ids = np.unique(head["teeth_upper_faces"][tooth == 0])
+    front = ids[z[ids] >= np.percentile(z[ids], 99)]
+    assert np.abs(head["teeth_upper_colour"][front].astype(float) - TEETH_RGB).max() < 15
