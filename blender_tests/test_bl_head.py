@@ -29,7 +29,7 @@ def _evaluated(obj):
     return co.reshape(-1, 3)
 
 
-def test_parts_are_tagged_children_driven_by_the_face(face):
+def test_parts_are_tagged_children_driven_by_the_face(face, face_data):
     parts = _parts(face)
     assert face["facedet3d_part"] == "face"
     assert set(parts) == {"head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth"}
@@ -42,8 +42,9 @@ def test_parts_are_tagged_children_driven_by_the_face(face):
     # the detail displacement fades out at the seams (no crack against the head)
     md = next(m for m in face.modifiers if m.type == "DISPLACE")
     vg = face.vertex_groups[md.vertex_group]
-    head = mod("adapters.parts").load_head(face.facedet3d.asset_dir)
-    for vid in head["head_seam_bfm"][::50]:
+    head = face_data.head  # the parts come through FaceData (api types), not the asset's files
+    assert set(head.parts) == set(parts) and len(face.data.polygons) == len(face_data.faces) - len(head.face_hidden)
+    for vid in head.head_seam[::50]:
         try:
             assert vg.weight(int(vid)) == 0.0
         except RuntimeError:  # not in the group: weight 0 as well
