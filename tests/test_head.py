@@ -272,3 +272,43 @@ def test_mouth_inside_darkens_with_depth(subject):
     ids = np.unique(head["teeth_upper_faces"][tooth == 0])
     front = ids[z[ids] >= np.percentile(z[ids], 99)]
     assert np.abs(head["teeth_upper_colour"][front].astype(float) - TEETH_RGB).max() < 15
+
+
+def test_mouth_socket_does_not_spike(bfm, rig, parts):
+    """The open mouth's socket stretches smoothly: no socket or seam-strip triangle's longest
+    edge grows more than 4x (AU25 + AU26, jawOpen 1). Each socket vertex near the lips takes
+    the motion of the lips' slit on its own side (palate: upper lip; floor: lower); by the
+    nearest slit copy alone (the slit is 1 mm tall at rest) some floor vertices stayed up
+    with the upper lip: triangles stretched 4.7x into spikes across the open mouth."""
+    from facedet3d.rig import facs
+
+    names = [str(n) for n in rig.names]
+    v0, f = parts["mouth_vertices"], parts["mouth_faces"]
+
+    def longest(v):
+        return np.max([np.linalg.norm(v[f[:, i]] - v[f[:, (i + 1) % 3]], axis=1) for i in range(3)], 0)
+
+    aus, sides = facs.target_aus(["25=1", "26=1"], None)
+    for w in (facs.blendshape_weights(aus, names, sides), np.eye(len(names))[names.index("jawOpen")]):
+        v1 = v0 + np.tensordot(np.asarray(w, np.float32), parts["mouth_deltas"], axes=1)
+        ratio = longest(v1) / np.maximum(longest(v0), 1.0)
+        assert ratio.max() < 4.0, ratio.max()
+
+
+def test_zip_loops_meets_at_the_anchors():
+    """Two mouth-like loops whose upper halves hold different shares of their length (a
+    flat slit; a socket rim arched above, flat below): by arc length alone the strip
+    reaches the left corners at different places, joining one lip to the other there;
+    anchored at the corners (least / largest x) the corners are joined to each other."""
+    from facedet3d.rig.seam import zip_loops
+
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    a = np.c_[20 * np.cos(t), 2 * np.sin(t), 0 * t]  # a flat slit, starting at the right corner
+    b = np.c_[18 * np.cos(t), np.where(t < np.pi, 15.0, 2.0) * np.sin(t), 0 * t - 5]
+    b = np.roll(b, 7, axis=0)  # B starts elsewhere
+    left = (int(a[:, 0].argmin()), len(a) + int(b[:, 0].argmin()))
+    anchors = sorted([(int(a[:, 0].argmin()), int(b[:, 0].argmin())), (int(a[:, 0].argmax()), int(b[:, 0].argmax()))])
+    for anch, joined in ((None, False), (anchors, True)):
+        tris = zip_loops(a, b, anch)
+        assert len(tris) == len(a) + len(b)  # one triangle per loop edge
+        assert any(left[0] in tri and left[1] in tri for tri in tris.tolist()) == joined

@@ -98,6 +98,32 @@ def rims(verts, faces, inside, labels):
     return out
 
 
+def loop_chains(verts: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A mouth-like closed loop split at its least- and largest-x vertices (the corners,
+    left out): (upper chain ids, lower chain ids), by their mean y."""
+    ends = int(np.argmin(verts[loop, 0])), int(np.argmax(verts[loop, 0]))
+    a, b = min(ends), max(ends)
+    arcs = loop[a + 1:b], np.r_[loop[b + 1:], loop[:a]]
+    upper, lower = sorted(arcs, key=lambda arc: -verts[arc, 1].mean())
+    return upper, lower
+
+
+def loop_sides(verts: np.ndarray, faces: np.ndarray, ids: np.ndarray, loop: np.ndarray) -> np.ndarray:
+    """(len(ids),) +1 / -1: whether each vertex ``ids`` is nearer, along the mesh (graph
+    distance over ``ids`` and the loop), to the loop's upper or lower chain
+    (``loop_chains``); a loop vertex is on its own chain."""
+    upper, lower = loop_chains(verts, loop)
+    nodes = np.unique(np.r_[ids, loop])
+    pos = np.full(len(verts), -1)
+    pos[nodes] = np.arange(len(nodes))
+    e = mesh_edges(faces)
+    e = e[(pos[e[:, 0]] >= 0) & (pos[e[:, 1]] >= 0)]
+    w = np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1)
+    g = sp.coo_matrix((w, (pos[e[:, 0]], pos[e[:, 1]])), shape=(len(nodes), len(nodes))).tocsr()
+    dist_up, dist_lo = (dijkstra(g, directed=False, indices=pos[arc], min_only=True) for arc in (upper, lower))
+    return np.where(dist_up[pos[ids]] <= dist_lo[pos[ids]], 1.0, -1.0)
+
+
 def lip_sides(verts: np.ndarray, faces: np.ndarray, inside: np.ndarray, slit: np.ndarray,
               ramp: float) -> tuple[np.ndarray, np.ndarray]:
     """For the interior vertices of the mouth opening (``inside``), which lip's inner skin
@@ -112,19 +138,7 @@ def lip_sides(verts: np.ndarray, faces: np.ndarray, inside: np.ndarray, slit: np
     in [0, 1]: 1 more than ``ramp`` in x inside the slit's ends, 0 at and beyond
     them (there both lips meet, as the corners must)."""
     inner = np.flatnonzero(inside)
-    ends = int(np.argmin(verts[slit, 0])), int(np.argmax(verts[slit, 0]))
-    a, b = min(ends), max(ends)
-    arcs = slit[a + 1:b], np.r_[slit[b + 1:], slit[:a]]
-    upper, lower = sorted(arcs, key=lambda arc: -verts[arc, 1].mean())
-    nodes = np.unique(np.r_[inner, slit])
-    pos = np.full(len(verts), -1)
-    pos[nodes] = np.arange(len(nodes))
-    e = mesh_edges(faces)
-    e = e[(pos[e[:, 0]] >= 0) & (pos[e[:, 1]] >= 0)]
-    w = np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1)
-    g = sp.coo_matrix((w, (pos[e[:, 0]], pos[e[:, 1]])), shape=(len(nodes), len(nodes))).tocsr()
-    dist_up, dist_lo = (dijkstra(g, directed=False, indices=pos[arc], min_only=True) for arc in (upper, lower))
-    side = np.where(dist_up[pos[inner]] <= dist_lo[pos[inner]], 1.0, -1.0)
+    side = loop_sides(verts, faces, inner, slit)
     x = verts[inner, 0]
     into = np.minimum(x - verts[slit, 0].min(), verts[slit, 0].max() - x)
     return side, smoothstep(np.maximum(into, 0.0), 0.0, ramp)

@@ -45,11 +45,11 @@ from facedet3d.assets import files as assets
 from facedet3d.assets import ict as ict_mod
 from facedet3d.rig import eyes as eyes_mod
 from facedet3d.rig import seam
-from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
+from facedet3d.rig.geometry import face_normals, loop_chains, loop_sides, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 5  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 7  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -85,15 +85,20 @@ def _cut_head(warped: np.ndarray, tris: np.ndarray, bfm_v: np.ndarray, bfm_f: np
 
 
 def _join(verts: np.ndarray, faces: np.ndarray, loop_bfm: np.ndarray, bfm_v: np.ndarray,
-          bfm_normals: np.ndarray):
+          bfm_normals: np.ndarray, corners: bool = False):
     """Append the seam strip to a part (verts (M, 3), faces) joining its border loop nearest
     to the BFM loop ``loop_bfm`` (BFM ids). Returns (verts, faces, seam_local_ids): the BFM
-    border copies are appended after the part's vertices."""
+    border copies are appended after the part's vertices. ``corners``: both loops' least-
+    and largest-x vertices meet (the mouth: upper lip to upper rim, lower to lower)."""
     loops = seam.boundary_loops(faces)
     gap = [cKDTree(bfm_v[loop_bfm]).query(verts[lp])[0].mean() for lp in loops]
     inner = loops[int(np.argmin(gap))]
     m = len(verts)
-    strip = seam.zip_loops(bfm_v[loop_bfm], verts[inner])
+    anchors = None
+    if corners:
+        xa, xb = bfm_v[loop_bfm, 0], verts[inner, 0]
+        anchors = sorted([(int(xa.argmin()), int(xb.argmin())), (int(xa.argmax()), int(xb.argmax()))])
+    strip = seam.zip_loops(bfm_v[loop_bfm], verts[inner], anchors)
     # strip ids: 0..La-1 -> the appended copies, La.. -> the part's loop vertices
     la = len(loop_bfm)
     mapped = np.where(strip < la, m + strip, inner[np.clip(strip - la, 0, len(inner) - 1)])
@@ -102,7 +107,7 @@ def _join(verts: np.ndarray, faces: np.ndarray, loop_bfm: np.ndarray, bfm_v: np.
     n = face_normals(out_v, mapped)
     if (n * bfm_normals[loop_bfm[strip.min(1)]]).sum() < 0:
         mapped = mapped[:, ::-1]
-    return out_v, np.concatenate([faces, mapped]), np.arange(m, m + la)
+    return out_v, np.concatenate([faces, mapped]), np.arange(m, m + la), inner
 
 
 def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -113,9 +118,19 @@ def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
 
 
-def _blend_to_seam(verts, deltas, seam_ids, seam_deltas):
-    """In place: motion of vertices near the seam copies -> the nearest copy's motion."""
+def _blend_to_seam(verts, deltas, seam_ids, seam_deltas, sides=None):
+    """In place: motion of vertices near the seam copies -> the nearest copy's motion.
+    ``sides`` (vertex sides (M,), copy sides (S,), +1/-1): only copies of the vertex's own
+    side count (the mouth socket: the lips' slit is 1 mm tall at rest, so a lower-lip
+    socket vertex may lie nearest an upper-lip copy, stay up when the jaw drops and make
+    a spike across the open mouth)."""
     d, j = cKDTree(verts[seam_ids]).query(verts)
+    if sides is not None:
+        for s in (1.0, -1.0):
+            own = np.flatnonzero(sides[1] == s)
+            sel = sides[0] == s
+            d[sel], k = cKDTree(verts[seam_ids[own]]).query(verts[sel])
+            j[sel] = own[k]
     a = (1.0 - smoothstep(d / 1000.0, 0.0, BLEND_MM)).astype(np.float32)
     deltas[:] = a[None, :, None] * seam_deltas[:, j] + (1 - a[None, :, None]) * deltas
     deltas[:, seam_ids] = seam_deltas
@@ -187,7 +202,7 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
     mouth_loop = min(loops, key=len)
     skin = ict.triangles[(polys >= SKIN_POLYS[0]) & (polys < SKIN_POLYS[1])]
     ids, f = _sub_mesh(_cut_head(warped, skin, bv, bfm.faces))
-    v, f, seam_ids = _join(warped[ids], f, outer, bv, bn)
+    v, f, seam_ids, _ = _join(warped[ids], f, outer, bv, bn)
     d = np.concatenate([motion(ids), rig.deltas[:, outer]], 1)
     _blend_to_seam(v, d, seam_ids, rig.deltas[:, outer])
     put("head", v, f, d)
@@ -196,9 +211,13 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
 
     # mouth socket joined to the BFM mouth slit
     ids, f = _sub_mesh(ict.triangles[(polys >= SOCKET_POLYS[0]) & (polys < SOCKET_POLYS[1])])
-    v, f, seam_ids = _join(warped[ids], f, mouth_loop, bv, bn)
+    v, f, seam_ids, rim = _join(warped[ids], f, mouth_loop, bv, bn, corners=True)
     d = np.concatenate([motion(ids), rig.deltas[:, mouth_loop]], 1)
-    _blend_to_seam(v, d, seam_ids, rig.deltas[:, mouth_loop])
+    # the socket's palate goes with the upper lip, its floor with the lower (nearer rim half)
+    socket_side = loop_sides(v, f, np.arange(len(ids)), rim)
+    up, _ = loop_chains(bv, mouth_loop)
+    copy_side = np.where(np.isin(mouth_loop, up), 1.0, -1.0)
+    _blend_to_seam(v, d, seam_ids, rig.deltas[:, mouth_loop], (np.r_[socket_side, copy_side], copy_side))
     put("mouth", v, f, d)
     out["mouth_seam_bfm"] = mouth_loop
 
