@@ -312,3 +312,25 @@ def test_zip_loops_meets_at_the_anchors():
         tris = zip_loops(a, b, anch)
         assert len(tris) == len(a) + len(b)  # one triangle per loop edge
         assert any(left[0] in tri and left[1] in tri for tri in tris.tolist()) == joined
+
+
+def test_head_face_uv_reads_skin_not_hair(bfm, rig, parts):
+    """The head's render UVs (what the neural pass reads on the scalp and neck) point at the
+    face border's skin texels only: with the upper border painted as dark hair, no head
+    vertex samples it (it did: the nearest border texel, hair included)."""
+    from facedet3d.rig.head import _sample_texture, subject_head
+
+    s = 256
+    tex = np.full((s, s, 3), (205, 150, 125), np.uint8)
+    seam = parts["head_seam_bfm"]
+    top = seam[bfm.mean[seam, 1] > np.median(bfm.mean[seam, 1])]  # the upper half of the border
+    uv = bfm.uv[top]
+    x = np.clip((uv[:, 0] * s).astype(int), 0, s - 1)
+    y = np.clip(((1 - uv[:, 1]) * s).astype(int), 0, s - 1)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            tex[np.clip(y + dy, 0, s - 1), np.clip(x + dx, 0, s - 1)] = (30, 25, 20)
+    mask = np.full((s, s), 255, np.uint8)
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    seen = _sample_texture(tex, head["head_face_uv"])
+    assert (seen.mean(1) < 100).mean() < 0.01  # hardly any head vertex on hair texels
