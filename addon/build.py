@@ -54,7 +54,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
     name = name or f"Face {face.photo.rsplit('.', 1)[0] or 'FaceDet3D'}"
     before = _new_ids()
     try:
-        head = parts_ad.load_head(face.asset_dir)  # eyes, teeth, mouth, head (None: older asset)
+        head = face.head  # eyes, teeth, mouth, head (None: an asset fitted before them)
         me = mesh_ad.build_mesh(name, face.vertices, parts_ad.visible_faces(face.faces, head), face.uv)
         obj = bpy.data.objects.new(name, me)
         mesh_ad.add_shape_keys(obj, face.names, face.blendshapes)

@@ -1,5 +1,7 @@
 """Export: FBX (mesh, shape keys, the AU animation as shape-key animation, textures embedded,
-baked detail maps copied beside it) and glTF (morph targets and their animation).
+baked detail maps copied beside it) and glTF (morph targets and their animation). The head
+parts go along; the eyes' aim (a Damped Track on the target empty) is sampled per frame and
+keyed as the eyes' rotation, so the eyes look around in the exported file too.
 
 Exporters read actions, not drivers, so a temporary copy of the face gets its driven
 shape-key values baked into a shape-key action (one key per frame) and is exported alone.
@@ -20,10 +22,40 @@ from . import live
 from .adapters import animation, parts as parts_ad
 
 
-def _export_copy(context, obj, frames, values, names, shift: int = 0, parent=None):
+def _aimed(obj) -> bool:
+    """An object whose rotation a constraint sets (the eyes' Damped Track on the aim target)."""
+    return any(c.enabled and c.influence > 0 for c in obj.constraints)
+
+
+def _local_rotation(obj):
+    """The rotation (quaternion) ``obj`` has now, constraints included, in its parent's
+    space as its own keys would give it (parent world matrix and parent inverse undone)."""
+    world = obj.matrix_world
+    if obj.parent is not None:
+        world = (obj.parent.matrix_world @ obj.matrix_parent_inverse).inverted() @ world
+    return world.to_quaternion()
+
+
+def _key_rotation(copy, frames, quats) -> None:
+    """Key the copy's rotation (quaternions (T, 4) w, x, y, z at ``frames``), linear, in
+    place of its constraint: exporters write keyed transforms, not constraints."""
+    copy.rotation_mode = "QUATERNION"
+    fcs, _ = animation._fcurves(copy, f"{copy.name} aim")
+    q = np.array(quats, np.float64)
+    for t in range(1, len(q)):  # q and -q are one rotation: keep neighbours on one side (no spins)
+        if (q[t] * q[t - 1]).sum() < 0:
+            q[t] = -q[t]
+    for i in range(4):
+        animation.set_keys(fcs, "rotation_quaternion", np.asarray(frames), q[:, i], index=i, group="",
+                           interpolation="LINEAR")
+
+
+def _export_copy(context, obj, frames, values, names, shift: int = 0, parent=None, aim=None):
     """Linked-in copy of ``obj`` whose shape keys are keyed with ``values`` (T,K) at
     ``frames`` + ``shift`` (drivers removed). Head parts (``parent`` = the face's copy) take
-    the same values: their keys are driven by the face's keys of the same name."""
+    the same values: their keys are driven by the face's keys of the same name. ``aim``
+    (T, 4): the part's constrained rotation sampled per frame (the eyes' aim), keyed on the
+    copy instead of the constraint."""
     scene = context.scene
     copy = obj.copy()
     copy.data = obj.data.copy()
@@ -31,7 +63,9 @@ def _export_copy(context, obj, frames, values, names, shift: int = 0, parent=Non
     copy.modifiers.clear()  # not exported (use_mesh_modifiers=False); the exporter's frame stepping skips them
     if parent is not None:  # head parts: children of the face's export copy
         copy.parent = parent
-        copy.constraints.clear()  # the eye aim: glTF drops a node's morph animation with it
+        copy.constraints.clear()  # the eye aim, keyed as rotation below (exporters drop constraints)
+        if aim is not None:
+            _key_rotation(copy, np.asarray(frames) + shift, aim)
     scene.collection.objects.link(copy)
     key = copy.data.shape_keys
     if key is not None:
@@ -89,12 +123,16 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
     key = obj.data.shape_keys
     names = [kb.name for kb in key.key_blocks[1:]]
     values = np.zeros((len(frames), len(names)), np.float32)
+    aimed = [p for p in parts_ad.part_objects(obj) if _aimed(p)]
+    aims = {p.name: np.zeros((len(frames), 4)) for p in aimed}
     keep = scene.frame_current
     try:
         with live.quiet():
             for t, f in enumerate(frames):
                 scene.frame_set(f)
                 values[t] = [kb.value for kb in key.key_blocks[1:]]
+                for p in aimed:
+                    aims[p.name][t] = tuple(_local_rotation(p))
                 if t % 4 == 3:
                     yield (f"sampling frame {f}", 0.5 * (t + 1) / len(frames))
     finally:
@@ -107,7 +145,8 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
     copy = _export_copy(context, obj, frames, values, names, shift)
     # the head parts (children tagged facedet3d_part) go too, each keyed like the face
     parts = parts_ad.part_objects(obj)
-    part_copies = [(p, p.name, p.hide_viewport, _export_copy(context, p, frames, values, names, shift, parent=copy))
+    part_copies = [(p, p.name, p.hide_viewport,
+                    _export_copy(context, p, frames, values, names, shift, parent=copy, aim=aims.get(p.name)))
                    for p in parts]
     start, end = scene.frame_start, scene.frame_end
     was_hidden = obj.hide_viewport

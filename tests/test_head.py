@@ -58,8 +58,70 @@ def test_parts_cover_the_53_shapes(parts, rig, bfm):
     upper = -parts["teeth_upper_deltas"][jaw][:, 1]
     lip = -rig.deltas[jaw][bfm.landmarks[61:64], 1].mean()
     assert np.percentile(lower, 90) > 8_000  # um: the lower jaw drops more than 8 mm
-    # the upper teeth only follow the BFM upper lip's own drop (parts.LIP_FOLLOW), no more
-    assert upper.min() > -500 and upper.max() < lip + 500
+    # the upper teeth stay on the skull (only the lips' clearance may push them, backwards)
+    assert np.abs(upper).max() < 1.0 and lip < 4_000
+
+
+def _slit_chains(verts, slit):
+    ends = int(np.argmin(verts[slit, 0])), int(np.argmax(verts[slit, 0]))
+    a, b = min(ends), max(ends)
+    arcs = slit[a + 1:b], np.r_[slit[b + 1:], slit[:a]]
+    return sorted(arcs, key=lambda arc: -verts[arc, 1].mean())  # upper, lower
+
+
+def test_lips_part_at_the_slit_in_jaw_open(bfm, rig, parts):
+    """jawOpen: each lip's inner skin moves with its own lip. The upper edge of the mouth
+    slit drops like the upper lip's outer rim (ICT's upper lip drops ~2.5 mm), not with the
+    jaw (it hung 13 mm at jawOpen 1 when the interior was stretched between both rims), and
+    the lower edge goes with the lower lip (30 mm)."""
+    from facedet3d.rig.geometry import lip_sides, rims, side_labels
+
+    mean = bfm.mean.astype(np.float64)
+    jaw = rig.deltas[list(rig.names).index("jawOpen")]
+    slit = parts["mouth_seam_bfm"]
+    up, lo = _slit_chains(mean, slit)
+    inside = rig.openings["mouth"]
+    rim_up, rim_lo = rims(mean, bfm.faces, inside, side_labels(mean, mean[bfm.landmarks]))
+    centre = lambda ids: ids[np.abs(mean[ids, 0]) < 5_000]  # noqa: E731
+    for edge, rim in ((up, rim_up), (lo, rim_lo)):
+        d_edge, d_rim = jaw[centre(edge), 1].mean(), jaw[centre(rim), 1].mean()
+        assert abs(d_edge - d_rim) < 1_000, (d_edge, d_rim)  # um
+    assert jaw[centre(up), 1].mean() > -4_000 and jaw[centre(lo), 1].mean() < -25_000
+    # every interior vertex is on one lip: the slit's upper chain on the upper, lower on lower
+    side, part = lip_sides(mean, bfm.faces, inside, slit, 3_000.0)
+    inner = np.flatnonzero(inside)
+    on = dict(zip(inner, side))
+    assert all(on[v] > 0 for v in up if v in on) and all(on[v] < 0 for v in lo if v in on)
+    assert part.min() == 0.0 and (part == 1.0).mean() > 0.5
+
+
+def test_open_mouth_shows_the_teeth(bfm, rig, parts):
+    """AU25+26, AU26 and surprise: the upper incisors show under the upper lip's edge (the
+    slit's upper chain) and stay where they are at rest; the lower incisors drop with the
+    jaw. Lower teeth are not required to show (the lower lip covers them, as in people)."""
+    from facedet3d.rig import facs
+
+    names = [str(n) for n in rig.names]
+    mean = bfm.mean.astype(np.float64)
+    up, lo = _slit_chains(mean, parts["mouth_seam_bfm"])
+    up = up[np.abs(mean[up, 0]) < 3_000]
+
+    def incisors(name):
+        f = parts[f"{name}_faces"][parts[f"{name}_material"] == 0]
+        ids = np.unique(f)
+        return ids[np.abs(parts[f"{name}_vertices"][ids, 0]) < 3_000]
+
+    iu, il = incisors("teeth_upper"), incisors("teeth_lower")
+    for items, preset in ((["25=1", "26=1"], None), (["26=1"], None), (None, "surprise")):
+        aus, sides = facs.target_aus(items, preset)
+        w = facs.blendshape_weights(aus, names, sides).astype(np.float32)
+        lip_edge = (mean[up, 1] + np.tensordot(w, rig.deltas[:, up, 1], axes=1)).mean()
+        tu = parts["teeth_upper_vertices"] + np.tensordot(w, parts["teeth_upper_deltas"], axes=1)
+        tl = parts["teeth_lower_vertices"] + np.tensordot(w, parts["teeth_lower_deltas"], axes=1)
+        shown = lip_edge - tu[iu, 1].min()
+        assert shown > 1_500, (items, preset, shown)  # um of upper incisor below the lip
+        assert np.abs(tu[iu] - parts["teeth_upper_vertices"][iu]).max() < 200  # um: incisors stay
+        assert (parts["teeth_lower_vertices"][il, 1] - tl[il, 1]).mean() > 10_000  # jaw drop
 
 
 def test_head_meets_face_exactly_in_every_shape(bfm, rig, subject):
@@ -191,3 +253,84 @@ def test_shape_fields_give_the_subject_spline(bfm, rig, parts):
     for k in slow:
         if k.endswith("_vertices") or k.endswith("_centre"):
             np.testing.assert_allclose(fast[k], slow[k], atol=1e-8)  # metres
+
+
+def test_mouth_inside_darkens_with_depth(subject):
+    """The mouth's inside parts are in shade behind the lips: the teeth and the socket's
+    deepest vertices are much darker than those at the front (the front incisors keep the
+    full tooth colour)."""
+    from facedet3d.rig.head import TEETH_RGB
+
+    _, head = subject
+    for name in ("teeth_upper", "teeth_lower", "mouth"):
+        z = head[f"{name}_vertices"][:, 2]
+        lum = head[f"{name}_colour"].astype(float).mean(1)
+        front, back = lum[z >= np.percentile(z, 98)], lum[z <= np.percentile(z, 5)]
+        assert back.mean() < 0.5 * front.mean(), name
+    z = head["teeth_upper_vertices"][:, 2]
+    tooth = head["teeth_upper_material"]
+    ids = np.unique(head["teeth_upper_faces"][tooth == 0])
+    front = ids[z[ids] >= np.percentile(z[ids], 99)]
+    assert np.abs(head["teeth_upper_colour"][front].astype(float) - TEETH_RGB).max() < 15
+
+
+def test_mouth_socket_does_not_spike(bfm, rig, parts):
+    """The open mouth's socket stretches smoothly: no socket or seam-strip triangle's longest
+    edge grows more than 4x (AU25 + AU26, jawOpen 1). Each socket vertex near the lips takes
+    the motion of the lips' slit on its own side (palate: upper lip; floor: lower); by the
+    nearest slit copy alone (the slit is 1 mm tall at rest) some floor vertices stayed up
+    with the upper lip: triangles stretched 4.7x into spikes across the open mouth."""
+    from facedet3d.rig import facs
+
+    names = [str(n) for n in rig.names]
+    v0, f = parts["mouth_vertices"], parts["mouth_faces"]
+
+    def longest(v):
+        return np.max([np.linalg.norm(v[f[:, i]] - v[f[:, (i + 1) % 3]], axis=1) for i in range(3)], 0)
+
+    aus, sides = facs.target_aus(["25=1", "26=1"], None)
+    for w in (facs.blendshape_weights(aus, names, sides), np.eye(len(names))[names.index("jawOpen")]):
+        v1 = v0 + np.tensordot(np.asarray(w, np.float32), parts["mouth_deltas"], axes=1)
+        ratio = longest(v1) / np.maximum(longest(v0), 1.0)
+        assert ratio.max() < 4.0, ratio.max()
+
+
+def test_zip_loops_meets_at_the_anchors():
+    """Two mouth-like loops whose upper halves hold different shares of their length (a
+    flat slit; a socket rim arched above, flat below): by arc length alone the strip
+    reaches the left corners at different places, joining one lip to the other there;
+    anchored at the corners (least / largest x) the corners are joined to each other."""
+    from facedet3d.rig.seam import zip_loops
+
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    a = np.c_[20 * np.cos(t), 2 * np.sin(t), 0 * t]  # a flat slit, starting at the right corner
+    b = np.c_[18 * np.cos(t), np.where(t < np.pi, 15.0, 2.0) * np.sin(t), 0 * t - 5]
+    b = np.roll(b, 7, axis=0)  # B starts elsewhere
+    left = (int(a[:, 0].argmin()), len(a) + int(b[:, 0].argmin()))
+    anchors = sorted([(int(a[:, 0].argmin()), int(b[:, 0].argmin())), (int(a[:, 0].argmax()), int(b[:, 0].argmax()))])
+    for anch, joined in ((None, False), (anchors, True)):
+        tris = zip_loops(a, b, anch)
+        assert len(tris) == len(a) + len(b)  # one triangle per loop edge
+        assert any(left[0] in tri and left[1] in tri for tri in tris.tolist()) == joined
+
+
+def test_head_face_uv_reads_skin_not_hair(bfm, rig, parts):
+    """The head's render UVs (what the neural pass reads on the scalp and neck) point at the
+    face border's skin texels only: with the upper border painted as dark hair, no head
+    vertex samples it (it did: the nearest border texel, hair included)."""
+    from facedet3d.rig.head import _sample_texture, subject_head
+
+    s = 256
+    tex = np.full((s, s, 3), (205, 150, 125), np.uint8)
+    seam = parts["head_seam_bfm"]
+    top = seam[bfm.mean[seam, 1] > np.median(bfm.mean[seam, 1])]  # the upper half of the border
+    uv = bfm.uv[top]
+    x = np.clip((uv[:, 0] * s).astype(int), 0, s - 1)
+    y = np.clip(((1 - uv[:, 1]) * s).astype(int), 0, s - 1)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            tex[np.clip(y + dy, 0, s - 1), np.clip(x + dx, 0, s - 1)] = (30, 25, 20)
+    mask = np.full((s, s), 255, np.uint8)
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    seen = _sample_texture(tex, head["head_face_uv"])
+    assert (seen.mean(1) < 100).mean() < 0.01  # hardly any head vertex on hair texels

@@ -1,7 +1,7 @@
 """Head parts (eyes, teeth, mouth socket, head and neck) as children of the face object.
 
-Reads the FaceAsset's ``head.npz`` (written by ``facedet3d fit``, see the backend's
-``fit/faceasset.py``) from the face's ``asset_dir``. Each part is its own object with
+Built from ``FaceData.head`` (``api_types.HeadParts``, the typed interface shared with the
+backend; the add-on never reads the FaceAsset's files itself). Each part is its own object with
 the custom property ``facedet3d_part`` (one of face, head, eye_L, eye_R, teeth_upper,
 teeth_lower, tongue, mouth; a part that merges others lists them in ``facedet3d_parts``,
 comma-separated), a render UV map ``FaceUV`` into the face's texture (so a UV pass — the
@@ -14,15 +14,12 @@ empty in front of the face).
 
 from __future__ import annotations
 
-import os
-
 import bpy
 import numpy as np
 
 from . import mesh as mesh_ad
 from . import to_blender
 
-MERGED = {"teeth_lower": "tongue"}  # the tongue rides on the lower jaw: one object
 COLOUR_ATTR = "Col"
 SEAM_GROUP = "FaceDet3D seam fade"
 FACE_UV = "FaceUV"  # parts' render UV: coordinates in the face texture (UV passes, neural pass)
@@ -32,21 +29,13 @@ _MAT = {  # material name -> (roughness, transmission, alpha)
 }
 
 
-def load_head(asset_dir: str) -> dict | None:
-    """head.npz arrays of a FaceAsset folder, or None when it has none (an older asset)."""
-    path = os.path.join(bpy.path.abspath(asset_dir or ""), "head.npz")
-    if not asset_dir or not os.path.isfile(path):
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def visible_faces(faces: np.ndarray, head: dict | None) -> np.ndarray:
-    """The face triangles to build: without those over the eyes when there are eyes."""
+def visible_faces(faces: np.ndarray, head) -> np.ndarray:
+    """The face triangles to build: without those over the eyes when there are eyes
+    (``head``: ``api_types.HeadParts`` or None)."""
     if head is None:
         return faces
     keep = np.ones(len(faces), bool)
-    keep[head["face_hidden"]] = False
+    keep[head.face_hidden] = False
     return faces[keep]
 
 
@@ -84,45 +73,47 @@ def _drive_from_face(obj, face_obj, names) -> None:
             fc.modifiers.remove(mod)
 
 
-def build_parts(face_obj, head: dict, names) -> list:
+def build_parts(face_obj, head, names) -> list:
     """Unlinked part objects (children of ``face_obj``) plus the eye target empty; the
-    caller links them. ``names``: the face's shape key names (head.npz has the same)."""
-    if [str(n) for n in head["names"]] != [str(n) for n in names]:
-        raise ValueError("head.npz shape names differ from the face's: fit the photo again")
+    caller links them. ``head``: ``api_types.HeadParts``; ``names``: the face's shape key
+    names (every part has the same shapes, in that order)."""
+    for pname, part in head.parts.items():
+        if part.blendshapes.shape[0] != len(names):
+            raise ValueError(f"head part {pname} has {part.blendshapes.shape[0]} shapes, the face {len(names)}: "
+                             "fit the photo again")
     face_obj["facedet3d_part"] = "face"
     made = []
     target = bpy.data.objects.new(f"{face_obj.name} eye target", None)
     target.empty_display_type = "SPHERE"
     target.empty_display_size = 0.02
-    centres = [head[f"eye_{s}_centre"] for s in ("L", "R")]
+    centres = [head.parts[f"eye_{s}"].centre for s in ("L", "R")]
     mid = np.mean(centres, 0) + np.array([0.0, 0.0, 0.6], np.float32)  # 60 cm ahead
     target.location = to_blender(mid)
     target.parent = face_obj
     made.append(target)
-    for part in (str(p) for p in head["part_names"]):
-        v = head[f"{part}_vertices"]
-        origin = head[f"{part}_centre"] if part.startswith("eye_") else np.zeros(3, np.float32)
-        me = mesh_ad.build_mesh(f"{face_obj.name} {part}", v - origin, head[f"{part}_faces"], head[f"{part}_uv"])
-        if f"{part}_face_uv" in head:  # the render UV map: where the face texture has this part
-            fuv = me.uv_layers.new(name=FACE_UV)
-            fuv.data.foreach_set("uv", head[f"{part}_face_uv"][head[f"{part}_faces"].reshape(-1)].reshape(-1))
-            fuv.active_render = True
+    for pname, part in head.parts.items():
+        origin = np.asarray(part.centre if part.centre else (0.0, 0.0, 0.0), np.float32)
+        me = mesh_ad.build_mesh(f"{face_obj.name} {pname}", part.vertices - origin, part.faces, part.uv)
+        # the render UV map: where the face texture has this part
+        fuv = me.uv_layers.new(name=FACE_UV)
+        fuv.data.foreach_set("uv", part.face_uv[part.faces.reshape(-1)].reshape(-1))
+        fuv.active_render = True
         col = me.color_attributes.new(COLOUR_ATTR, "BYTE_COLOR", "POINT")
-        rgba = np.ones((len(v), 4), np.float32)
-        rgba[:, :3] = head[f"{part}_colour"].astype(np.float32) / 255.0
+        rgba = np.ones((len(part.vertices), 4), np.float32)
+        rgba[:, :3] = part.colour.astype(np.float32) / 255.0
         col.data.foreach_set("color_srgb", rgba.reshape(-1))
-        obj = bpy.data.objects.new(f"{face_obj.name} {part}", me)
+        obj = bpy.data.objects.new(f"{face_obj.name} {pname}", me)
         obj.location = to_blender(origin)
         obj.parent = face_obj
-        mesh_ad.add_shape_keys(obj, names, head[f"{part}_blendshapes"])
+        mesh_ad.add_shape_keys(obj, names, part.blendshapes)
         _drive_from_face(obj, face_obj, names)
-        for mname in (str(m) for m in head[f"{part}_materials"]):
-            me.materials.append(_material(mname, part))
-        me.polygons.foreach_set("material_index", head[f"{part}_material"].astype(np.int32))
-        obj["facedet3d_part"] = part
-        if part in MERGED:
-            obj["facedet3d_parts"] = MERGED[part]
-        if part.startswith("eye_"):
+        for mname in part.materials:
+            me.materials.append(_material(str(mname), pname))
+        me.polygons.foreach_set("material_index", part.material.astype(np.int32))
+        obj["facedet3d_part"] = pname
+        if part.merged:
+            obj["facedet3d_parts"] = ",".join(part.merged)
+        if pname.startswith("eye_"):
             c = obj.constraints.new("DAMPED_TRACK")
             c.target = target
             c.track_axis = "TRACK_NEGATIVE_Y"  # the model's +Z (gaze) is Blender's -Y
@@ -130,13 +121,13 @@ def build_parts(face_obj, head: dict, names) -> list:
     return made
 
 
-def pin_seams(face_obj, head: dict, vertices: np.ndarray, fade_m: float = 0.008) -> None:
+def pin_seams(face_obj, head, vertices: np.ndarray, fade_m: float = 0.008) -> None:
     """The face's Displace modifier (detail maps) fades to zero at the vertices the head
     and the mouth socket share (vertex group ``SEAM_GROUP``: 0 on the seam, 1 from
     ``fade_m`` away): a displaced border would open a crack against the head."""
     from . import displacement
 
-    seam = vertices[np.r_[head["head_seam_bfm"], head["mouth_seam_bfm"]]].astype(np.float32)
+    seam = vertices[np.r_[head.head_seam, head.mouth_seam]].astype(np.float32)
     v = np.asarray(vertices, np.float32)
     # nearest seam vertex: |v|² + |s|² - 2 v.s as one (N, S) matrix product (~100 MB float32)
     d2 = (v ** 2).sum(1)[:, None] + (seam ** 2).sum(1)[None] - 2.0 * (v @ seam.T)

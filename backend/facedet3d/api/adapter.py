@@ -145,7 +145,8 @@ class BackendAdapter:
             uv=np.asarray(asset.uv, np.float32), texture=np.ascontiguousarray(asset.texture, np.uint8),
             detail=np.asarray(asset.detail_input, np.float32), blendshapes=shapes, names=names,
             au_to_blendshape=a2b, photo_aus=photo_aus, camera=cam, photo=asset.meta.photo,
-            detail_source="detp" if self._detail_predictor() is not None else "unavailable", timings_ms=timings)
+            detail_source="detp" if self._detail_predictor() is not None else "unavailable", timings_ms=timings,
+            head=head_parts(asset.head, names))
 
     @staticmethod
     def _rig_arrays(asset):
@@ -242,3 +243,31 @@ class BackendAdapter:
             img, proxy = render_from_passes(req.asset_dir, req.detailed_exr, req.proxy_exr,
                                             np.asarray(req.world_to_camera, np.float64), req.lighting or None)
         return T.NeuralFrame(img, proxy, (time.perf_counter() - t0) * 1000.0)
+
+
+def head_parts(head: dict | None, names: list) -> T.HeadParts | None:
+    """The FaceAsset's ``head.npz`` arrays (``rig.head.subject_head``) as the typed
+    ``HeadParts`` of FaceData; None for an asset without them. A head whose shapes are not
+    the face's (``names``) is an error: the asset is from another rig version."""
+    if head is None:
+        return None
+    from facedet3d.rig.parts import MERGED
+
+    if [str(n) for n in head["names"]] != [str(n) for n in names]:
+        raise ValueError("head.npz shape names differ from the face's rig: fit the photo again")
+    parts = {}
+    for name in (str(n) for n in head["part_names"]):
+        parts[name] = T.HeadPart(
+            vertices=np.asarray(head[f"{name}_vertices"], np.float32),
+            faces=np.asarray(head[f"{name}_faces"], np.int32),
+            uv=np.asarray(head[f"{name}_uv"], np.float32),
+            face_uv=np.asarray(head[f"{name}_face_uv"], np.float32),
+            blendshapes=np.asarray(head[f"{name}_blendshapes"], np.float32),
+            colour=np.asarray(head[f"{name}_colour"], np.uint8),
+            material=np.asarray(head[f"{name}_material"], np.int8),
+            materials=[str(m) for m in head[f"{name}_materials"]],
+            centre=[float(c) for c in head[f"{name}_centre"]] if f"{name}_centre" in head else [],
+            merged=[m for m in MERGED.get(name, ()) if m in T.PART_TAGS])  # gums are no tag
+    return T.HeadParts(parts=parts, face_hidden=np.asarray(head["face_hidden"], np.int32),
+                       head_seam=np.asarray(head["head_seam_bfm"], np.int32),
+                       mouth_seam=np.asarray(head["mouth_seam_bfm"], np.int32))

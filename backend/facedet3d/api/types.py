@@ -26,7 +26,7 @@ import numpy as np
 
 from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; the add-on ships a copy of both)
 
-API_VERSION = 3  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState
+API_VERSION = 3  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts)
 DETAIL_SIZES = (256, 1024, 4096)
 
 
@@ -77,6 +77,51 @@ class FitCall:
     texture_size: int = 1024
 
 
+# the Blender custom property ``facedet3d_part`` takes one of these (issue 13's contract)
+PART_TAGS = ("face", "head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "tongue", "mouth")
+
+
+@dataclass
+class HeadPart:
+    """One part of the head around the face, in the face's model space (metres).
+
+    vertices (M,3) float32; faces (T,3) int32; uv (M,2) float32 (its own layout);
+    face_uv (M,2) float32: its place in the face's texture (the render UV map a UV pass
+    reads: skin, eye and lip texels, never background); blendshapes (K,M,3) float32 metres,
+    the face's K shapes in the face's order; colour (M,3) uint8 sRGB per vertex; material
+    (T,) int8 index into ``materials`` (names from skin, mouth, teeth, gums, sclera, iris,
+    cornea); centre [x, y, z] metres: an eye's centre (its object's origin), [] otherwise;
+    merged: the part names this one also holds (teeth_lower: ["tongue"]).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    face_uv: np.ndarray
+    blendshapes: np.ndarray
+    colour: np.ndarray
+    material: np.ndarray
+    materials: list
+    centre: list = field(default_factory=list)
+    merged: list = field(default_factory=list)
+
+
+@dataclass
+class HeadParts:
+    """The head around the face: head and neck, eyes, teeth (gums, tongue), mouth socket.
+
+    parts: part name (head, eye_L, eye_R, teeth_upper, teeth_lower, mouth) -> HeadPart, in
+      build order; face_hidden (H,) int32: the face triangles over the eyes, not built
+      when the parts are; head_seam / mouth_seam (S,) int32: face vertex ids the head and
+      the mouth socket copy exactly (the face's detail displacement fades to 0 there).
+    """
+
+    parts: dict
+    face_hidden: np.ndarray
+    head_seam: np.ndarray
+    mouth_seam: np.ndarray
+
+
 @dataclass
 class FaceData:
     """Everything the add-on needs to build a face.
@@ -92,6 +137,7 @@ class FaceData:
     photo_aus (17,) float32 [0,1]: the expression seen in the photo.
     camera: the photo's camera. photo: photo file name. detail_source: "detp" or
       "detail_input" (no detail predictor available: maps do not change with AUs).
+    head: the parts around the face (None: a FaceAsset fitted before they existed).
     """
 
     subject_id: str
@@ -109,6 +155,7 @@ class FaceData:
     photo: str = ""
     detail_source: str = "detail_input"
     timings_ms: dict = field(default_factory=dict)
+    head: HeadParts | None = None
 
 
 @dataclass
@@ -279,22 +326,43 @@ def check_sides(sides, rows: int) -> np.ndarray:
     return s
 
 
-_TYPES = {c.__name__: c for c in (CameraSpec, FitCall, FaceData, DetailRequest, DetailResult, NeuralFitCall,
-                                   NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus,
+_TYPES = {c.__name__: c for c in (CameraSpec, FitCall, HeadPart, HeadParts, FaceData, DetailRequest, DetailResult,
+                                   NeuralFitCall, NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus,
                                    TrackCall, TrackPoll, TrackState)}
+
+
+def _flat(v, path: str, arrays: dict):
+    """JSON-able form of a field value; its arrays go into ``arrays`` under dotted paths
+    (nested dataclasses and dicts of them, e.g. ``head.parts.eye_L.vertices``)."""
+    if isinstance(v, np.ndarray):
+        arrays[path] = v
+        return {"__array__": path}
+    if hasattr(v, "__dataclass_fields__"):
+        return {"__type__": type(v).__name__, **{f.name: _flat(getattr(v, f.name), f"{path}.{f.name}", arrays)
+                                                 for f in fields(v)}}
+    if isinstance(v, dict):
+        return {k: _flat(x, f"{path}.{k}", arrays) for k, x in v.items()}
+    return v
+
+
+def _unflat(v, arrays: dict):
+    if isinstance(v, dict):
+        if "__array__" in v:
+            return arrays[v["__array__"]]
+        out = {k: _unflat(x, arrays) for k, x in v.items() if k != "__type__"}
+        if "__type__" in v:
+            cls = _TYPES.get(v["__type__"])
+            if cls is None:
+                raise ValueError(f"unexpected message part {v['__type__']!r}")
+            return cls(**out)
+        return out
+    return v
 
 
 def encode(obj) -> bytes:
     """Dataclass -> npz bytes (arrays by name, other fields as JSON under ``__json__``)."""
-    arrays, rest = {}, {}
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        if isinstance(v, np.ndarray):
-            arrays[f.name] = v
-        elif hasattr(v, "__dataclass_fields__"):
-            rest[f.name] = {"__type__": type(v).__name__, **{g.name: getattr(v, g.name) for g in fields(v)}}
-        else:
-            rest[f.name] = v
+    arrays: dict = {}
+    rest = {f.name: _flat(getattr(obj, f.name), f.name, arrays) for f in fields(obj)}
     rest["__type__"] = type(obj).__name__
     buf = io.BytesIO()
     np.savez(buf, __json__=np.frombuffer(json.dumps(rest).encode("utf-8"), np.uint8), **arrays)
@@ -309,8 +377,4 @@ def decode(data: bytes, expect: type | None = None):
     cls = _TYPES.get(rest.pop("__type__", ""))
     if cls is None or (expect is not None and cls is not expect):
         raise ValueError(f"unexpected message type {cls.__name__ if cls else '?'}")
-    for k, v in list(rest.items()):
-        if isinstance(v, dict) and v.get("__type__") in _TYPES:
-            sub = dict(v)
-            rest[k] = _TYPES[sub.pop("__type__")](**sub)
-    return cls(**rest, **arrays)
+    return cls(**{k: _unflat(v, arrays) for k, v in rest.items()})

@@ -10,6 +10,8 @@ the band widths below are micrometres).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from facedet3d.geometry.ramps import smoothstep  # noqa: F401  (re-exported to rig.transfer)
@@ -94,6 +96,52 @@ def rims(verts, faces, inside, labels):
         r = ring[labels[ring] == lab]
         out.append(r[np.argsort(verts[r, 0])])
     return out
+
+
+def loop_chains(verts: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A mouth-like closed loop split at its least- and largest-x vertices (the corners,
+    left out): (upper chain ids, lower chain ids), by their mean y."""
+    ends = int(np.argmin(verts[loop, 0])), int(np.argmax(verts[loop, 0]))
+    a, b = min(ends), max(ends)
+    arcs = loop[a + 1:b], np.r_[loop[b + 1:], loop[:a]]
+    upper, lower = sorted(arcs, key=lambda arc: -verts[arc, 1].mean())
+    return upper, lower
+
+
+def loop_sides(verts: np.ndarray, faces: np.ndarray, ids: np.ndarray, loop: np.ndarray) -> np.ndarray:
+    """(len(ids),) +1 / -1: whether each vertex ``ids`` is nearer, along the mesh (graph
+    distance over ``ids`` and the loop), to the loop's upper or lower chain
+    (``loop_chains``); a loop vertex is on its own chain."""
+    upper, lower = loop_chains(verts, loop)
+    nodes = np.unique(np.r_[ids, loop])
+    pos = np.full(len(verts), -1)
+    pos[nodes] = np.arange(len(nodes))
+    e = mesh_edges(faces)
+    e = e[(pos[e[:, 0]] >= 0) & (pos[e[:, 1]] >= 0)]
+    w = np.linalg.norm(verts[e[:, 0]] - verts[e[:, 1]], axis=1)
+    g = sp.coo_matrix((w, (pos[e[:, 0]], pos[e[:, 1]])), shape=(len(nodes), len(nodes))).tocsr()
+    dist_up, dist_lo = (dijkstra(g, directed=False, indices=pos[arc], min_only=True) for arc in (upper, lower))
+    return np.where(dist_up[pos[ids]] <= dist_lo[pos[ids]], 1.0, -1.0)
+
+
+def lip_sides(verts: np.ndarray, faces: np.ndarray, inside: np.ndarray, slit: np.ndarray,
+              ramp: float) -> tuple[np.ndarray, np.ndarray]:
+    """For the interior vertices of the mouth opening (``inside``), which lip's inner skin
+    each belongs to, and how fully it may part from the other lip.
+
+    The BFM's lips curl inwards and meet at a slit (``slit``, the mesh's mouth hole loop):
+    the skin above it is the upper lip's, below it the lower lip's. The slit's ends (its
+    least and largest x) split the loop into an upper and a lower chain; every interior
+    vertex takes the chain nearer along the skin (graph distance over the interior: the
+    hole is in between, so the curl's far side is not mistaken for the other lip, as a
+    straight-line distance would). Returns ``side`` (+1 upper, -1 lower) and ``part``
+    in [0, 1]: 1 more than ``ramp`` in x inside the slit's ends, 0 at and beyond
+    them (there both lips meet, as the corners must)."""
+    inner = np.flatnonzero(inside)
+    side = loop_sides(verts, faces, inner, slit)
+    x = verts[inner, 0]
+    into = np.minimum(x - verts[slit, 0].min(), verts[slit, 0].max() - x)
+    return side, smoothstep(np.maximum(into, 0.0), 0.0, ramp)
 
 
 def points_in_polygon(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:

@@ -40,6 +40,10 @@ GUMS_RGB = (190, 95, 100)
 MOUTH_RGB = (120, 45, 50)
 SCLERA_RGB = (235, 232, 228)
 PUPIL_RGB = (12, 10, 10)
+SKIN_UV_RGB = 60.0  # the head's face-texture UVs: border texels this near the skin tone (RGB)
+SKIN_UV_MIN = 0.1  # ... and at least the nearest 10 % of the border
+CAVITY_MM = (4.0, 35.0)  # mouth parts darken from 4 mm to 35 mm behind the lips' slit
+CAVITY_DARK = 0.7  # ... to 30 % of their colour
 
 
 def _sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -146,6 +150,7 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     out: dict[str, np.ndarray] = {"part_names": np.asarray(parts_mod.PART_NAMES), "names": p["names"],
                                   "face_hidden": p["face_hidden"], "iris_rgb": iris.astype(np.float32),
                                   "skin_rgb": tone.astype(np.float32)}
+    skin_seam = _skin_like(_sample_texture(texture, uv[p["head_seam_bfm"]]), tone)
     for name in parts_mod.PART_NAMES:
         v0 = p[f"{name}_vertices"].astype(np.float64)
         d = p[f"{name}_deltas"] * np.float32(sf)
@@ -180,16 +185,17 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
                 a = 1.0 - smoothstep(dist * 1e-3, 0.0, SKIN_BLEND_MM)
                 col = a[:, None] * border[j] + (1 - a[:, None]) * tone[None]
             elif name == "mouth":
-                col = np.tile(np.array(MOUTH_RGB, float), (len(v), 1))
+                col = np.tile(np.array(MOUTH_RGB, float), (len(v), 1)) * _cavity(v0, p)[:, None]
             else:  # teeth and gums (ICT's own geometry parts)
                 mat = p[f"{name}_material"]
                 col = np.tile(np.array(TEETH_RGB, float), (len(v), 1))
                 gum_v = np.unique(f[mat == 1]) if (mat == 1).any() else np.zeros(0, int)
                 col[gum_v] = GUMS_RGB
+                col *= _cavity(v0, p)[:, None]
         out[f"{name}_vertices"] = (v * m).astype(np.float32)
         out[f"{name}_faces"] = f.astype(np.int32)
         out[f"{name}_uv"] = uvp
-        out[f"{name}_face_uv"] = _face_uv(name, v, subj, uv, rig.openings, p)
+        out[f"{name}_face_uv"] = _face_uv(name, v, subj, uv, rig.openings, p, skin_seam)
         out[f"{name}_blendshapes"] = (d * m).astype(np.float32)
         out[f"{name}_colour"] = np.clip(np.round(col), 0, 255).astype(np.uint8)
         out[f"{name}_material"] = np.asarray(mat, np.int8)
@@ -199,14 +205,37 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     return out
 
 
-def _face_uv(name: str, v: np.ndarray, subj: np.ndarray, uv: np.ndarray, openings: dict, p: dict) -> np.ndarray:
+def _cavity(v0: np.ndarray, p: dict) -> np.ndarray:
+    """(M,) colour factor for the mouth's inside parts (generic positions ``v0``, um): 1 at
+    the lips, falling to ``1 - CAVITY_DARK`` ``CAVITY_MM`` behind the mouth slit. Light
+    reaches a mouth through its opening only: the tongue's back, the palate and the molars
+    are in shade. Baked into the vertex colours so that the software pictures (no shadows)
+    and Blender's materials (which read the colours) both show a mouth, not a lit plate."""
+    z_slit = bfm_mod.load_bfm().mean[p["mouth_seam_bfm"], 2].astype(np.float64).mean()
+    depth_mm = (z_slit - v0[:, 2]) * 1e-3
+    return 1.0 - CAVITY_DARK * smoothstep(depth_mm, *CAVITY_MM)
+
+
+def _skin_like(colours: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """(P,) bool: colours (P, 3) sRGB within ``SKIN_UV_RGB`` of the skin tone; at least the
+    nearest ``SKIN_UV_MIN`` share of them (a photo whose whole face border is hair or
+    background still gives the head its least unlike texels)."""
+    far = np.linalg.norm(np.asarray(colours, np.float64) - tone[None], axis=1)
+    least = max(1, int(np.ceil(SKIN_UV_MIN * len(far))))
+    return (far < SKIN_UV_RGB) | (far <= np.sort(far)[least - 1])
+
+
+def _face_uv(name: str, v: np.ndarray, subj: np.ndarray, uv: np.ndarray, openings: dict, p: dict,
+             skin_seam: np.ndarray) -> np.ndarray:
     """(M, 2) a place in the FACE's UV layout for every part vertex: the UV of the nearest
-    face vertex of the region the part shows through (head: the face's border; eyes: the
-    eye opening; mouth and teeth: the skin between the lips). The add-on makes this the
-    parts' render UV map, so a UV pass (the neural render pass reads the face texture
-    through it) finds the photo's own skin, eye and lip texels there — never background."""
+    face vertex of the region the part shows through (head: the face's border where its
+    texels are skin, ``skin_seam``; eyes: the eye opening; mouth and teeth: the skin
+    between the lips). The add-on makes this the parts' render UV map, so a UV pass (the
+    neural render pass reads the face texture through it) finds the photo's own skin, eye
+    and lip texels there — never background, and for the head no hair or shadow at the
+    face's border (those read as dark hair across the scalp and neck)."""
     if name == "head":
-        ids = p["head_seam_bfm"]
+        ids = p["head_seam_bfm"][skin_seam]
     elif name.startswith("eye_"):
         ids = np.flatnonzero(openings["eye_l" if name.endswith("L") else "eye_r"])
     else:

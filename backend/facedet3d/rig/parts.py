@@ -16,8 +16,7 @@ Built once per asset version and cached (like the rig, ``rig.transfer``):
   thinner than the BFM's, so the teeth are cleared behind the lip skin like the eyes
   (``_clear_teeth``: pushed back at rest by the least that clears plus ``TEETH_SLACK_UM``,
   and per shape, linearly in its weight, where a shape would still bring a tooth through
-  a lip); the upper teeth also follow ``LIP_FOLLOW`` of the BFM upper lip's drop (the BFM
-  lip drops 6.5 mm in jawOpen and would otherwise hide them).
+  a lip). The upper teeth do not move in any shape but for that clearance (ICT's do not).
 - **eye_L / eye_R**: an eyeball of ICT's size and centre (sphere fitted to ICT's sclera,
   through the registration), built here as a UV sphere with sclera and iris faces plus a
   cornea cap, pushed back until the BFM lids clear it (``rig.eyes``). The BFM skin over
@@ -46,11 +45,11 @@ from facedet3d.assets import files as assets
 from facedet3d.assets import ict as ict_mod
 from facedet3d.rig import eyes as eyes_mod
 from facedet3d.rig import seam
-from facedet3d.rig.geometry import face_normals, project_to_mesh, smoothstep
+from facedet3d.rig.geometry import face_normals, loop_chains, loop_sides, project_to_mesh, smoothstep
 from facedet3d.rig.register import register
 from facedet3d.rig.transfer import RIG_VERSION, load_rig
 
-PARTS_VERSION = 4  # bump when this algorithm changes (part of the cache key)
+PARTS_VERSION = 7  # bump when this algorithm changes (part of the cache key)
 PART_NAMES = ("head", "eye_L", "eye_R", "teeth_upper", "teeth_lower", "mouth")
 MERGED = {"teeth_upper": ("gums",), "teeth_lower": ("tongue",)}  # -> Blender facedet3d_parts
 # ICT polygon index ranges (ICT-FaceKit README, "Face Model Topology"; half-open)
@@ -61,7 +60,6 @@ TEETH_POLYS = (17006, 21496)
 COVER_MM = 15.0  # ICT skin within this of the BFM's inside is under the face: cut away
 TANGENT_MM = 0.5  # ... "inside": closest point less than this off the normal line
 BLEND_MM = 12.0  # head/socket motion blends to the BFM border's over this distance
-LIP_FOLLOW = 0.8  # the upper teeth drop by this share of the upper lip's drop
 TEETH_SLACK_UM = 800.0  # teeth sit this much further back than the least that clears the lips
 TEETH_CLEAR_UM = 100.0  # and keep at least this behind the lip skin in every shape
 JAW_MOVES_CM = 0.05  # a gums/teeth vertex moving more than this in jawOpen is lower jaw
@@ -87,15 +85,20 @@ def _cut_head(warped: np.ndarray, tris: np.ndarray, bfm_v: np.ndarray, bfm_f: np
 
 
 def _join(verts: np.ndarray, faces: np.ndarray, loop_bfm: np.ndarray, bfm_v: np.ndarray,
-          bfm_normals: np.ndarray):
+          bfm_normals: np.ndarray, corners: bool = False):
     """Append the seam strip to a part (verts (M, 3), faces) joining its border loop nearest
     to the BFM loop ``loop_bfm`` (BFM ids). Returns (verts, faces, seam_local_ids): the BFM
-    border copies are appended after the part's vertices."""
+    border copies are appended after the part's vertices. ``corners``: both loops' least-
+    and largest-x vertices meet (the mouth: upper lip to upper rim, lower to lower)."""
     loops = seam.boundary_loops(faces)
     gap = [cKDTree(bfm_v[loop_bfm]).query(verts[lp])[0].mean() for lp in loops]
     inner = loops[int(np.argmin(gap))]
     m = len(verts)
-    strip = seam.zip_loops(bfm_v[loop_bfm], verts[inner])
+    anchors = None
+    if corners:
+        xa, xb = bfm_v[loop_bfm, 0], verts[inner, 0]
+        anchors = sorted([(int(xa.argmin()), int(xb.argmin())), (int(xa.argmax()), int(xb.argmax()))])
+    strip = seam.zip_loops(bfm_v[loop_bfm], verts[inner], anchors)
     # strip ids: 0..La-1 -> the appended copies, La.. -> the part's loop vertices
     la = len(loop_bfm)
     mapped = np.where(strip < la, m + strip, inner[np.clip(strip - la, 0, len(inner) - 1)])
@@ -104,7 +107,7 @@ def _join(verts: np.ndarray, faces: np.ndarray, loop_bfm: np.ndarray, bfm_v: np.
     n = face_normals(out_v, mapped)
     if (n * bfm_normals[loop_bfm[strip.min(1)]]).sum() < 0:
         mapped = mapped[:, ::-1]
-    return out_v, np.concatenate([faces, mapped]), np.arange(m, m + la)
+    return out_v, np.concatenate([faces, mapped]), np.arange(m, m + la), inner
 
 
 def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -115,19 +118,30 @@ def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
 
 
-def _blend_to_seam(verts, deltas, seam_ids, seam_deltas):
-    """In place: motion of vertices near the seam copies -> the nearest copy's motion."""
+def _blend_to_seam(verts, deltas, seam_ids, seam_deltas, sides=None):
+    """In place: motion of vertices near the seam copies -> the nearest copy's motion.
+    ``sides`` (vertex sides (M,), copy sides (S,), +1/-1): only copies of the vertex's own
+    side count (the mouth socket: the lips' slit is 1 mm tall at rest, so a lower-lip
+    socket vertex may lie nearest an upper-lip copy, stay up when the jaw drops and make
+    a spike across the open mouth)."""
     d, j = cKDTree(verts[seam_ids]).query(verts)
+    if sides is not None:
+        for s in (1.0, -1.0):
+            own = np.flatnonzero(sides[1] == s)
+            sel = sides[0] == s
+            d[sel], k = cKDTree(verts[seam_ids[own]]).query(verts[sel])
+            j[sel] = own[k]
     a = (1.0 - smoothstep(d / 1000.0, 0.0, BLEND_MM)).astype(np.float32)
     deltas[:] = a[None, :, None] * seam_deltas[:, j] + (1 - a[None, :, None]) * deltas
     deltas[:, seam_ids] = seam_deltas
 
 
-def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
+def _clear_teeth(out, name, bv, faces, deltas, centre) -> tuple[float, np.ndarray]:
     """In place: push a teeth part back (-Z) until no tooth or gum point is in front of the
     lip skin at rest, then per shape (linear in its weight, like the eyes) until none is
-    at weights 0.25..1. Returns the rest push (um). ICT's lips are thinner than the BFM's,
-    so its teeth can sit in front of the BFM's inner lip skin."""
+    at weights 0.25..1. Returns the rest push (um) and the per-shape pushes (K,) um at
+    weight 1. ICT's lips are thinner than the BFM's, so its teeth can sit in front of the
+    BFM's inner lip skin."""
     near = np.linalg.norm(bv - centre, axis=1) < 45_000
     fsel = faces[near[faces].all(1)]
     ids, inv = np.unique(fsel, return_inverse=True)
@@ -144,6 +158,7 @@ def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
     # weight would need (a 0.1 mm touch at weight 0.25 costs 0.4 mm at full weight)
     push += TEETH_SLACK_UM
     v -= push * back
+    extras = np.zeros(len(d), np.float32)
     for k in range(len(d)):
         if np.abs(d[k]).max() < 200.0 and np.abs(deltas[k, ids]).max() < 200.0:
             continue
@@ -155,8 +170,9 @@ def _clear_teeth(out, name, bv, faces, deltas, centre) -> float:
                 break
             extra += need + eyes_mod.STEP_UM
         d[k] -= np.float32(extra) * back.astype(np.float32)
+        extras[k] = extra
     out[f"{name}_vertices"] = v.astype(np.float32)
-    return push
+    return push, extras
 
 
 def build_parts(progress=None) -> dict[str, np.ndarray]:
@@ -186,7 +202,7 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
     mouth_loop = min(loops, key=len)
     skin = ict.triangles[(polys >= SKIN_POLYS[0]) & (polys < SKIN_POLYS[1])]
     ids, f = _sub_mesh(_cut_head(warped, skin, bv, bfm.faces))
-    v, f, seam_ids = _join(warped[ids], f, outer, bv, bn)
+    v, f, seam_ids, _ = _join(warped[ids], f, outer, bv, bn)
     d = np.concatenate([motion(ids), rig.deltas[:, outer]], 1)
     _blend_to_seam(v, d, seam_ids, rig.deltas[:, outer])
     put("head", v, f, d)
@@ -195,9 +211,13 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
 
     # mouth socket joined to the BFM mouth slit
     ids, f = _sub_mesh(ict.triangles[(polys >= SOCKET_POLYS[0]) & (polys < SOCKET_POLYS[1])])
-    v, f, seam_ids = _join(warped[ids], f, mouth_loop, bv, bn)
+    v, f, seam_ids, rim = _join(warped[ids], f, mouth_loop, bv, bn, corners=True)
     d = np.concatenate([motion(ids), rig.deltas[:, mouth_loop]], 1)
-    _blend_to_seam(v, d, seam_ids, rig.deltas[:, mouth_loop])
+    # the socket's palate goes with the upper lip, its floor with the lower (nearer rim half)
+    socket_side = loop_sides(v, f, np.arange(len(ids)), rim)
+    up, _ = loop_chains(bv, mouth_loop)
+    copy_side = np.where(np.isin(mouth_loop, up), 1.0, -1.0)
+    _blend_to_seam(v, d, seam_ids, rig.deltas[:, mouth_loop], (np.r_[socket_side, copy_side], copy_side))
     put("mouth", v, f, d)
     out["mouth_seam_bfm"] = mouth_loop
 
@@ -211,14 +231,12 @@ def build_parts(progress=None) -> dict[str, np.ndarray]:
         ids, f = _sub_mesh(inside[sel])
         put(name, warped[ids], f, motion(ids))
         out[f"{name}_material"] = gum[sel].astype(np.int8)  # 0 teeth, 1 gums (and tongue)
-    # the BFM's upper lip drops with some shapes (6.5 mm in jawOpen, where ICT's barely
-    # moves): the upper teeth follow its inner edge down (never up), so that an open mouth
-    # shows them under the lip instead of hiding them behind it
-    lip_dy = rig.deltas[:, bfm.landmarks[61:64], 1].mean(1)
-    out["teeth_upper_deltas"][:, :, 1] += (LIP_FOLLOW * np.minimum(lip_dy, 0.0))[:, None].astype(np.float32)
+    # the upper teeth stay on the skull in every shape (as ICT's do): the rig's lips part at
+    # the slit (``transfer._fill_opening``), so an open mouth shows them under the upper lip
     mouth_c = bv[mouth_loop].mean(0)
     for name in ("teeth_upper", "teeth_lower"):
-        out[f"{name}_pushback_um"] = np.float64(_clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c))
+        rest, per_shape = _clear_teeth(out, name, bv, bfm.faces, rig.deltas, mouth_c)
+        out[f"{name}_pushback_um"], out[f"{name}_shape_push_um"] = np.float64(rest), per_shape
 
     # eyes (and the BFM skin over them, hidden when the parts are shown)
     hidden = np.zeros(len(bfm.faces), bool)

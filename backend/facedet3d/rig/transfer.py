@@ -50,20 +50,23 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 from facedet3d.assets import files as assets
 from facedet3d.assets import bfm as bfm_mod
 from facedet3d.assets import ict as ict_mod
+from facedet3d.rig import seam
 from facedet3d.rig.register import ICP_SMOOTHING, NO_JAW, register_skin  # noqa: F401  (re-exported)
 from facedet3d.rig.geometry import (  # noqa: F401  (re-exported: tests and tools use rig.side_labels etc.)
-    face_normals, flatten_slivers, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, points_in_polygon,
+    face_normals, flatten_slivers, lip_sides, flipped_faces, mesh_adjacency, mesh_edges, opening_masks, points_in_polygon,
     project_by_side, project_to_mesh, relax_folds, rims as _rims, side_labels, sliver_tips, smoothstep, umeyama,
     unfold,
 )
 
-RIG_VERSION = 4  # bump when the transfer algorithm changes (part of the cache key)
+RIG_VERSION = 5  # bump when the transfer algorithm changes (part of the cache key)
 FALLOFF_MM = (3.0, 8.0)  # full motion below 3 mm from the ICT skin, none beyond 8 mm
 SMOOTH_ITERS = 10  # ~2 mm smoothing radius on the BFM's ~1 mm edges
 LID_STRIP_UM = 300.0  # closed lids: the skin between the rims' outer rows ends 0.3 mm high
 LIP_CLOSE_MAX = 0.4  # a shape may close the lips by at most this fraction of their rest gap
 STIFF = 0.15  # unfold: triangles whose normal keeps < 15 % of its rest projection are stiffened
 FADE_UM = 6_000.0  # lid/lip rim corrections fade to zero this far from the rim
+SLIT_RAMP_UM = 3_000.0  # the lips' inner skin parts fully 3 mm inside the slit's ends (x)
+PART_GATE_UM = 500.0  # lips parting (lower rim down from the upper) by 0.5 mm: own rims
 
 
 # --- motion post-processing ----------------------------------------------------------------
@@ -175,7 +178,7 @@ def _close_lids(delta: np.ndarray, verts: np.ndarray, faces: np.ndarray, inside:
 
 
 def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
-                  inside: np.ndarray, labels: np.ndarray) -> None:
+                  inside: np.ndarray, labels: np.ndarray, slit: np.ndarray | None = None) -> None:
     """In place: give the BFM skin inside one opening (over an eyeball / between the lips)
     the motion interpolated vertically between its upper and lower rims.
 
@@ -185,6 +188,13 @@ def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
     affine function of s, so the interior stays ordered between the rims (no crossing) and
     collapses onto the lid line when the rims meet (blink). A harmonic fill does not have
     this property near the corners, where it lags behind the lids and folds.
+
+    The mouth (``slit``: its hole loop) is an opening between two lips, not a lid over an
+    eyeball: where a shape parts the lips (the lower rim moves down from the upper one,
+    jawOpen), each lip's inner skin moves with its own rim (``geometry.lip_sides``) instead of
+    stretching between both: interpolated, the upper lip's inner curl (the slit's upper
+    edge) dropped 13 mm at jawOpen 1, its outer rim 2.6 mm. Where a shape closes the lips
+    the interpolation stays (the interior collapses in order, no crossing).
     """
     inner = np.flatnonzero(inside)
     x, y = verts[inner, 0], verts[inner, 1]
@@ -199,13 +209,19 @@ def _fill_opening(deltas: np.ndarray, verts: np.ndarray, faces: np.ndarray,
     # the interior's bulge (eyeball, lip fold) relative to the straight rim-to-rim strip
     base = np.stack([s * along(up, verts[up, c]) + (1 - s) * along(lo, verts[lo, c]) for c in range(3)], 1)
     bulge = verts[inner] - base
+    side, part = lip_sides(verts, faces, inside, slit, SLIT_RAMP_UM) if slit is not None else (None, None)
     for k in range(deltas.shape[0]):
         d_up = np.stack([along(up, deltas[k, up, c]) for c in range(3)], 1)
         d_lo = np.stack([along(lo, deltas[k, lo, c]) for c in range(3)], 1)
         # the bulge shrinks with the opening (closing lids/lips flatten over it), so a
         # closed eye is a thin flat strip instead of a crumpled fold
         openness = np.clip((gap + d_up[:, 1] - d_lo[:, 1]) / gap, 0.0, 1.0)
-        deltas[k, inner] = s[:, None] * d_up + (1 - s[:, None]) * d_lo + (openness[:, None] - 1) * bulge
+        fill = s[:, None] * d_up + (1 - s[:, None]) * d_lo + (openness[:, None] - 1) * bulge
+        if side is not None:
+            own = np.where(side[:, None] > 0, d_up, d_lo)  # each lip's skin with its own rim
+            parting = 1.0 - smoothstep(d_lo[:, 1] - d_up[:, 1], -PART_GATE_UM, PART_GATE_UM)
+            fill += (part * parting)[:, None] * (own - fill)
+        deltas[k, inner] = fill
 
 
 
@@ -241,8 +257,9 @@ def build_transfer(progress=None) -> dict[str, np.ndarray]:
     # 5) lips, then lids (exact, after smoothing), then the skin over the openings.
     _limit_lip_closure(deltas, target, bfm.faces, in_hole["mouth"], plab)
     names = list(ict.names)
-    for mask in in_hole.values():
-        _fill_opening(deltas, target, bfm.faces, mask, plab)
+    slit = min(seam.boundary_loops(bfm.faces), key=len)  # the hole between the lips
+    for key, mask in in_hole.items():
+        _fill_opening(deltas, target, bfm.faces, mask, plab, slit if key == "mouth" else None)
     for side, eye in (("R", "eye_r"), ("L", "eye_l")):
         _close_lids(deltas[names.index(f"eyeBlink_{side}")], target, bfm.faces, in_hole[eye], plab)
     say(f"smoothed, lips and lids fixed, openings filled ({time.perf_counter() - t0:.1f} s)")
