@@ -66,4 +66,10 @@ def test_addon_reads_no_asset_file():
     """The bpy/torch wall: the add-on gets the parts from FaceData, never np.load's an asset."""
     for path in ADDON.rglob("*.py"):
         text = path.read_text()
-        assert "head.npz" not in text and "np.load(" not in text, path
+        assert "head.npz" not in text, path
+        if path.name == "dataset_render.py":
+            # the dataset job's own render spec (written by dataset/blender.py for this one
+            # Blender task, arrays only), not a face asset
+            assert text.count("np.load(") == 1 and "np.load(args.spec, allow_pickle=False)" in text
+            continue
+        assert "np.load(" not in text, path
