@@ -10,7 +10,7 @@ import uuid
 
 import bpy
 
-from . import jobs, live, preferences
+from . import jobs, live, offload, preferences
 from ._api import expressions as X
 from .client import T
 from .jobs import Background
@@ -306,8 +306,9 @@ class FACEDET3D_OT_render(_JobOperator, bpy.types.Operator):
         render.configure(context.scene, s.engine, self.samples or None, s.passes)
         factory, name, passes = preferences.client_factory(context), obj.name if obj else "", s.passes
 
-        def steps(task):
-            out = yield from render.render_steps(bpy.context, out_dir, passes=passes)
+        def steps(task):  # in the UI the frames render in a background Blender (offload)
+            out = yield from (offload.render_steps(bpy.context, out_dir, task, factory, passes=passes)
+                              if offload.wanted() else render.render_steps(bpy.context, out_dir, passes=passes))
             extra = ""
             if name:
                 from . import neural
@@ -350,7 +351,9 @@ class FACEDET3D_OT_export(_JobOperator, bpy.types.Operator):
             if live.busy():
                 yield Background("finishing live details", live.wait_all)
             live.apply_ready()
-            written = yield from export.export_steps(bpy.context, bpy.data.objects[name], path, fmt)
+            face = bpy.data.objects[name]  # in the UI the exporter runs in a background Blender (offload)
+            written = yield from (offload.export_steps(bpy.context, face, path, task, fmt) if offload.wanted()
+                                  else export.export_steps(bpy.context, face, path, fmt))
             return f"Exported {written}"
 
         return self.run_task(context, "Export Face", steps)
