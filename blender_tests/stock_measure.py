@@ -5,6 +5,7 @@ the step's wall time and the longest single tick (how long the UI was blocked at
     python stock_measure.py ZIP BACKEND_PYTHON PHOTO WORKDIR   (prints MEASURE {json})
 """
 
+import importlib
 import json
 import os
 import sys
@@ -75,6 +76,12 @@ scene.render.resolution_x = scene.render.resolution_y = 256
 ticked("render 1 frame, Cycles 256², default samples",
        Task("Render", m["render"].render_steps(ctx, os.path.join(WORK, "render"), frames=[125])))
 ticked("export FBX, 250 frames", Task("Export", m["export"].export_steps(ctx, obj, os.path.join(WORK, "face.fbx"))))
+# the same two in a background Blender, as Render Frames and Export Face run them in a window
+off = importlib.import_module(f"{MOD}.offload")
+ticked("render 1 frame, Cycles 256², in a background Blender",
+       Task("Render", lambda t: off.render_steps(ctx, os.path.join(WORK, "render_bg"), t, factory, frames=[125])))
+ticked("export FBX, 250 frames, in a background Blender",
+       Task("Export", lambda t: off.export_steps(ctx, obj, os.path.join(WORK, "bg", "face.fbx"), t)))
 sys.modules[f"{MOD}.client"].shutdown()
 print("MEASURE " + json.dumps({"blender": bpy.app.version_string, "rows": rows}), flush=True)
 sys.stderr.flush()
