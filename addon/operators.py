@@ -53,10 +53,11 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
         detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
     else:
         detail = face.detail
-    yield ("building the face", 0.9)
     context = bpy.context
-    try:
-        obj, cam = build.build_face(context, face, detail)
+    try:  # in steps (mesh, shape keys, drivers, parts): the UI is never busy for long
+        prepared = yield Background("preparing the face", lambda: build.prepare(face), 0.85)
+        yield ("building the face", 0.9)
+        obj, cam = yield from build.build_steps(context, face, detail, prepared=prepared)
     except Exception as exc:  # noqa: BLE001 - nothing is left half-built
         raise RuntimeError(f"Could not build the face: {exc}") from None
     context.scene.facedet3d.photo = filepath
