@@ -69,11 +69,12 @@ def run_child(argv, log_path: str, report, cancelled, poll_s: float = 0.05):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                encoding="utf-8", errors="replace",  # Blender's output, any platform
                                 env=env, start_new_session=True)  # Ctrl-C in Blender's terminal stays here
     except OSError as exc:
         raise RuntimeError(f"could not start the background Blender {argv[0]}: {exc}") from None
     _children.add(proc)
-    state = {"base": 0.0, "span": 1.0, "message": ""}
+    state = {"base": 0.0, "span": 1.0, "message": "", "said": 0.0}
 
     def read():
         with open(log_path, "w", encoding="utf-8") as log:
@@ -92,7 +93,8 @@ def run_child(argv, log_path: str, report, cancelled, poll_s: float = 0.05):
                         got["result"] = json.loads(rest)
                     elif kind == "error":
                         got["error"] = rest
-                elif state["message"] and (m := _SAMPLE.search(line)):  # within a frame
+                elif state["message"] and (m := _SAMPLE.search(line)) and time.monotonic() - state["said"] > 0.25:
+                    state["said"] = time.monotonic()  # within a frame, a few times a second
                     done = int(m.group(1)) / max(int(m.group(2)), 1)
                     report(f"{state['message']}, sample {m.group(1)}/{m.group(2)}", state["base"] + done * state["span"])
 
@@ -103,6 +105,7 @@ def run_child(argv, log_path: str, report, cancelled, poll_s: float = 0.05):
             if cancelled():
                 proc.kill()
                 proc.wait()
+                reader.join(10.0)  # the log is closed before the job folder goes
                 return None
             time.sleep(poll_s)
         reader.join(10.0)

@@ -26,14 +26,15 @@ def pixels(img):
 
 
 def ticked(name, task):
-    t0, worst = time.perf_counter(), 0.0
+    t0, worst, at = time.perf_counter(), 0.0, ""
     while not task.finished:
-        t1 = time.perf_counter()
+        t1, before = time.perf_counter(), task.message
         task.tick(0.02)
-        worst = max(worst, time.perf_counter() - t1)
+        if time.perf_counter() - t1 > worst:
+            worst, at = time.perf_counter() - t1, f"{before} -> {task.message}"  # the step that blocked
         time.sleep(0.01)
     assert task.state == "done", (name, task.error)
-    rows[name] = {"s": round(time.perf_counter() - t0, 2), "max_block_ms": round(1000 * worst)}
+    rows[name] = {"s": round(time.perf_counter() - t0, 2), "max_block_ms": round(1000 * worst), "max_block_at": at}
     print(f"[measure] {name}: {rows[name]}", flush=True)
     return task.result
 
