@@ -41,13 +41,14 @@ def wanted() -> bool:
     return not bpy.app.background
 
 
-def child_command(spec_path: str) -> list[str]:
+def child_command(spec_path: str, binary: str | None = None) -> list[str]:
     """The background Blender: this Blender's binary, or with the bpy module (no binary) this
     Python. ``--factory-startup``: no other add-ons or start-up scripts; the child registers
     FaceDet3D from this folder itself (its drivers need its properties), then opens the copy."""
     script = os.path.join(HERE, "offload_child.py")
-    if bpy.app.binary_path:
-        return [bpy.app.binary_path, "--background", "--factory-startup", "--python-exit-code", "1",
+    binary = bpy.app.binary_path if binary is None else binary
+    if binary:
+        return [binary, "--background", "--factory-startup", "--python-exit-code", "1",
                 "--python", script, "--", spec_path]
     return [sys.executable, script, spec_path]
 
@@ -124,14 +125,18 @@ def run_child(argv, log_path: str, report, cancelled, poll_s: float = 0.05):
 def child_steps(task, spec: dict, message: str, fraction: float = 0.0):
     """Steps: save a copy, run the child on ``spec`` (written as JSON beside it) in a worker.
     Returns the child's result (None when cancelled). The caller owns ``spec["jobdir"]``."""
+    from .jobs import Background
+
     jobdir = spec["jobdir"]
+    if live.busy():  # else the save's own flush (live.py's save_pre) would wait on it here
+        yield Background("finishing live details", live.wait_all, fraction)
+    live.apply_ready()
     yield ("saving a copy for the background Blender", fraction)
     save_copy(jobdir)
     spec_path = os.path.join(jobdir, "job.json")
     with open(spec_path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
     argv = child_command(spec_path)
-    from .jobs import Background
 
     def report(msg, frac):  # the child's 0..1 mapped onto what is left of this task's bar
         task.report(msg, fraction + (1.0 - fraction) * frac)
@@ -207,9 +212,6 @@ def export_steps(context, obj, filepath: str, task, fmt: str = "FBX"):
     details = export.baked_details(obj)
     jobdir, failed = new_jobdir(), True
     try:
-        if live.busy():
-            yield Background("finishing live details", live.wait_all)
-        live.apply_ready()
         spec = {"kind": "export", "jobdir": jobdir, "object": obj.name, "format": fmt,
                 "filepath": os.path.join(staging, os.path.basename(filepath))}
         out = yield from child_steps(task, spec, f"exporting {os.path.basename(filepath)} in a background Blender")

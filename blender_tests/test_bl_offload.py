@@ -7,6 +7,7 @@ Python running ``offload_child.py`` (there is no Blender binary here)."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import bpy
@@ -171,3 +172,14 @@ def test_background_fbx_export_has_the_animation_and_keeps_the_ui_free(face, ses
         assert len(FRAMES) == got.shape[0]
     finally:
         addon.register()
+
+
+def test_the_child_command_for_a_blender_binary_and_for_the_bpy_module(addon):
+    """In Blender the child is its binary (not run here: the bpy module has none); the
+    script reads its job file after ``--`` either way."""
+    offload = mod("offload")
+    script = os.path.join(os.path.dirname(offload.__file__), "offload_child.py")
+    cmd = offload.child_command("/j/job.json", "/opt/blender/blender")
+    assert cmd == ["/opt/blender/blender", "--background", "--factory-startup", "--python-exit-code", "1",
+                   "--python", script, "--", "/j/job.json"]
+    assert offload.child_command("/j/job.json") == [sys.executable, script, "/j/job.json"]  # bpy.app.binary_path is ''
