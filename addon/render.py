@@ -89,14 +89,16 @@ def configure(scene, engine: str = "eevee", samples: int | None = None, passes: 
 def clear_view(context, face, cam) -> list[str]:
     """Hide (viewport and render, reversible) every other object whose bounds hold the camera
     or cross the line of sight to the face, such as the default scene's 2 m cube around a
-    camera 1 m from the face. Returns their names."""
+    camera 1 m from the face; never the face's own parts (the head around it). Returns their names."""
     from mathutils import Vector
 
     eye = cam.matrix_world.translation
     target = face.matrix_world @ (sum((Vector(c) for c in face.bound_box), Vector()) / 8.0)
-    hidden = []
+    hidden, own = [], {face, cam, *face.children_recursive}
     for o in context.view_layer.objects:
-        if o in (face, cam) or o.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME"}:
+        if o in own:
+            continue
+        if o.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME"}:
             continue
         if not o.visible_get():
             continue
