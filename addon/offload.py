@@ -57,7 +57,8 @@ def save_copy(jobdir: str) -> str:
     """A copy of the open scene for the child (the open file, its name and its unsaved state
     stay as they are; relative paths are remapped to the copy's folder)."""
     path = os.path.join(jobdir, "scene.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, check_existing=False, relative_remap=True)
+    # uncompressed: Blender 5.0 compresses by default, 1.5 s instead of 0.3 s for a 50 MB face
+    bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, check_existing=False, relative_remap=True, compress=False)
     return path
 
 
