@@ -12,7 +12,7 @@ entry for ``blender --background --python``.
 
 import bpy
 
-from . import live, operators, panel, preferences, properties
+from . import live, offload, operators, panel, preferences, properties
 
 _MODULES = (preferences, properties, operators, panel)
 
@@ -27,6 +27,7 @@ def register():
 
 
 def unregister():
+    offload.kill_all()  # a background render or export of this session
     live.unregister_handlers()
     for mod in reversed(_MODULES):
         if hasattr(mod, "unregister_extra"):

@@ -55,6 +55,24 @@ def frame_aus(scene, obj, frames) -> np.ndarray:
     return np.asarray(rows, np.float32)
 
 
+def read_rows_steps(scene, obj, frames, share: float = 0.1):
+    """Step generator: (T,19) expression rows of ``obj`` at ``frames``, 4 frames per step (a
+    frame_set with shape keys and the Displace modifier is 20-40 ms), progress 0..``share``;
+    the current frame is restored and no live requests are made."""
+    keep, rows, n = scene.frame_current, [], len(frames)
+    try:
+        for i in range(0, n, 4):
+            with live.quiet():
+                for f in frames[i:i + 4]:
+                    scene.frame_set(f)
+                    rows.append(expression_row(obj))
+            yield (f"reading AUs {min(i + 4, n)}/{n}", share * min(i + 4, n) / n)
+    finally:
+        with live.quiet():
+            scene.frame_set(keep)
+    return np.asarray(rows, np.float32)
+
+
 def predict_frames(client, obj, aus: np.ndarray, size: int, batch: int = 8, progress=None) -> np.ndarray:
     """(T,S,S) maps for (T,19) expression rows: unique rows only, ``batch`` per backend call."""
     return predict_rows(client, live.make_request(obj, aus[:1], size), aus, batch, progress)
@@ -100,18 +118,7 @@ def bake_steps(context, obj, client, folder: str, window: int = 7, order: int = 
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     n = len(frames)
     base = live.make_request(obj, None, int(s.detail_resolution))  # the rows are replaced per batch
-    keep, rows = scene.frame_current, []
-    try:
-        for i in range(0, n, 4):  # 4 frames per step: a frame_set with shape keys + displace is 20-40 ms
-            with live.quiet():
-                for f in frames[i:i + 4]:
-                    scene.frame_set(f)
-                    rows.append(expression_row(obj))
-            yield (f"reading AUs {min(i + 4, n)}/{n}", 0.1 * min(i + 4, n) / n)
-    finally:
-        with live.quiet():
-            scene.frame_set(keep)
-    aus = np.asarray(rows, np.float32)
+    aus = yield from read_rows_steps(scene, obj, frames, 0.1)
     if callable(client):
         client = yield Background("connecting to the backend", client, 0.1)
     cancelled = task.cancelled if task is not None else None

@@ -44,20 +44,41 @@ def set_aus(obj, aus, quiet: bool = True, sides=(1.0, 1.0)) -> None:
         assign()
 
 
+def prepare(face) -> dict:
+    """The bpy-free part of a build (a worker thread may run it): the seam weights of the
+    head parts that ``FaceData.head`` carries (None: an asset fitted before them)."""
+    head = face.head  # eyes, teeth, mouth, head
+    return {"head": head, "seam": parts_ad.seam_weights(head, face.vertices) if head is not None else None}
+
+
 def build_face(context, face, detail_map=None, name: str = "", resolution: int = 256,
                render_height: int = 512):
-    """Build and link the face for an ``api_types.FaceData``; returns (face object, camera).
+    """Build and link the face for an ``api_types.FaceData`` here and now; returns (face
+    object, camera). detail_map: (S,S) metres for the initial detail image (default ``face.detail``)."""
+    gen = build_steps(context, face, detail_map, name, resolution, render_height)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
 
-    detail_map: (S,S) metres for the initial detail image (default ``face.detail``).
-    """
+
+def build_steps(context, face, detail_map=None, name: str = "", resolution: int = 256,
+                render_height: int = 512, prepared: dict | None = None):
+    """``build_face`` as a step generator (``jobs``): the mesh, its shape keys 8 at a time,
+    the drivers and images, each head part, then the link, so the UI is never busy for
+    long. ``prepared``: ``prepare(face)``, computed in a worker (else here). On an error or a
+    cancel (the generator closed) every datablock it made is removed."""
     scene = context.scene
     name = name or f"Face {face.photo.rsplit('.', 1)[0] or 'FaceDet3D'}"
     before = _new_ids()
     try:
-        head = face.head  # eyes, teeth, mouth, head (None: an asset fitted before them)
+        prepared = prepared if prepared is not None else prepare(face)
+        head = prepared["head"]
         me = mesh_ad.build_mesh(name, face.vertices, parts_ad.visible_faces(face.faces, head), face.uv)
         obj = bpy.data.objects.new(name, me)
-        mesh_ad.add_shape_keys(obj, face.names, face.blendshapes)
+        yield "building the face: mesh"
+        yield from mesh_ad.add_shape_keys_steps(obj, face.names, face.blendshapes)
         s = obj.facedet3d
         with live.quiet():  # no detail requests while building
             s.is_face = True
@@ -66,16 +87,21 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
             s.detail_resolution = str(resolution)
         drivers.add_au_drivers(obj, face.names, face.au_to_blendshape)
         set_aus(obj, face.photo_aus)
+        yield "building the face: drivers"
         dmap = face.detail if detail_map is None else detail_map
         det_img = displacement.new_detail_image(f"FaceDet3D detail {name}", dmap)
         det_img.use_fake_user = True  # kept while a baked sequence replaces it (Clear Bake)
-        tex_img = material.new_texture_image(f"FaceDet3D texture {name}", face.texture)
+        yield "building the face: detail image"
+        tex_img = material.new_texture_image(f"FaceDet3D texture {name}", face.texture)  # packed: a PNG encode
+        yield "building the face: texture"
         mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength)
         me.materials.append(mat)
         displacement.add_modifier(obj, det_img, s.detail_strength)
+        yield "building the face: material"
         if head is not None:
-            parts_ad.pin_seams(obj, head, face.vertices)  # no detail displacement on the seams
-        part_objs = parts_ad.build_parts(obj, head, face.names) if head is not None else []
+            parts_ad.pin_seams(obj, prepared["seam"])  # no detail displacement on the seams
+            yield "building the face: seams"
+        part_objs = (yield from parts_ad.build_parts_steps(obj, head, face.names)) if head is not None else []
         cam = camera_ad.build_camera(f"{name} camera", face.camera)
         light = key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
         # all built: link
@@ -86,17 +112,18 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
         coll.objects.link(cam)
         if light is not None:
             coll.objects.link(light)
-    except Exception:
+    except BaseException:  # an error, or the task cancelled (GeneratorExit): nothing half-built
         _remove_new(before)
         raise
     scene.camera = obj.facedet3d.camera = cam
     camera_ad.set_render_size(scene, face.camera.image_size, render_height)
     ensure_world(scene)
     scene.view_settings.view_transform = "Standard"  # the photo texture shows as photographed
-    for o in context.view_layer.objects:
+    view_layer = bpy.context.view_layer
+    for o in view_layer.objects:
         o.select_set(False)
     obj.select_set(True)
-    context.view_layer.objects.active = obj
+    view_layer.objects.active = obj
     live.updater(obj).last_aus = None
     return obj, cam
 

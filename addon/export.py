@@ -111,9 +111,10 @@ def _cleanup(copy) -> None:
 FBX_FRAME_SHIFT = -1
 
 
-def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
+def export_steps(context, obj, filepath: str, fmt: str = "FBX", details: bool = True):
     """Step generator (``jobs``): sample the driven shape keys frame by frame (progress, Esc),
-    then one exporter call. Returns the path written."""
+    then one exporter call (and, with ``details``, the baked detail maps copied beside).
+    Returns the path written."""
     scene = context.scene
     frames = list(range(scene.frame_start, scene.frame_end + 1))
     filepath = bpy.path.abspath(filepath)
@@ -195,11 +196,21 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX"):
             if n in context.view_layer.objects:
                 context.view_layer.objects[n].select_set(True)
         context.view_layer.objects.active = active
-    baked = obj.facedet3d.baked_dir
-    if baked and os.path.isdir(bpy.path.abspath(baked)):
-        dest = os.path.splitext(filepath)[0] + "_details"
-        shutil.copytree(bpy.path.abspath(baked), dest, dirs_exist_ok=True)
+    if details:
+        copy_details(baked_details(obj), filepath)
     return filepath
+
+
+def baked_details(obj) -> str:
+    """The face's baked detail folder (absolute; '' when not baked)."""
+    baked = obj.facedet3d.baked_dir
+    return bpy.path.abspath(baked) if baked and os.path.isdir(bpy.path.abspath(baked)) else ""
+
+
+def copy_details(folder: str, filepath: str) -> None:
+    """Copy a baked detail folder beside an export as ``<name>_details`` (no bpy: a worker may run it)."""
+    if folder:
+        shutil.copytree(folder, os.path.splitext(filepath)[0] + "_details", dirs_exist_ok=True)
 
 
 def export_face(context, obj, filepath: str, fmt: str = "FBX") -> str:

@@ -98,7 +98,8 @@ def make_request(obj, rows=None, size=None):
                            age=float(s.age), size=int(size or s.detail_resolution), sides=sides)
 
 
-def _live_target(obj) -> bool:
+def is_live(obj) -> bool:
+    """A face whose detail map follows its AUs (live updates on, not baked)."""
     s = getattr(obj, "facedet3d", None)
     return bool(s and s.is_face and s.live_update and not s.baked_dir)
 
@@ -108,7 +109,7 @@ def request_update(obj, force: bool = False) -> bool:
     from . import preferences
     from .properties import expression_row
 
-    if not _live_target(obj):
+    if not is_live(obj):
         return False
     row = expression_row(obj)  # read once: the key and the request (the AU-change hot path)
     key = (tuple(round(v, 6) for v in row), obj.facedet3d.age, obj.facedet3d.detail_resolution)
@@ -216,7 +217,7 @@ def _on_frame_change(scene, depsgraph=None):
     if _guard:
         return
     for obj in scene.objects:
-        if _live_target(obj):
+        if is_live(obj):
             request_update(obj)
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import bpy
 
-from . import jobs, live, preferences
+from . import jobs, live, offload, preferences
 from ._api import expressions as X
 from .client import T
 from .jobs import Background
@@ -53,10 +53,11 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
         detail = yield Background("predicting details", lambda: client.detail(req).maps[0], 0.7)
     else:
         detail = face.detail
-    yield ("building the face", 0.9)
     context = bpy.context
-    try:
-        obj, cam = build.build_face(context, face, detail)
+    try:  # in steps (mesh, shape keys, drivers, parts): the UI is never busy for long
+        prepared = yield Background("preparing the face", lambda: build.prepare(face), 0.85)
+        yield ("building the face", 0.9)
+        obj, cam = yield from build.build_steps(context, face, detail, prepared=prepared)
     except Exception as exc:  # noqa: BLE001 - nothing is left half-built
         raise RuntimeError(f"Could not build the face: {exc}") from None
     context.scene.facedet3d.photo = filepath
@@ -306,8 +307,9 @@ class FACEDET3D_OT_render(_JobOperator, bpy.types.Operator):
         render.configure(context.scene, s.engine, self.samples or None, s.passes)
         factory, name, passes = preferences.client_factory(context), obj.name if obj else "", s.passes
 
-        def steps(task):
-            out = yield from render.render_steps(bpy.context, out_dir, passes=passes)
+        def steps(task):  # in the UI the frames render in a background Blender (offload)
+            out = yield from (offload.render_steps(bpy.context, out_dir, task, factory, passes=passes)
+                              if offload.wanted() else render.render_steps(bpy.context, out_dir, passes=passes))
             extra = ""
             if name:
                 from . import neural
@@ -350,7 +352,9 @@ class FACEDET3D_OT_export(_JobOperator, bpy.types.Operator):
             if live.busy():
                 yield Background("finishing live details", live.wait_all)
             live.apply_ready()
-            written = yield from export.export_steps(bpy.context, bpy.data.objects[name], path, fmt)
+            face = bpy.data.objects[name]  # in the UI the exporter runs in a background Blender (offload)
+            written = yield from (offload.export_steps(bpy.context, face, path, task, fmt) if offload.wanted()
+                                  else export.export_steps(bpy.context, face, path, fmt))
             return f"Exported {written}"
 
         return self.run_task(context, "Export Face", steps)

@@ -89,14 +89,16 @@ def configure(scene, engine: str = "eevee", samples: int | None = None, passes: 
 def clear_view(context, face, cam) -> list[str]:
     """Hide (viewport and render, reversible) every other object whose bounds hold the camera
     or cross the line of sight to the face, such as the default scene's 2 m cube around a
-    camera 1 m from the face. Returns their names."""
+    camera 1 m from the face; never the face's own parts (the head around it). Returns their names."""
     from mathutils import Vector
 
     eye = cam.matrix_world.translation
     target = face.matrix_world @ (sum((Vector(c) for c in face.bound_box), Vector()) / 8.0)
-    hidden = []
+    hidden, own = [], {face, cam, *face.children_recursive}
     for o in context.view_layer.objects:
-        if o in (face, cam) or o.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME"}:
+        if o in own:
+            continue
+        if o.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME"}:
             continue
         if not o.visible_get():
             continue
@@ -156,10 +158,18 @@ def frame_loop(scene, frames, render_one, progress=None, label: str = "frame") -
     return sum(times) / max(len(times), 1)
 
 
-def render_steps(context, out_dir: str, frames=None, passes: bool = False):
+PARTIAL = ".partial"  # an image being written; renamed to its name once complete
+
+
+def render_steps(context, out_dir: str, frames=None, passes: bool = False, detail_maps=None):
     """Step generator (``jobs``): one frame per step, so the UI shows progress and Esc stops
-    between frames. Writes ``out_dir/frames/####.png`` (and ``out_dir/passes/####.exr``).
+    between frames. Writes ``out_dir/frames/####.png`` (and ``out_dir/passes/####.exr``),
+    each under a temporary name first, so a stopped render leaves no half-written image.
+    ``detail_maps``: {face name: (T,S,S) metres, one per frame} set on each face's detail
+    image before its frame renders (the background render gets them from the add-on);
+    otherwise live faces get their own map of each frame from the live updater.
     Returns {"frames": paths, "passes": paths, "s_per_frame"}."""
+    from .adapters import displacement
     from .jobs import Background
 
     scene = context.scene
@@ -176,21 +186,39 @@ def render_steps(context, out_dir: str, frames=None, passes: bool = False):
             yield (f"frame {f} ({i + 1}/{len(frames)})", i / len(frames))
             t0 = time.perf_counter()
             scene.frame_set(f)
+            for name, maps in (detail_maps or {}).items():
+                displacement.set_pixels(displacement.image(bpy.data.objects[name]), maps[i])
             if live.busy():  # the frame's own (unbaked) detail map, predicted in a worker
                 yield Background(f"details of frame {f}", live.wait_all, i / len(frames))
             live.apply_ready()
             bpy.ops.render.render(write_still=False)
             img = bpy.data.images["Render Result"]
-            out["frames"].append(os.path.join(fdir, f"{f:04d}.png"))
-            save_image(img, scene, out["frames"][-1], "PNG")
+            out["frames"].append(_save_whole(img, scene, os.path.join(fdir, f"{f:04d}.png"), "PNG"))
             if with_passes:
-                out["passes"].append(os.path.join(pdir, f"{f:04d}.exr"))
-                save_image(img, scene, out["passes"][-1], "EXR")
+                out["passes"].append(_save_whole(img, scene, os.path.join(pdir, f"{f:04d}.exr"), "EXR"))
             times.append(time.perf_counter() - t0)
     finally:
         scene.frame_set(keep)
     out["s_per_frame"] = sum(times) / max(len(times), 1)
     return out
+
+
+def _save_whole(img, scene, path: str, fmt: str) -> str:
+    save_image(img, scene, path + PARTIAL, fmt)
+    os.replace(path + PARTIAL, path)  # atomic: the name appears only once the file is complete
+    return path
+
+
+def remove_partials(out_dir: str) -> int:
+    """Remove images left half-written by a render that was stopped mid-write."""
+    n = 0
+    for sub in ("frames", "passes"):
+        folder = os.path.join(out_dir, sub)
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if name.endswith(PARTIAL):
+                os.remove(os.path.join(folder, name))
+                n += 1
+    return n
 
 
 def render_frames(context, out_dir: str, frames=None, passes: bool = False, progress=None) -> dict:

@@ -5,6 +5,7 @@ the step's wall time and the longest single tick (how long the UI was blocked at
     python stock_measure.py ZIP BACKEND_PYTHON PHOTO WORKDIR   (prints MEASURE {json})
 """
 
+import importlib
 import json
 import os
 import sys
@@ -25,14 +26,15 @@ def pixels(img):
 
 
 def ticked(name, task):
-    t0, worst = time.perf_counter(), 0.0
+    t0, worst, at = time.perf_counter(), 0.0, ""
     while not task.finished:
-        t1 = time.perf_counter()
+        t1, before = time.perf_counter(), task.message
         task.tick(0.02)
-        worst = max(worst, time.perf_counter() - t1)
+        if time.perf_counter() - t1 > worst:
+            worst, at = time.perf_counter() - t1, f"{before} -> {task.message}"  # the step that blocked
         time.sleep(0.01)
     assert task.state == "done", (name, task.error)
-    rows[name] = {"s": round(time.perf_counter() - t0, 2), "max_block_ms": round(1000 * worst)}
+    rows[name] = {"s": round(time.perf_counter() - t0, 2), "max_block_ms": round(1000 * worst), "max_block_at": at}
     print(f"[measure] {name}: {rows[name]}", flush=True)
     return task.result
 
@@ -75,6 +77,12 @@ scene.render.resolution_x = scene.render.resolution_y = 256
 ticked("render 1 frame, Cycles 256², default samples",
        Task("Render", m["render"].render_steps(ctx, os.path.join(WORK, "render"), frames=[125])))
 ticked("export FBX, 250 frames", Task("Export", m["export"].export_steps(ctx, obj, os.path.join(WORK, "face.fbx"))))
+# the same two in a background Blender, as Render Frames and Export Face run them in a window
+off = importlib.import_module(f"{MOD}.offload")
+ticked("render 1 frame, Cycles 256², in a background Blender",
+       Task("Render", lambda t: off.render_steps(ctx, os.path.join(WORK, "render_bg"), t, factory, frames=[125])))
+ticked("export FBX, 250 frames, in a background Blender",
+       Task("Export", lambda t: off.export_steps(ctx, obj, os.path.join(WORK, "bg", "face.fbx"), t)))
 sys.modules[f"{MOD}.client"].shutdown()
 print("MEASURE " + json.dumps({"blender": bpy.app.version_string, "rows": rows}), flush=True)
 sys.stderr.flush()

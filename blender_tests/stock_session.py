@@ -90,6 +90,35 @@ scene.frame_end = 4
 with step("export FBX (4 frames)"):
     assert bpy.ops.facedet3d.export() == {"FINISHED"}
 out["fbx_bytes"] = os.path.getsize(os.path.join(WORK, "face.fbx"))
+# what Render Frames and Export Face run in a window: a background Blender on a saved copy
+# (here this bpy-only Python with the installed extension's offload_child.py), ticked as the
+# UI's timer ticks it; "block_s" is the longest tick
+offload, jobs = (importlib.import_module(f"{MOD}.{n}") for n in ("offload", "jobs"))
+
+
+def ticked(name, steps):
+    task, worst = jobs.Task(name, steps).start(), 0.0
+    with step(name):
+        while not task.finished:
+            t0 = time.perf_counter()
+            task.tick(0.02)
+            worst = max(worst, time.perf_counter() - t0)
+            time.sleep(0.01)
+    assert task.state == "done", (name, task.error)
+    out.setdefault("offload", {})[name] = {"block_s": round(worst, 3)}
+    return task.result
+
+
+factory = sys.modules[f"{MOD}.preferences"].client_factory(bpy.context)
+res = ticked("render 1 frame in a background Blender",
+             lambda t: offload.render_steps(bpy.context, os.path.join(WORK, "bg"), t, factory, frames=[1]))
+bg = bpy.data.images.load(res["frames"][0])
+px2 = np.empty(bg.size[0] * bg.size[1] * 4, np.float32)
+bg.pixels.foreach_get(px2)
+out["offload"]["render_same"] = bool(np.abs(px2 - px).mean() < 0.01) and tuple(bg.size) == (96, 96)
+fbx = ticked("export FBX in a background Blender",
+             lambda t: offload.export_steps(bpy.context, obj, os.path.join(WORK, "bg", "face.fbx"), t))
+out["offload"]["fbx_bytes"] = os.path.getsize(fbx)
 if os.environ.get("STOCK_BATCH"):  # the headless batch from the installed extension, backend from the preferences
     import runpy
 

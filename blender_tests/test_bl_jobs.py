@@ -65,6 +65,29 @@ def test_cancelled_import_builds_nothing(scene, session_client, tmp_path):
     assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.images)) == before
 
 
+def test_face_builds_in_short_steps_and_a_cancel_mid_build_leaves_nothing(scene, face_data):
+    jobs, build = mod("jobs"), mod("build")
+    before = len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.images), len(bpy.data.materials)
+    prepared = build.prepare(face_data)  # what Import runs in a worker (head.npz, seam weights)
+    task = jobs.Task("Build", build.build_steps(bpy.context, face_data, prepared=prepared)).start()
+    _tick_until(task, lambda t: any("shape keys 16" in m for m in t.messages), budget_s=0.0)
+    task.cancel()
+    _tick_until(task)
+    assert task.state == "cancelled"
+    assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.images), len(bpy.data.materials)) == before
+    task, longest, t_all = jobs.Task("Build", build.build_steps(bpy.context, face_data, prepared=prepared)).start(), 0.0, 0.0
+    while not task.finished:
+        t0 = time.perf_counter()
+        task.tick(0.0)  # one step per tick, as a busy timer would
+        longest, t_all = max(longest, time.perf_counter() - t0), t_all + time.perf_counter() - t0
+    assert task.state == "done", task.error
+    obj, cam = task.result
+    assert obj.name in bpy.context.scene.objects and len(obj.data.shape_keys.key_blocks) == 54
+    assert len(mod("adapters.parts").part_objects(obj)) == 6 and obj.vertex_groups[0].name == "FaceDet3D seam fade"
+    print(f"\nface build: {t_all:.2f} s of main-thread work, longest step {longest:.3f} s")
+    assert sum("building the face" in m for m in task.messages) >= 10 and longest < t_all / 3
+
+
 def test_bake_ticks_and_cancel_leaves_the_face_live(face, session_client, tmp_path):
     jobs, bake = mod("jobs"), mod("bake")
     scene = bpy.context.scene

@@ -82,6 +82,9 @@ def test_stock_blender_session(version, built, backend_python, tmp_path):
     assert out["baked"] == [f"detail_{i:04d}.exr" for i in range(1, 5)]
     assert out["render"]["centre"] > 0.2 and out["render"]["std"] > 0.05  # the face, not black
     assert out["fbx_bytes"] > 100_000
+    bg = out["offload"]  # the UI's path: the same frame and an FBX from a background Blender
+    assert bg["render_same"] and bg["fbx_bytes"] > 100_000
+    assert max(v["block_s"] for v in bg.values() if isinstance(v, dict)) < 2.0
     if version == "4.5":
         assert out["batch_rc"] == 0 and out["batch_frames"] == ["0001.png", "0002.png"]
 

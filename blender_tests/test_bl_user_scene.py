@@ -30,6 +30,9 @@ def test_import_in_the_default_scene_renders_the_face(default_scene, tmp_path):
     assert bpy.ops.facedet3d.import_photo(filepath=str(PHOTO)) == {"FINISHED"}
     cube = bpy.data.objects["Cube"]
     assert cube.hide_render and not cube.visible_get()  # it surrounded the camera
+    face = mod("operators").face_object(bpy.context)
+    parts = mod("adapters.parts").part_objects(face)
+    assert len(parts) == 6 and not any(p.hide_render or not p.visible_get() for p in parts)  # the head stays
     assert (scene.frame_start, scene.frame_end) == (1, mod("operators").IMPORT_FRAMES)
     mod("render").configure(scene, "cycles", 4)
     scene.render.resolution_x = scene.render.resolution_y = 48

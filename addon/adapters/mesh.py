@@ -37,15 +37,24 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarra
 
 def add_shape_keys(obj: bpy.types.Object, names, blendshapes: np.ndarray) -> None:
     """Basis plus one shape key per name; blendshapes (K,N,3) metres model-space offsets."""
+    for _ in add_shape_keys_steps(obj, names, blendshapes, per_step=len(names) + 1):
+        pass
+
+
+def add_shape_keys_steps(obj: bpy.types.Object, names, blendshapes: np.ndarray, per_step: int = 8):
+    """``add_shape_keys`` as a step generator (``jobs``): ``per_step`` keys per step (a key
+    of the 38k-vertex face is ~5-10 ms)."""
     if len(names) != len(blendshapes):
         raise ValueError(f"{len(names)} blendshape names for {len(blendshapes)} shapes")
     me = obj.data
     basis = np.empty(len(me.vertices) * 3, np.float32)
     me.vertices.foreach_get("co", basis)
     obj.shape_key_add(name="Basis", from_mix=False)
-    for name, delta in zip(names, blendshapes):
+    me.shape_keys.use_relative = True
+    for i, (name, delta) in enumerate(zip(names, blendshapes)):
         kb = obj.shape_key_add(name=str(name), from_mix=False)
         kb.slider_min, kb.slider_max = 0.0, 1.0
         kb.value = 0.0
         kb.data.foreach_set("co", basis + to_blender(delta).reshape(-1))
-    me.shape_keys.use_relative = True
+        if (i + 1) % per_step == 0 and i + 1 < len(names):
+            yield f"building the face: shape keys {i + 1}/{len(names)}"

@@ -77,6 +77,17 @@ def build_parts(face_obj, head, names) -> list:
     """Unlinked part objects (children of ``face_obj``) plus the eye target empty; the
     caller links them. ``head``: ``api_types.HeadParts``; ``names``: the face's shape key
     names (every part has the same shapes, in that order)."""
+    gen = build_parts_steps(face_obj, head, names)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def build_parts_steps(face_obj, head, names):
+    """``build_parts`` as a step generator (``jobs``): one part per step (a part's mesh and
+    53 shape keys are 10-100 ms of main-thread work). Returns the objects."""
     for pname, part in head.parts.items():
         if part.blendshapes.shape[0] != len(names):
             raise ValueError(f"head part {pname} has {part.blendshapes.shape[0]} shapes, the face {len(names)}: "
@@ -118,22 +129,30 @@ def build_parts(face_obj, head, names) -> list:
             c.target = target
             c.track_axis = "TRACK_NEGATIVE_Y"  # the model's +Z (gaze) is Blender's -Y
         made.append(obj)
+        yield f"building the face: {pname}"
     return made
 
 
-def pin_seams(face_obj, head, vertices: np.ndarray, fade_m: float = 0.008) -> None:
-    """The face's Displace modifier (detail maps) fades to zero at the vertices the head
-    and the mouth socket share (vertex group ``SEAM_GROUP``: 0 on the seam, 1 from
-    ``fade_m`` away): a displaced border would open a crack against the head."""
-    from . import displacement
-
+def seam_weights(head, vertices: np.ndarray, fade_m: float = 0.008) -> np.ndarray:
+    """(N,) Displace weights of the face's vertices: 0 at the vertices the head and the
+    mouth socket share, 1 from ``fade_m`` metres away (smoothstep between). ``head``:
+    ``api_types.HeadParts``. No bpy: ~1 s of numpy with 38k vertices, so Import computes it
+    in a worker."""
     seam = vertices[np.r_[head.head_seam, head.mouth_seam]].astype(np.float32)
     v = np.asarray(vertices, np.float32)
     # nearest seam vertex: |v|² + |s|² - 2 v.s as one (N, S) matrix product (~100 MB float32)
     d2 = (v ** 2).sum(1)[:, None] + (seam ** 2).sum(1)[None] - 2.0 * (v @ seam.T)
     d = np.sqrt(np.maximum(d2.min(1), 0.0))
     t = np.clip(d / fade_m, 0.0, 1.0)
-    w = t * t * (3 - 2 * t)
+    return t * t * (3 - 2 * t)
+
+
+def pin_seams(face_obj, w: np.ndarray) -> None:
+    """The face's Displace modifier (detail maps) fades to zero at the seams with the head
+    and the mouth socket (vertex group ``SEAM_GROUP`` with ``seam_weights``): a displaced
+    border would open a crack against the head."""
+    from . import displacement
+
     vg = face_obj.vertex_groups.new(name=SEAM_GROUP)
     levels = np.round(w * 50).astype(int)  # 51 weight levels: one add() call each
     for lvl in np.unique(levels):
