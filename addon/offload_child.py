@@ -49,7 +49,7 @@ def run(job: dict) -> dict | str:
     bpy.ops.wm.open_mainfile(filepath=os.path.join(job["jobdir"], "scene.blend"))
     ctx = bpy.context
     if job["kind"] == "render":
-        maps = {name: np.load(path, mmap_mode="r") for name, path in job["details"].items()}
+        maps = {name: np.load(path, mmap_mode="r", allow_pickle=False) for name, path in job["details"].items()}
         n = max(len(job["frames"]), 1)
         steps = render.render_steps(ctx, job["out_dir"], job["frames"], job["passes"], detail_maps=maps)
         span = 1.0 / n  # one frame's share of the bar (Cycles' sample lines fill it)
