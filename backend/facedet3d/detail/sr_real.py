@@ -133,11 +133,9 @@ def main(argv=None) -> int:
     from facedet3d.detail.infer import DETP_FILE, SR_FILE, WEIGHTS_DIR, _load
     from facedet3d.detail.real_corpus import PHOTO_EXT
     from facedet3d.detail.sr import RCAN
-    from facedet3d.detail.train import save_net, sha256
+    from facedet3d.detail.train import save_net, setup_torch, sha256
 
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(a.seed)
+    setup_torch(a.threads, a.seed)
     photos = []
     for s in a.photos:
         p = Path(s)

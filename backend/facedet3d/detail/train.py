@@ -38,6 +38,14 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def setup_torch(threads: int, seed: int) -> None:
+    """CPU threads, flush denormals (Gaussian tails in float32 maps would otherwise crawl as
+    denormals) and the seed: the same for every trainer."""
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+
+
 def save_net(net: torch.nn.Module, path: Path, meta: dict) -> None:
     from safetensors.torch import save_file
 
@@ -131,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--loss", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # Gaussian tails in float32 maps would otherwise crawl as denormals
-    torch.manual_seed(args.seed)
+    setup_torch(args.threads, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = _parse_loss(args.loss)

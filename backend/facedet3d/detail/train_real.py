@@ -103,11 +103,9 @@ def main(argv=None) -> int:
     from facedet3d.detail.infer import DETP_FILE, SR_FILE, WEIGHTS_DIR, _load
     from facedet3d.detail.nets import DetP
     from facedet3d.detail.real_corpus import CorpusReader
-    from facedet3d.detail.train import plot_curves, save_net, sha256
+    from facedet3d.detail.train import plot_curves, save_net, setup_torch, sha256
 
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(a.seed)
+    setup_torch(a.threads, a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     init = Path(a.init) if a.init else WEIGHTS_DIR
