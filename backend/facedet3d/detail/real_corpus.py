@@ -85,9 +85,9 @@ def _twins(scores: list[tuple[int, np.ndarray]], chosen: list[int], min_gap: int
     from facedet3d.rig.facs import AU_IDS
 
     keep = np.array([a != 45 for a in AU_IDS])  # a blink changes the lids only: still a twin
-    out, taken = {}, set(chosen)
+    out, taken, by_frame = {}, set(chosen), dict(scores)
     for i in chosen:
-        ai = dict(scores)[i]
+        ai = by_frame[i]
         best = min(((float(np.abs(a - ai)[keep].sum()), j) for j, a in scores
                     if abs(j - i) >= min_gap and j not in taken), default=None)
         if best is not None and best[0] < max_l1:
