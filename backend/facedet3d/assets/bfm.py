@@ -63,6 +63,10 @@ class BFM:
             flat += self.exp_basis @ np.asarray(exp, np.float32)
         return flat.reshape(-1, 3)
 
+    def landmark_uv(self) -> np.ndarray:
+        """(68, 2) float64 UV positions of the iBUG-68 landmarks on this layout (v up)."""
+        return self.uv[self.landmarks].astype(np.float64)
+
     def landmark_rows(self) -> np.ndarray:
         """(204,) row indices into the interleaved 3N vectors for the 68 landmarks' x,y,z."""
         return (self.landmarks[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)

@@ -49,8 +49,7 @@ def landmarks_uv() -> np.ndarray:
     """(68, 2) float64 UV positions of the iBUG-68 landmarks on the BFM layout."""
     from facedet3d.assets import bfm as bfm_mod
 
-    b = bfm_mod.load_bfm()
-    return b.uv[b.landmarks].astype(np.float64)
+    return bfm_mod.load_bfm().landmark_uv()
 
 
 @functools.lru_cache(maxsize=1)

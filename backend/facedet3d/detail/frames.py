@@ -60,12 +60,12 @@ _READER = None
 
 def mediapipe_aus(fit: FrameFit) -> dict:
     """Labels from MediaPipe's Face Landmarker (issue 10's reader): the 52 blendshapes of the
-    face inside the fitted box, mapped to AUs against the population's resting scores
-    (``expression.au.aus_from_blendshapes``). Unlike the 68-landmark fit it reads AU6 (cheek
+    face inside the fitted box, mapped to AUs as the photo fit maps them
+    (``expression.au.aus_of_reading``). Unlike the 68-landmark fit it reads AU6 (cheek
     raiser) and leaves neutral faces near 0. A frame the landmarker cannot read raises NoFace
     (the corpus skips it) rather than falling back to the landmark AUs."""
     global _READER
-    from facedet3d.expression.au import aus_from_blendshapes
+    from facedet3d.expression.au import aus_of_reading
     from facedet3d.expression.reader import FaceReader, read_photo
 
     if _READER is None:  # one landmarker per process: creating it costs ~0.1 s
@@ -73,7 +73,7 @@ def mediapipe_aus(fit: FrameFit) -> dict:
     r = read_photo(fit.rgb, fit.box, reader=_READER)
     if r is None:
         raise NoFace("the expression reader found no face in this frame")
-    return aus_from_blendshapes(r.blendshapes)
+    return aus_of_reading(r)
 
 
 def resolve_labels(spec: str | None) -> AULabels:

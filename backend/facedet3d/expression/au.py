@@ -191,6 +191,12 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
     return {au: float(v) for au, v in zip(facs.AU_IDS, a)}
 
 
+def aus_of_reading(reading) -> dict[int, float]:
+    """The AUs of one photo or frame read by ``reader.FaceReader`` (blendshapes + the AU9
+    landmark cue against the population's rest): what the fit and the real corpus use."""
+    return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(reading.landmarks)))
+
+
 def aus_vector(aus: Mapping[int, float]) -> np.ndarray:
     """(17,) float32 in ``facs.AU_IDS`` order."""
     return np.array([float(aus.get(a, 0.0)) for a in facs.AU_IDS], np.float32)

@@ -215,8 +215,7 @@ def _aus_of(reading) -> tuple[dict, str]:
 
     if reading is None:
         return {}, "landmarks"
-    wrinkle = au.nose_wrinkle(au.glabella_ratio(reading.landmarks))
-    return au.aus_from_blendshapes(reading.blendshapes, wrinkle=wrinkle), "mediapipe"
+    return au.aus_of_reading(reading), "mediapipe"
 
 
 __all__ = ["Backend", "FitRequest", "FaceDet3DError"]

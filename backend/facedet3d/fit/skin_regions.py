@@ -33,14 +33,6 @@ NOSTRIL_UP_MM = 4.5     # the openings' centre above the wing-base / subnasale m
 FEATHER_MM = 1.5
 
 
-@functools.lru_cache(maxsize=1)
-def _landmarks_uv() -> np.ndarray:
-    from facedet3d.assets import bfm as bfm_mod
-
-    b = bfm_mod.load_bfm()
-    return b.uv[b.landmarks].astype(np.float64)
-
-
 def _px(uv: np.ndarray, size: int) -> np.ndarray:
     """UV (v up) -> pixel (col, row) of a size² map (row 0 = v 1), int32 for cv2 drawing."""
     uv = np.atleast_2d(uv)
@@ -58,7 +50,9 @@ def _dilate(mask: np.ndarray, mm: float, size: int) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def nonskin_regions(size: int) -> dict[str, np.ndarray]:
     """{"eyes", "brows", "lips", "nostrils"}: (size, size) bool masks, both sides."""
-    lm = _landmarks_uv()
+    from facedet3d.assets import bfm as bfm_mod
+
+    lm = bfm_mod.load_bfm().landmark_uv()
     out = {}
     canvas = lambda: np.zeros((size, size), np.uint8)
     eyes = canvas()
