@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands defined by their stage's module: each has ``add_parser(subparsers)`` (which
 # sets ``func=handler`` through ``set_defaults``) and a ``handler(args) -> int``.
 _PLUGIN_MODULES: tuple[str, ...] = ("cli.pose", "cli.render", "cli.serve", "cli.detail", "cli.neural", "cli.corpus",
-                                     "cli.dataset", "cli.track")
+                                     "cli.dataset", "cli.track", "cli.folds")
 
 
 def _plugins():

@@ -80,7 +80,7 @@ def flow_uv(ref: FrameFit | np.ndarray, mov: FrameFit | np.ndarray) -> np.ndarra
     """Dense flow (S, S, 2) texels so that mov(x + f(x)) ~ ref(x): DIS optical flow on the
     unwraps' luminance (contrast-equalised, so the expression's shading change matters less)."""
     def grey(t):
-        t = t.texture if isinstance(t, FrameFit) else t
+        t = getattr(t, "texture", t)  # a FrameFit, or anything with an unwrap
         g = cv2.cvtColor(np.ascontiguousarray(t), cv2.COLOR_RGB2GRAY)
         return cv2.createCLAHE(2.0, (8, 8)).apply(g)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

@@ -232,13 +232,24 @@ class DetailPredictor:
     def for_asset(self, asset, target_aus, age: float = DEFAULT_AGE_YEARS, size: int = 256, sides=BOTH_SIDES,
                   face_id: np.ndarray | None = None) -> np.ndarray:
         """``__call__`` for a FaceAsset (or its folder): D(I_x) = its ``detail_input``, x = its
-        photo AUs (``meta.aus``; neutral when the rig has not filled them)."""
+        photo AUs (``meta.aus``; neutral when the rig has not filled them). When the asset
+        holds the person's own folds (``personal_folds.npz``, enrolled from their video), their
+        change x -> y is added to DetP's output (``detail.personal``)."""
         from facedet3d.fit import faceasset
 
         if not hasattr(asset, "detail_input"):
             asset = faceasset.read(asset)
-        return self(asset.detail_input, {int(k): float(v) for k, v in (asset.meta.aus or {}).items()}, target_aus,
-                    age=age, size=size, face_id=face_id, sides=sides)
+        x = {int(k): float(v) for k, v in (asset.meta.aus or {}).items()}
+        out = self(asset.detail_input, x, target_aus, age=age, size=size, face_id=face_id, sides=sides)
+        if getattr(asset, "folds", None) is not None:
+            from facedet3d.detail import personal
+
+            try:
+                folds = personal.from_arrays(asset.folds)
+            except (KeyError, ValueError) as exc:
+                raise FaceDet3DError(f"the FaceAsset's {personal.FILE} is unusable ({exc}); enrol again or delete it") from None
+            out = out + resample(folds.change(normalise_aus(x), normalise_aus(target_aus)), size)
+        return out
 
 
 @functools.lru_cache(maxsize=2)

@@ -99,7 +99,7 @@ def _twins(scores: list[tuple[int, np.ndarray]], chosen: list[int], min_gap: int
 def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_clip: int = 24,
                min_change: float = 0.6, store_size: int = 256, age: float | None = None,
                max_frames: int | None = None, align: bool = True, twins: bool = True,
-               twin_gap: int = 12, twin_max_l1: float = 0.5) -> dict:
+               twin_gap: int = 12, twin_max_l1: float = 0.5, align_ref=None) -> dict:
     """Fit, select and store one video or photo; returns its record (also written as json).
 
     max_frames: scan at most this many frames, spread over the whole clip (the stride grows).
@@ -109,7 +109,9 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
     between their unwraps (``evaluate.align_to``): the BFM's 10 expression coefficients do
     not register the skin under expression (median misregistration 1-7 texels at 256²), so
     without it a wrinkle does not land on the same texels in every frame. Each entry records
-    the median flow before and after (``flow_px``, ``flow_px_aligned``, texels at 256²)."""
+    the median flow before and after (``flow_px``, ``flow_px_aligned``, texels at 256²).
+    align_ref: an object with ``texture`` (the fitter's size, RGB) and ``mask`` to register every
+    kept frame to instead (the person's photo unwrap, ``detail.personal.enrol``)."""
     import cv2
 
     from facedet3d.detail.frames import landmark_aus, read_video
@@ -151,11 +153,11 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
         raise NoFace(f"{path.name}: no frame with a face")
     S = int(store_size)
     flows = {rows[0]: (0.0, 0.0)}
-    if align and len(rows) > 1:
+    if align and (len(rows) > 1 or align_ref is not None):
         from facedet3d.detail import evaluate as ev
 
-        ref = kept_fits[rows[0]][0]
-        for i in rows[1:]:
+        ref = kept_fits[rows[0]][0] if align_ref is None else align_ref
+        for i in (rows[1:] if align_ref is None else rows):
             f, a = kept_fits[i]
             both = (ref.mask > 127) & (f.mask > 127)
             g, flow = ev.align_to(ref, f)

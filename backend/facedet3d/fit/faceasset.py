@@ -18,6 +18,9 @@ A folder holding
   METRES, ``_colour`` (M,3) uint8 sRGB, ``_material`` / ``_materials``, ``_face_uv`` (a
   place in the face texture); ``face_hidden`` (face triangles over the eyes),
   ``head_seam_bfm`` / ``mouth_seam_bfm``, ``iris_rgb``, ``skin_rgb``, ``eye_L_centre`` ...
+- ``personal_folds.npz`` (optional, ``facedet3d folds VIDEO --asset DIR``): the person's own
+  fold maps enrolled from their video (``detail.personal``): ``basis`` (17,256,256) float32
+  METRES per unit AU, ``seen``, ``au_ids``, ``active``, ``meta`` (JSON string).
 - ``occluder_mask.png``: 8-bit UV-space mask, 255 where an occluder (glasses, hair, a
   hand, a microphone) was removed from the texture (and from the observation mask).
 - with ``--overlay``: ``overlay.png`` and ``texture_preview.png``.
@@ -107,6 +110,7 @@ class FaceAsset:
     meta: FaceMeta
     rig: dict[str, np.ndarray] | None = None  # rig.npz arrays, when built
     head: dict[str, np.ndarray] | None = None  # head.npz arrays (head parts), when built
+    folds: dict[str, np.ndarray] | None = None  # personal_folds.npz arrays, when enrolled
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # name.png -> uint8 image
 
 
@@ -139,6 +143,8 @@ def write(asset: FaceAsset, out_dir: str | os.PathLike) -> Path:
             np.savez(tmp / "rig.npz", **asset.rig)
         if asset.head is not None:
             np.savez_compressed(tmp / "head.npz", **asset.head)  # 3.4 MB instead of 12 (shape keys are mostly 0)
+        if asset.folds is not None:
+            np.savez_compressed(tmp / "personal_folds.npz", **asset.folds)
         for name, img in asset.extras.items():
             _write_png(tmp / name, img)
         # meta.json last and once, with the time the rest took (milliseconds)
@@ -183,5 +189,9 @@ def read(path: str | os.PathLike) -> FaceAsset:
     if (p / "head.npz").is_file():
         with np.load(p / "head.npz", allow_pickle=False) as z:
             head = {k: z[k] for k in z.files}
+    folds = None
+    if (p / "personal_folds.npz").is_file():
+        with np.load(p / "personal_folds.npz", allow_pickle=False) as z:
+            folds = {k: z[k] for k in z.files}
     return FaceAsset(mesh["vertices"], mesh["faces"], mesh["uv"], mesh["landmarks"], np.ascontiguousarray(tex), mask,
-                     np.load(p / "detail_input.npy", allow_pickle=False), meta, rig, head=head)
+                     np.load(p / "detail_input.npy", allow_pickle=False), meta, rig, head=head, folds=folds)

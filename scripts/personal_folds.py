@@ -1,0 +1,187 @@
+"""Personal folds: does a person's own video predict where their wrinkles form? (issue 11)
+
+    PYTHONPATH=backend python scripts/personal_folds.py CORPUS [--out DIR] [--ridge 0.05]
+
+CORPUS is a ``facedet3d corpus`` folder (frames registered per clip by UV flow). Per clip
+the frames are split in time: the first half enrols a per-texel linear model of the
+band-passed D(I) on the frame's AUs (``detail.personal.fit_folds``), the second half (after a
+gap) tests it. A test pair is two test frames whose AUs differ by >= 0.6 (L1); the observed
+change is D_b - D_c with c a look at a's expression other than a (``twin``), so neither the
+personal prediction nor DetP's shares the estimator noise of its input D_a. Predicted:
+
+- personal: (AU_b - AU_a) . B (the enrolled fold maps; no D_a term at all);
+- shuffled: the same model enrolled with the enrol frames' AUs permuted (a null: what the
+  fit scores from its freedom alone);
+- DetP: the shipped network's change DetP(D_a, AU_b) - DetP(D_a, AU_a) (procedural weights).
+
+Prints per clip and region r / least-squares gain / RMS ratio, a means table over the
+regions each pair's AU change should move (``MOVES``), and writes DIR/results.json and
+DIR/<clip>.png panels (enrolled AU12 / AU1+2 / AU4 fold maps, observed and predicted change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# AUs whose rise moves a region (the folds they make): crow's feet and nasolabial with the
+# smile (AU6, AU12), nasolabial with AU9/AU10, forehead with AU1/AU2, glabella with AU4.
+MOVES = {"crows_feet": (6, 12), "nasolabial": (6, 9, 10, 12), "forehead": (1, 2), "glabella": (4,)}
+MIN_MOVE = 0.3  # summed |AU change| of a region's AUs for that region to count as moved
+
+
+def _stats(p, o, sel):
+    p, o = p[sel].astype(np.float64), o[sel].astype(np.float64)
+    if p.size < 30 or p.std() == 0 or o.std() == 0:
+        return None
+    return {"r": float(np.corrcoef(p, o)[0, 1]), "gain": float(p @ o / max(p @ p, 1e-30)),
+            "rms_ratio": float(np.sqrt((p * p).mean() / max((o * o).mean(), 1e-30)))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--ridge", type=float, default=None, help="ridge weight (default detail.personal.RIDGE)")
+    ap.add_argument("--gap", type=int, default=12, help="video frames left out around the split")
+    ap.add_argument("--no-detp", action="store_true")
+    a = ap.parse_args(argv)
+
+    from facedet3d.detail import evaluate as ev
+    from facedet3d.detail import personal
+    from facedet3d.rig.facs import AU_IDS
+
+    root = Path(a.corpus)
+    index = json.loads((root / "index.json").read_text())
+    unit = float(index.get("unit_m", 1e-4))
+    regs = ev.regions(256)
+    from facedet3d.fit.skin_regions import skin_weight
+
+    skin = skin_weight(256)
+    pred = None
+    if not a.no_detp:
+        from facedet3d.detail.infer import DetailPredictor
+
+        pred = DetailPredictor(None, backend="torch", threads=1)
+    out = Path(a.out) if a.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    rng = np.random.default_rng(0)
+    for clip in sorted(index["clips"]):
+        with np.load(root / "clips" / f"{clip}.npz") as z:
+            det = z["detail"].astype(np.float32) * unit  # metres
+            msk = z["mask"] > 127
+            aus = z["aus"].astype(np.float32)
+            frames = z["frames"]
+        order = np.argsort(frames)
+        det, msk, aus, frames = det[order], msk[order], aus[order], frames[order]
+        split = np.median(frames)
+        enrol = np.where(frames < split - a.gap / 2)[0]
+        test = np.where(frames > split + a.gap / 2)[0]
+        if len(enrol) < 6 or len(test) < 3:
+            print(f"{clip}: too few frames ({len(enrol)} enrol, {len(test)} test), skipped")
+            continue
+        bp = np.stack([ev.bandpass(d, m.astype(np.float32)) for d, m in zip(det, msk)])
+        kw = {} if a.ridge is None else {"ridge": a.ridge}
+        folds = personal.fit_folds(bp[enrol], msk[enrol], aus[enrol], **kw)
+        shuf = personal.fit_folds(bp[enrol], msk[enrol], aus[enrol][rng.permutation(len(enrol))], **kw)
+        for f in (folds, shuf):  # as ``personal.enrol``: no folds on eyes, brows, lips, nostrils
+            f.basis *= skin[None]
+        pairs = []
+        for i in test:
+            for j in test:
+                if i == j or np.abs(aus[i] - aus[j]).sum() < 0.6:
+                    continue
+                tw = [k for k in test if k not in (i, j) and np.abs(aus[k] - aus[i]).sum() < 0.5
+                      and abs(int(frames[k]) - int(frames[i])) >= 6]
+                if tw:
+                    pairs.append((i, j, min(tw, key=lambda k: np.abs(aus[k] - aus[i]).sum())))
+        rng.shuffle(pairs)
+        pairs = pairs[:12]  # a bounded, spread sample of the clip's pairs
+        res = []
+        for i, j, c in pairs:
+            seen = msk[i] & msk[j] & msk[c] & folds.seen
+            obs = bp[j] - bp[c]
+            cand = {"personal": folds.change(aus[i], aus[j]), "shuffled": shuf.change(aus[i], aus[j])}
+            if pred is not None:
+                da = cv2.resize(det[i], (256, 256))
+                pa = pred(da, aus[i], aus[i])
+                pb = pred(da, aus[i], aus[j])
+                w = msk[i].astype(np.float32)
+                cand["detp"] = ev.bandpass(pb, w) - ev.bandpass(pa, w)
+                cand["detp+personal"] = cand["detp"] + cand["personal"]
+            d_au = {int(k): float(aus[j][n] - aus[i][n]) for n, k in enumerate(AU_IDS)}
+            cell = {"a": int(frames[i]), "b": int(frames[j]), "c": int(frames[c]), "d_au": d_au, "regions": {}}
+            for reg, ids in MOVES.items():
+                moved = sum(abs(d_au[k]) for k in ids) >= MIN_MOVE
+                sel = regs[reg] & seen
+                cell["regions"][reg] = {"moved": moved, **{m: _stats(p, obs, sel) for m, p in cand.items()}}
+            res.append(cell)
+        results[clip] = {"enrol": len(enrol), "test": len(test), "pairs": res,
+                         "active_aus": [int(AU_IDS[k]) for k in folds.active]}
+        print(f"{clip}: enrol {len(enrol)} test {len(test)} pairs {len(res)} active AUs {results[clip]['active_aus']}")
+        if out and res:
+            _panel(out / f"{clip}.png", folds, bp, pairs[0], cand_maps=None)
+    if out:
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0
+
+
+def table(results: dict) -> str:
+    """Means over (pair, moved region) cells: r, share of r < 0, median gain and RMS ratio."""
+    methods = ("personal", "shuffled", "detp", "detp+personal")
+    lines = ["| region | cells | " + " | ".join(f"{m}: r (neg) / gain / rms" for m in methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for reg in list(MOVES) + ["all"]:
+        cells = [c["regions"][g] for r in results.values() for c in r["pairs"] for g in c["regions"]
+                 if (reg == "all" or g == reg) and c["regions"][g]["moved"]]
+        row = []
+        for m in methods:
+            ms = [c[m] for c in cells if c.get(m)]
+            if not ms:
+                row.append("")
+                continue
+            rs = np.array([x["r"] for x in ms])
+            row.append(f"{rs.mean():+.2f} ({int((rs < 0).sum())}/{len(rs)}) / {np.median([x['gain'] for x in ms]):+.2f}"
+                       f" / {np.median([x['rms_ratio'] for x in ms]):.2f}")
+        lines.append(f"| {reg} | {len(cells)} | " + " | ".join(row) + " |")
+    per_clip = ["", "| clip | cells | " + " | ".join(f"{m} r" for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for clip, r in results.items():
+        cells = [c["regions"][g] for c in r["pairs"] for g in c["regions"] if c["regions"][g]["moved"]]
+        vals = []
+        for m in methods:
+            rs = [c[m]["r"] for c in cells if c.get(m)]
+            vals.append(f"{np.mean(rs):+.2f}" if rs else "")
+        per_clip.append(f"| {clip} | {len(cells)} | " + " | ".join(vals) + " |")
+    return "\n".join(lines + per_clip)
+
+
+def _panel(path: Path, folds, bp, pair, cand_maps=None) -> None:
+    """Enrolled fold maps of AU12, AU1+2, AU4 and a test pair's observed change (mid grey = 0,
+    darker = into the skin, each scaled to its own 99th percentile)."""
+    from facedet3d.rig.facs import AU_IDS
+
+    def sig(m):
+        s = np.percentile(np.abs(m), 99) + 1e-12
+        return np.clip(128 + 127 * m / s, 0, 255).astype(np.uint8)
+
+    tiles = []
+    for ids in ((12,), (1, 2), (4,)):
+        x = np.zeros(len(AU_IDS), np.float32)
+        for k in ids:
+            x[AU_IDS.index(k)] = 1.0
+        tiles.append(sig(folds.change(np.zeros_like(x), x)))
+    i, j, c = pair
+    tiles.append(sig(bp[j] - bp[c]))
+    cv2.imwrite(str(path), np.concatenate(tiles, 1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
