@@ -121,7 +121,7 @@ def from_arrays(z: dict) -> PersonalFolds:
 
 
 def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 120, per_clip: int = 60,
-          min_change: float = 0.25, progress=print) -> dict:
+          min_change: float = 0.25, progress=print, on_frame=None) -> dict:
     """Learn the person's folds from ``video`` and store them in the FaceAsset ``asset_dir``.
 
     Every kept frame is fitted (identity held for the clip), read by the expression reader
@@ -130,7 +130,8 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
     fitted on all frames; ``split_check`` reports how well the first half predicts the second
     (recorded in the file's meta and returned). Non-skin parts (``fit.skin_regions``) are
     zeroed: moving eyes, lips and brows leave registration edges there, not folds. The file
-    is written atomically; on any error the asset is unchanged."""
+    is written atomically; on any error the asset is unchanged. ``on_frame(done, total)`` is
+    called per scanned frame (progress; raise from it to cancel)."""
     import json
     import os
     import tempfile
@@ -156,7 +157,7 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
     with tempfile.TemporaryDirectory(prefix="facedet3d-folds-") as tmp:
         rec = real_corpus.build_clip(FrameFitter(size), video, Path(tmp), labels=resolve_labels("mediapipe"),
                                      stride=stride, per_clip=per_clip, min_change=min_change, max_frames=max_frames,
-                                     twins=False, align_ref=ref)
+                                     twins=False, align_ref=ref, on_frame=on_frame)
         with np.load(Path(tmp) / "clips" / f"{real_corpus.clip_id(video)}.npz", allow_pickle=False) as z:
             det = z["detail"].astype(np.float32) * real_corpus.UNIT_M
             seen = z["mask"] > 127

@@ -99,7 +99,7 @@ def _twins(scores: list[tuple[int, np.ndarray]], chosen: list[int], min_gap: int
 def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_clip: int = 24,
                min_change: float = 0.6, store_size: int = 256, age: float | None = None,
                max_frames: int | None = None, align: bool = True, twins: bool = True,
-               twin_gap: int = 12, twin_max_l1: float = 0.5, align_ref=None) -> dict:
+               twin_gap: int = 12, twin_max_l1: float = 0.5, align_ref=None, on_frame=None) -> dict:
     """Fit, select and store one video or photo; returns its record (also written as json).
 
     max_frames: scan at most this many frames, spread over the whole clip (the stride grows).
@@ -111,7 +111,9 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
     without it a wrinkle does not land on the same texels in every frame. Each entry records
     the median flow before and after (``flow_px``, ``flow_px_aligned``, texels at 256²).
     align_ref: an object with ``texture`` (the fitter's size, RGB) and ``mask`` to register every
-    kept frame to instead (the person's photo unwrap, ``detail.personal.enrol``)."""
+    kept frame to instead (the person's photo unwrap, ``detail.personal.enrol``).
+    on_frame(done, total): called after each scanned frame; an exception it raises (a
+    cancel) ends the clip before anything is written."""
     import cv2
 
     from facedet3d.detail.frames import landmark_aus, read_video
@@ -133,7 +135,9 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
     else:
         frames = {0: photo_mod.load_photo(path).rgb}
     shape, box, kept_fits, scored = None, None, {}, []
-    for i in sorted(frames):
+    for done, i in enumerate(sorted(frames)):
+        if on_frame is not None:
+            on_frame(done, len(frames))
         try:
             f = fitter.fit(frames[i], shape=shape, box=box)
             if shape is None:  # identity from the first fittable frame, then refit with it held
