@@ -11,8 +11,12 @@ personal prediction nor DetP's shares the estimator noise of its input D_a. Pred
 
 - personal: (AU_b - AU_a) . B (the enrolled fold maps; no D_a term at all);
 - shuffled: the same model enrolled with the enrol frames' AUs permuted (a null: what the
-  fit scores from its freedom alone);
-- DetP: the shipped network's change DetP(D_a, AU_b) - DetP(D_a, AU_a) (procedural weights).
+  fit scores from its freedom alone; mean of N_SHUFFLES permutations);
+- other person: each other clip's enrolled folds on this clip's pairs, r averaged (a null
+  for person-specificity: generic fold positions of the BFM chart);
+- DetP: the shipped network's change DetP(D_a, AU_b) - DetP(D_a, AU_a) (procedural weights);
+- product: what ``DetailPredictor.for_asset`` predicts for an enrolled asset: DetP's change for
+  the AUs the enrolment did not show plus the personal folds' change.
 
 Prints per clip and region r / least-squares gain / RMS ratio, a means table over the
 regions each pair's AU change should move (``MOVES``), and writes DIR/results.json and
@@ -41,6 +45,18 @@ def _stats(p, o, sel):
         return None
     return {"r": float(np.corrcoef(p, o)[0, 1]), "gain": float(p @ o / max(p @ p, 1e-30)),
             "rms_ratio": float(np.sqrt((p * p).mean() / max((o * o).mean(), 1e-30)))}
+
+
+N_SHUFFLES = 5  # null models per clip (the enrolment AUs permuted), averaged
+
+
+def _partial(p, o, c, sel) -> float:
+    """r(P, O | C): correlation after regressing the static map C out of each."""
+    p, o, c = (a[sel].astype(np.float64) for a in (p, o, c))
+    if c.std() == 0:
+        return float("nan")
+    rp, ro = p - c * (p @ c) / (c @ c), o - c * (o @ c) / (c @ c)
+    return float(np.corrcoef(rp, ro)[0, 1]) if rp.std() > 0 and ro.std() > 0 else float("nan")
 
 
 def main(argv=None) -> int:
@@ -73,6 +89,8 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     results = {}
     rng = np.random.default_rng(0)
+    kw = {} if a.ridge is None else {"ridge": a.ridge}
+    cache = {}
     for clip in sorted(index["clips"]):
         with np.load(root / "clips" / f"{clip}.npz") as z:
             det = z["detail"].astype(np.float32) * unit  # metres
@@ -88,11 +106,20 @@ def main(argv=None) -> int:
             print(f"{clip}: too few frames ({len(enrol)} enrol, {len(test)} test), skipped")
             continue
         bp = np.stack([ev.bandpass(d, m.astype(np.float32)) for d, m in zip(det, msk)])
-        kw = {} if a.ridge is None else {"ridge": a.ridge}
         folds = personal.fit_folds(bp[enrol], msk[enrol], aus[enrol], **kw)
-        shuf = personal.fit_folds(bp[enrol], msk[enrol], aus[enrol][rng.permutation(len(enrol))], **kw)
-        for f in (folds, shuf):  # as ``personal.enrol``: no folds on eyes, brows, lips, nostrils
+        folds.basis *= skin[None]
+        cache[clip] = (det, msk, aus, frames, bp, enrol, test, folds)
+    for clip, (det, msk, aus, frames, bp, enrol, test, folds) in cache.items():
+        # another person's folds on this person's pairs (both in the BFM chart): what generic,
+        # not personal, fold positions score
+        others = [v[-1] for o, v in cache.items() if o != clip]
+        shufs = [personal.fit_folds(bp[enrol], msk[enrol], aus[enrol][rng.permutation(len(enrol))], **kw)
+                 for _ in range(N_SHUFFLES)]
+        for f in shufs:  # as ``personal.enrol``: no folds on eyes, brows, lips, nostrils
             f.basis *= skin[None]
+        # the person's static detail (enrolment mean): a change that only rescales it (sharpness,
+        # blur) is not a fold; ``partial`` reports r with it regressed out of both maps
+        static = np.where(msk[enrol].sum(0) > 0, (bp[enrol] * msk[enrol]).sum(0) / np.maximum(msk[enrol].sum(0), 1), 0)
         pairs = []
         for i in test:
             for j in test:
@@ -108,26 +135,41 @@ def main(argv=None) -> int:
         for i, j, c in pairs:
             seen = msk[i] & msk[j] & msk[c] & folds.seen
             obs = bp[j] - bp[c]
-            cand = {"personal": folds.change(aus[i], aus[j]), "shuffled": shuf.change(aus[i], aus[j])}
+            cand = {"personal": folds.change(aus[i], aus[j])}
+            shuffled = [f.change(aus[i], aus[j]) for f in shufs]
+            other = [f.change(aus[i], aus[j]) for f in others]
             if pred is not None:
                 da = cv2.resize(det[i], (256, 256))
                 pa = pred(da, aus[i], aus[i])
                 pb = pred(da, aus[i], aus[j])
                 w = msk[i].astype(np.float32)
                 cand["detp"] = ev.bandpass(pb, w) - ev.bandpass(pa, w)
-                cand["detp+personal"] = cand["detp"] + cand["personal"]
+                # the product (``DetailPredictor.for_asset``): DetP only for the AUs the video
+                # did not show, the person's folds for those it did
+                y_rest = aus[j].copy()
+                y_rest[list(folds.active)] = aus[i][list(folds.active)]
+                cand["product"] = ev.bandpass(pred(da, aus[i], y_rest), w) - ev.bandpass(pa, w) + cand["personal"]
             d_au = {int(k): float(aus[j][n] - aus[i][n]) for n, k in enumerate(AU_IDS)}
             cell = {"a": int(frames[i]), "b": int(frames[j]), "c": int(frames[c]), "d_au": d_au, "regions": {}}
             for reg, ids in MOVES.items():
                 moved = sum(abs(d_au[k]) for k in ids) >= MIN_MOVE
                 sel = regs[reg] & seen
-                cell["regions"][reg] = {"moved": moved, **{m: _stats(p, obs, sel) for m, p in cand.items()}}
+                st = {m: _stats(p, obs, sel) for m, p in cand.items()}
+                sh = [_stats(p, obs, sel) for p in shuffled]
+                sh = [x for x in sh if x]
+                st["shuffled"] = ({k: float(np.mean([x[k] for x in sh])) for k in sh[0]} if sh else None)
+                ot = [x for x in (_stats(p, obs, sel) for p in other) if x]
+                st["other person"] = ({k: float(np.mean([x[k] for x in ot])) for k in ot[0]} if ot else None)
+                for m, p in cand.items():
+                    if st[m]:
+                        st[m]["r_partial"] = _partial(p, obs, static, sel)
+                cell["regions"][reg] = {"moved": moved, **st}
             res.append(cell)
         results[clip] = {"enrol": len(enrol), "test": len(test), "pairs": res,
                          "active_aus": [int(AU_IDS[k]) for k in folds.active]}
         print(f"{clip}: enrol {len(enrol)} test {len(test)} pairs {len(res)} active AUs {results[clip]['active_aus']}")
         if out and res:
-            _panel(out / f"{clip}.png", folds, bp, pairs[0], cand_maps=None)
+            _panel(out / f"{clip}.png", folds, bp, pairs[0])
     if out:
         (out / "results.json").write_text(json.dumps(results, indent=1))
     print(table(results))
@@ -136,8 +178,8 @@ def main(argv=None) -> int:
 
 def table(results: dict) -> str:
     """Means over (pair, moved region) cells: r, share of r < 0, median gain and RMS ratio."""
-    methods = ("personal", "shuffled", "detp", "detp+personal")
-    lines = ["| region | cells | " + " | ".join(f"{m}: r (neg) / gain / rms" for m in methods) + " |",
+    methods = ("personal", "shuffled", "other person", "detp", "product")
+    lines = ["| region | cells | " + " | ".join(f"{m}: r (neg) [partial] / gain / rms" for m in methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for reg in list(MOVES) + ["all"]:
         cells = [c["regions"][g] for r in results.values() for c in r["pairs"] for g in c["regions"]
@@ -149,8 +191,10 @@ def table(results: dict) -> str:
                 row.append("")
                 continue
             rs = np.array([x["r"] for x in ms])
-            row.append(f"{rs.mean():+.2f} ({int((rs < 0).sum())}/{len(rs)}) / {np.median([x['gain'] for x in ms]):+.2f}"
-                       f" / {np.median([x['rms_ratio'] for x in ms]):.2f}")
+            part = [x["r_partial"] for x in ms if "r_partial" in x]
+            row.append(f"{rs.mean():+.2f} ({int((rs < 0).sum())}/{len(rs)})"
+                       + (f" [{np.nanmean(part):+.2f}]" if part else "")
+                       + f" / {np.median([x['gain'] for x in ms]):+.2f} / {np.median([x['rms_ratio'] for x in ms]):.2f}")
         lines.append(f"| {reg} | {len(cells)} | " + " | ".join(row) + " |")
     per_clip = ["", "| clip | cells | " + " | ".join(f"{m} r" for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
     for clip, r in results.items():
@@ -163,7 +207,7 @@ def table(results: dict) -> str:
     return "\n".join(lines + per_clip)
 
 
-def _panel(path: Path, folds, bp, pair, cand_maps=None) -> None:
+def _panel(path: Path, folds, bp, pair) -> None:
     """Enrolled fold maps of AU12, AU1+2, AU4 and a test pair's observed change (mid grey = 0,
     darker = into the skin, each scaled to its own 99th percentile)."""
     from facedet3d.rig.facs import AU_IDS

@@ -240,16 +240,22 @@ class DetailPredictor:
         if not hasattr(asset, "detail_input"):
             asset = faceasset.read(asset)
         x = {int(k): float(v) for k, v in (asset.meta.aus or {}).items()}
-        out = self(asset.detail_input, x, target_aus, age=age, size=size, face_id=face_id, sides=sides)
-        if getattr(asset, "folds", None) is not None:
-            from facedet3d.detail import personal
+        if getattr(asset, "folds", None) is None:
+            return self(asset.detail_input, x, target_aus, age=age, size=size, face_id=face_id, sides=sides)
+        from facedet3d.detail import personal
 
-            try:
-                folds = personal.from_arrays(asset.folds)
-            except (KeyError, ValueError) as exc:
-                raise FaceDet3DError(f"the FaceAsset's {personal.FILE} is unusable ({exc}); enrol again or delete it") from None
-            out = out + resample(folds.change(normalise_aus(x), normalise_aus(target_aus)), size)
-        return out
+        try:
+            folds = personal.from_arrays(asset.folds)
+        except (KeyError, ValueError) as exc:
+            raise FaceDet3DError(f"the FaceAsset's {personal.FILE} is unusable ({exc}); enrol again or delete it") from None
+        # the person's own folds replace DetP's population prior for the AUs their video showed
+        # (on real faces DetP's change there does not correlate with the observed one, r ~ 0,
+        # and adding it lowers the folds' r: docs/detail_real_change.md §7); DetP keeps the rest
+        xs, y = normalise_aus(x), normalise_aus(target_aus)
+        y_rest = y.copy()
+        y_rest[list(folds.active)] = xs[list(folds.active)]
+        out = self(asset.detail_input, xs, y_rest, age=age, size=size, face_id=face_id, sides=sides)
+        return out + resample(folds.change(xs, y), size)
 
 
 @functools.lru_cache(maxsize=2)
