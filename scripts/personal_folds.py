@@ -224,6 +224,10 @@ def _panel(path: Path, folds, bp, pair) -> None:
         tiles.append(sig(folds.change(np.zeros_like(x), x)))
     i, j, c = pair
     tiles.append(sig(bp[j] - bp[c]))
+    tiles = [cv2.cvtColor(t, cv2.COLOR_GRAY2BGR) for t in tiles]
+    for t, label in zip(tiles, ("AU12 map", "AU1+2 map", "AU4 map", "a test pair's change")):
+        cv2.putText(t, label, (4, 250), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
+    cv2.putText(tiles[0], path.stem[:34], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 200, 255), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), np.concatenate(tiles, 1))
 
 
