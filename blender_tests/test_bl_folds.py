@@ -121,3 +121,32 @@ def test_learn_folds_refuses_bad_input(scene, face, tmp_path):
     with pytest.raises(RuntimeError, match="not a video file"):
         bpy.ops.facedet3d.learn_folds(filepath=str(notes))
     assert "facedet3d_folds" not in face
+
+
+def test_folds_over_the_loopback_server(addon, face_data):
+    """The add-on's server client on /folds and /folds-state: remove, one-line errors, and a
+    job cancelled at once through the operator's own polling (``folds.learn``)."""
+    import threading
+
+    from facedet3d.api import types as T
+    from facedet3d.api.adapter import BackendAdapter
+    from facedet3d.api.http import Server
+
+    srv = Server(BackendAdapter(), port=0)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    client_mod = mod("client")
+    try:
+        c = client_mod.HttpClient(srv.port, srv.token)
+        st = c.folds_start(T.FoldsCall(face_data.asset_dir, remove=True))
+        assert st.state == "done" and "no learnt folds" in st.message
+        with pytest.raises(client_mod.BackendError, match="no such video file"):
+            c.folds_start(T.FoldsCall(face_data.asset_dir, str(Path(face_data.asset_dir) / "missing.mp4")))
+        with pytest.raises(client_mod.BackendError, match="no folds job"):
+            c.folds_state(T.FoldsPoll("nosuchjob"))
+        said = []
+        call = T.FoldsCall(face_data.asset_dir, str(SMILE), max_frames=16, stride=4)
+        assert mod("folds").learn(c, call, lambda m, f: said.append(m), lambda: True, poll_s=0.05) is None
+        assert not (Path(face_data.asset_dir) / FOLDS).exists()
+    finally:
+        srv.shutdown()
+        srv.server_close()
