@@ -8,8 +8,9 @@
 
 Every client has ``status() -> BackendStatus``, ``fit(FitCall) -> FaceData``,
 ``detail(DetailRequest) -> DetailResult``, ``neural_fit(NeuralFitCall) -> NeuralInfo`` and
-``neural_frame(NeuralFrameRequest) -> NeuralFrame``, ``track_start(TrackCall) -> TrackState``
-and ``track_state(TrackPoll) -> TrackState``; failures raise ``BackendError`` (one line).
+``neural_frame(NeuralFrameRequest) -> NeuralFrame``, ``track_start(TrackCall) -> TrackState``,
+``track_state(TrackPoll) -> TrackState``, ``folds_start(FoldsCall) -> FoldsState`` and
+``folds_state(FoldsPoll) -> FoldsState``; failures raise ``BackendError`` (one line).
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class InProcessClient:
     def track_state(self, req: T.TrackPoll) -> T.TrackState:
         return self._call(self._adapter.track_state, req)
 
+    def folds_start(self, call: T.FoldsCall) -> T.FoldsState:
+        return self._call(self._adapter.folds_start, call)
+
+    def folds_state(self, req: T.FoldsPoll) -> T.FoldsState:
+        return self._call(self._adapter.folds_state, req)
+
     def close(self):
         pass
 
@@ -137,6 +144,12 @@ class HttpClient:
 
     def track_state(self, req: T.TrackPoll) -> T.TrackState:
         return self._request("/track-state", req, T.TrackState)
+
+    def folds_start(self, call: T.FoldsCall) -> T.FoldsState:
+        return self._request("/folds", call, T.FoldsState)
+
+    def folds_state(self, req: T.FoldsPoll) -> T.FoldsState:
+        return self._request("/folds-state", req, T.FoldsState)
 
     def close(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -368,4 +368,6 @@ classes = (FACEDET3D_OT_setup_backend, FACEDET3D_OT_import_photo, FACEDET3D_OT_n
 # Animate from Video lives in its own module (it subclasses _JobOperator defined above).
 from .animate import classes as _animate_classes  # noqa: E402
 
-classes = classes + _animate_classes
+from .folds import classes as _folds_classes  # noqa: E402 - Learn Folds from Video, same pattern
+
+classes = classes + _animate_classes + _folds_classes

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import jobs
+from . import folds, jobs
 from .operators import face_object
 from .properties import AU_IDS, AU_NAMES, au_prop
 
@@ -60,6 +60,12 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         col.prop(s, "detail_resolution")
         col.prop(s, "live_update")
         layout.operator("facedet3d.animate_from_video", icon="SEQUENCE")
+        row = layout.row(align=True)
+        row.operator("facedet3d.learn_folds", icon="MOD_DISPLACE")
+        learnt = folds.summary(obj)
+        if learnt:
+            row.operator("facedet3d.remove_folds", text="", icon="X")
+            layout.label(text=learnt, icon="INFO")
         row = layout.row(align=True)
         row.operator("facedet3d.bake_details", icon="RENDER_ANIMATION")
         row.operator("facedet3d.bake_details", text="", icon="KEYINGSET").keyframe_shape_keys = True  # for farms

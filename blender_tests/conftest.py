@@ -78,6 +78,12 @@ class CachedClient:
     def track_state(self, req):
         return self.inner.track_state(req)
 
+    def folds_start(self, call):
+        return self.inner.folds_start(call)
+
+    def folds_state(self, req):
+        return self.inner.folds_state(req)
+
     def close(self):
         pass
 

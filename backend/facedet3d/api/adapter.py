@@ -31,10 +31,12 @@ class BackendAdapter:
         self._backend = None
         self._lock = threading.RLock()
         self._subjects: OrderedDict[str, object] = OrderedDict()  # subject_id -> FaceAsset
+        self._subject_dirs: dict[str, Path] = {}  # subject_id -> its FaceAsset folder (resolved), when it has one
         self._predictor = None
         self._predictor_error = ""
         self._predictor_tried = -RETRY_DETP_S  # time.monotonic() of the last load attempt
         self._tracks = None  # api.tracking.TrackJobs, made on the first track
+        self._folds = None  # api.folds.FoldsJobs, made on the first folds call
 
     # -- status ------------------------------------------------------------------------
     def _detail_predictor(self):
@@ -80,6 +82,35 @@ class BackendAdapter:
         """Progress of a track job (and its track JSON once done); ``req.cancel`` stops it."""
         return self._track_jobs().poll(req)
 
+    # -- personal folds (facedet3d folds as a background job; api/folds.py) ---------------
+    def _folds_jobs(self):
+        with self._lock:
+            if self._folds is None:
+                from facedet3d.api.folds import FoldsJobs
+
+                self._folds = FoldsJobs(on_change=self._reload_subjects)
+            return self._folds
+
+    def folds_start(self, call: T.FoldsCall) -> T.FoldsState:
+        """Learn the person's folds from ``call.video`` into ``call.asset_dir`` (poll with
+        ``folds_state``), or, with ``call.remove``, delete them at once."""
+        return self._folds_jobs().start(call)
+
+    def folds_state(self, req: T.FoldsPoll) -> T.FoldsState:
+        """Progress of a folds job (and what was learnt once done); ``req.cancel`` stops it."""
+        return self._folds_jobs().poll(req)
+
+    def _reload_subjects(self, asset_dir: Path) -> None:
+        """Re-read the cached subjects of ``asset_dir`` (its folds changed on disk)."""
+        from facedet3d.fit import faceasset
+
+        with self._lock:
+            sids = [sid for sid, d in self._subject_dirs.items() if d == asset_dir and sid in self._subjects]
+            if sids:
+                asset = faceasset.read(asset_dir)
+                for sid in sids:
+                    self._subjects[sid] = asset
+
     # -- fit -----------------------------------------------------------------------------
     def _service(self):
         if self._backend is None:
@@ -102,7 +133,7 @@ class BackendAdapter:
                 asset_dir = str(faceasset.write(asset, call.out_dir).resolve())
             fit_ms = (time.perf_counter() - t0) * 1000.0
             sid = uuid.uuid4().hex[:12]
-            self._remember(sid, asset)
+            self._remember(sid, asset, asset_dir)
         return self._face_data(sid, asset_dir, asset, {"fit": round(fit_ms, 1)})
 
     def face_data(self, asset_dir: str) -> T.FaceData:
@@ -112,13 +143,15 @@ class BackendAdapter:
         asset = faceasset.read(asset_dir)
         sid = uuid.uuid4().hex[:12]
         with self._lock:
-            self._remember(sid, asset)
+            self._remember(sid, asset, asset_dir)
         return self._face_data(sid, str(Path(asset_dir).resolve()), asset, {})
 
-    def _remember(self, sid: str, asset) -> None:
+    def _remember(self, sid: str, asset, asset_dir: str = "") -> None:
         self._subjects[sid] = asset
+        if asset_dir:
+            self._subject_dirs[sid] = Path(asset_dir).resolve()
         while len(self._subjects) > MAX_SUBJECTS:
-            self._subjects.popitem(last=False)
+            self._subject_dirs.pop(self._subjects.popitem(last=False)[0], None)
 
     def _face_data(self, sid: str, asset_dir: str, asset, timings: dict) -> T.FaceData:
         from facedet3d.assets import bfm as bfm_mod
@@ -175,7 +208,7 @@ class BackendAdapter:
             return self._subjects[sid]
         if asset_dir and Path(asset_dir, "meta.json").is_file():
             asset = faceasset.read(asset_dir)
-            self._remember(sid, asset)
+            self._remember(sid, asset, asset_dir)
             return asset
         raise BadRequest(f"unknown subject {sid!r} and no FaceAsset folder to reload it from; import the photo again")
 

@@ -10,8 +10,10 @@ Server protocol (``facedet3d serve``):
   ``NeuralFitCall`` -> ``NeuralInfo``; ``POST /neural-frame`` ``NeuralFrameRequest`` ->
   ``NeuralFrame`` (the passes files are read on this machine); ``POST /track`` ``TrackCall``
   -> ``TrackState`` (starts a track job) and ``POST /track-state`` ``TrackPoll`` ->
-  ``TrackState`` (progress, cancel, and the track JSON once done); bodies and answers use the
-  ``api_types`` npz wire format (never pickled);
+  ``TrackState`` (progress, cancel, and the track JSON once done); ``POST /folds`` ``FoldsCall``
+  -> ``FoldsState`` (starts a folds job, or removes the folds) and ``POST /folds-state``
+  ``FoldsPoll`` -> ``FoldsState``; bodies and answers use the ``api_types`` npz wire format
+  (never pickled);
 - request bodies are limited to ``MAX_REQUEST_BYTES`` (413 beyond); errors answer JSON
   ``{"error": one line, "kind": class name}`` with 400 (bad input) or 500;
 - on start it prints one JSON line ``{"facedet3d_server": 1, "port": P, "token": T}`` on
@@ -83,7 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         a = self.server.adapter
         routes = {"/fit": (T.FitCall, a.fit), "/detail": (T.DetailRequest, a.detail),
                   "/neural-fit": (T.NeuralFitCall, a.neural_fit), "/neural-frame": (T.NeuralFrameRequest, a.neural_frame),
-                  "/track": (T.TrackCall, a.track_start), "/track-state": (T.TrackPoll, a.track_state)}
+                  "/track": (T.TrackCall, a.track_start), "/track-state": (T.TrackPoll, a.track_state),
+                  "/folds": (T.FoldsCall, a.folds_start), "/folds-state": (T.FoldsPoll, a.folds_state)}
         if self.path not in routes:
             return self._error(404, f"no such endpoint {self.path}", "NotFound")
         try:

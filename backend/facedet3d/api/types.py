@@ -26,7 +26,8 @@ import numpy as np
 
 from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; the add-on ships a copy of both)
 
-API_VERSION = 3  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts)
+API_VERSION = 4  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts);
+#                 4: FoldsCall / FoldsPoll / FoldsState (personal folds)
 DETAIL_SIZES = (256, 1024, 4096)
 
 
@@ -308,6 +309,45 @@ class TrackState:
     track_json: str = ""
 
 
+@dataclass
+class FoldsCall:
+    """Learn the person's own folds (``facedet3d folds``) from ``video`` (same machine) into the
+    FaceAsset ``asset_dir`` as a background job; poll with ``FoldsPoll``. max_frames (>= 8): scan
+    at most this many frames, spread over the video; stride: fit every N-th frame. remove:
+    delete the asset's folds instead (no job: answered at once with state "done")."""
+
+    asset_dir: str
+    video: str = ""
+    max_frames: int = 120
+    stride: int = 2
+    remove: bool = False
+
+
+@dataclass
+class FoldsPoll:
+    """``cancel`` stops the job; nothing is written (state "cancelled" once it has stopped)."""
+
+    job: str
+    cancel: bool = False
+
+
+@dataclass
+class FoldsState:
+    """A folds job: state and frames as ``TrackState``'s, frames_done / frames_total video frames
+    scanned; message: one line (why it failed). When done: frames (enrolment frames used),
+    split_check_r (first half -> second half r, None: not measurable), active_aus (AU numbers
+    given a fold map), source (the video's name); empty after a remove."""
+
+    job: str
+    state: str
+    frames_done: int = 0
+    frames_total: int = 0
+    message: str = ""
+    frames: int = 0
+    split_check_r: float | None = None
+    active_aus: list = field(default_factory=list)
+    source: str = ""
+
 def check_aus(aus) -> np.ndarray:
     """(T,17) float32 in [0,1]; NaN/inf raise ValueError, out-of-range values are clamped
     with a warning (``expressions.clamp_aus``)."""
@@ -328,7 +368,7 @@ def check_sides(sides, rows: int) -> np.ndarray:
 
 _TYPES = {c.__name__: c for c in (CameraSpec, FitCall, HeadPart, HeadParts, FaceData, DetailRequest, DetailResult,
                                    NeuralFitCall, NeuralInfo, NeuralFrameRequest, NeuralFrame, BackendStatus,
-                                   TrackCall, TrackPoll, TrackState)}
+                                   TrackCall, TrackPoll, TrackState, FoldsCall, FoldsPoll, FoldsState)}
 
 
 def _flat(v, path: str, arrays: dict):

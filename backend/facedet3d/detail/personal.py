@@ -131,7 +131,8 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
     (recorded in the file's meta and returned). Non-skin parts (``fit.skin_regions``) are
     zeroed: moving eyes, lips and brows leave registration edges there, not folds. The file
     is written atomically; on any error the asset is unchanged. ``on_frame(done, total)`` is
-    called per scanned frame (progress; raise from it to cancel)."""
+    called per scanned frame and once more (done = total) just before the write (progress;
+    raise from it to cancel)."""
     import json
     import os
     import tempfile
@@ -174,6 +175,8 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
             "active_aus": [int(folds.au_ids[k]) for k in folds.active], "split_check_r": check["r"],
             "split_check_pairs": check["pairs"], "flow_px_aligned": float(np.median([e["flow_px_aligned"] for e in rec["entries"]])),
             "unit": "metres per unit AU, band-passed D(I) at 256² (evaluate.BAND)"}
+    if on_frame is not None:  # the last chance to cancel: after the scan's fits, before the write
+        on_frame(rec["frames_scanned"], rec["frames_scanned"])
     path = asset_dir / FILE
     tmp_path = path.with_name(f".{FILE}.{os.getpid()}.tmp")
     with open(tmp_path, "wb") as fh:
