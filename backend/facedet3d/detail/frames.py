@@ -42,7 +42,7 @@ class FrameFit:
     mask: np.ndarray  # (S, S) uint8, 255 = observed directly
     detail: np.ndarray  # (S, S) float32 metres, D(I)
     aus: dict = field(default_factory=dict)  # {AU: 0..1} from the 68-landmark rig fit
-    landmark_rms_px: float = 0.0  # fixed-identity refit residual to the free fit's landmarks
+    landmark_rms_px: float = 0.0  # fixed-identity refit residual (px) to its 68 targets
     yaw_deg: float = 0.0
     face_px: float = 0.0  # face width in the frame, pixels (quality)
     # 68-point regions whose targets were MediaPipe's (``fit.mp68``): None = the reader was
@@ -217,7 +217,7 @@ class FrameFitter:
     def fit(self, rgb: np.ndarray, shape: np.ndarray | None = None, box=None) -> FrameFit:
         """Fit one RGB frame. ``shape``: the clip's identity to hold fixed (None = free).
         ``box``: optional (x0, y0, x1, y1) hint (the previous frame's) to pick the face."""
-        from facedet3d.fit import camera, detail_input, texture
+        from facedet3d.fit import camera, detail_input, mp68, texture
         from facedet3d.fit.select import select_face
         from facedet3d.geometry import raster
         from facedet3d.rig import facs
@@ -227,8 +227,6 @@ class FrameFitter:
         dets = b.detector(rgb)
         hint = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
         det = select_face(dets, face_index=0, box=hint, image_size=(w, h))
-        from facedet3d.fit import mp68
-
         reading = self.read(rgb, det.box) if self.guide else None
         guide = None if reading is None else reading.landmarks
         fp = camera.fit_face(rgb, np.asarray(det.box, np.float64), b.regressor, b.bfm, refine_landmarks=True,

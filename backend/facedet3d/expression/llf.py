@@ -24,8 +24,8 @@ LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll``
   Reading back (``read_csv``): a row whose eight eyeLook* columns are all 0 (a capture that
   stored gaze only as angles) gets them from its eye angles, the inverse of the same map;
   otherwise the scores are kept as written (angles cannot separate opposing scores).
-  Epic's Unreal ARKit source stores the same six channels per frame; its sign flips depend
-  on the capture's mirroring, so a foreign capture's eye angles may need their yaw negated.
+  Unreal's ARKit face source negates the yaw and roll of head and eyes unless the face is
+  mirrored, so a foreign capture's yaw signs may be the opposite of these.
 Rows of frames without a face are not written (captures have none).
 """
 
