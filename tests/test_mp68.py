@@ -97,8 +97,8 @@ def test_frame_fits_take_mediapipes_targets_and_record_them(backend, monkeypatch
         iod = np.linalg.norm(mp[36] - mp[45])
         for region in ("eyes", "mouth", "brows"):
             idx = list(mp68.REGIONS[region])
-            nme = {g: np.linalg.norm(fits[g][i].verts_img[backend.bfm.landmarks][idx, :2] - mp[idx], axis=1).mean() / iod
-                   for g in (False, True)}
+            lm = {g: fits[g][i].verts_img[backend.bfm.landmarks][idx, :2] for g in (False, True)}
+            nme = {g: np.linalg.norm(lm[g] - mp[idx], axis=1).mean() / iod for g in (False, True)}
             assert nme[True] < 0.75 * nme[False], (i, region, nme)
     assert np.array_equal(fits[True][0].shape, fits[True][30].shape)  # the identity is held
     calls = []

@@ -128,8 +128,10 @@ def test_eye_angles_follow_the_rig_and_read_back_from_an_angles_only_csv(tmp_pat
     # + yaw towards the subject's left, + pitch down
     a = llf.eye_angles({"eyeLookOutLeft": 0.5, "eyeLookInRight": 0.5, "eyeLookUpLeft": 1.0,
                         "eyeLookDownRight": 0.2})
-    assert a["LeftEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["Out"]) and a["RightEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["In"])
-    assert a["LeftEyePitch"] == pytest.approx(-LOOK_DEG["Up"]) and a["RightEyePitch"] == pytest.approx(0.2 * LOOK_DEG["Down"])
+    assert a["LeftEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["Out"])
+    assert a["RightEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["In"])
+    assert a["LeftEyePitch"] == pytest.approx(-LOOK_DEG["Up"])
+    assert a["RightEyePitch"] == pytest.approx(0.2 * LOOK_DEG["Down"])
     gaze = {"eyeLookOutLeft": 0.4, "eyeLookUpLeft": 0.3, "eyeLookInRight": 0.45, "eyeLookUpRight": 0.25}
     frames = [{"time": i / 30, "found": True, "head": {"yaw": 10.0, "pitch": -5.0, "roll": 2.0},
                "blendshapes": {**{n: 0.0 for n in au.MP_NAMES}, "jawOpen": 0.3, **gaze}} for i in range(3)]
