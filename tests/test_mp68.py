@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,36 @@ def test_fit_records_the_landmark_targets(fitted_dir):
 
     meta = json.loads((fitted_dir / "meta.json").read_text())
     assert meta["landmark_targets"] == list(mp68.FIT_REGIONS)
+
+
+D0 = Path(__file__).resolve().parents[2] / "shared/data/faces/LivePortrait/assets/examples/driving/d0.mp4"
+
+
+@pytest.mark.skipif(not D0.is_file(), reason="../shared/data/faces is absent")
+def test_frame_fits_take_mediapipes_targets_and_record_them(backend, monkeypatch):
+    """Video frames (detail corpus, evaluation) are fitted as photos are: brows, eyelids and
+    lips to MediaPipe's points, identity held; the frame records the regions it took, and the
+    MediaPipe labels reuse the fit's reading instead of reading the frame again."""
+    from facedet3d.detail import frames as frames_mod
+    from facedet3d.detail.frames import FrameFitter, read_video
+
+    rgbs = read_video(D0, frames=[0, 30])  # neutral, broad smile
+    fits = {}
+    for guide in (False, True):
+        fitter = FrameFitter(256, backend=backend, guide=guide)
+        shape = fitter.fit(rgbs[0]).shape
+        fits[guide] = {i: fitter.fit(rgb, shape=shape) for i, rgb in rgbs.items()}
+    assert fits[False][30].landmark_targets is None and fits[True][30].landmark_targets == list(mp68.FIT_REGIONS)
+    for i in rgbs:
+        mp = mp68.to_68(fits[True][i].reading.landmarks)
+        iod = np.linalg.norm(mp[36] - mp[45])
+        for region in ("eyes", "mouth", "brows"):
+            idx = list(mp68.REGIONS[region])
+            lm = {g: fits[g][i].verts_img[backend.bfm.landmarks][idx, :2] for g in (False, True)}
+            nme = {g: np.linalg.norm(lm[g] - mp[idx], axis=1).mean() / iod for g in (False, True)}
+            assert nme[True] < 0.75 * nme[False], (i, region, nme)
+    assert np.array_equal(fits[True][0].shape, fits[True][30].shape)  # the identity is held
+    calls = []
+    monkeypatch.setattr("facedet3d.expression.reader.read_photo", lambda *a, **k: calls.append(a))
+    aus = frames_mod.mediapipe_aus(fits[True][30])
+    assert not calls and aus[12] > 0.5

@@ -3,7 +3,9 @@ Face CSV round trip, smoothing, missing-face frames and each bad input."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from facedet3d.cli.app import main
-from facedet3d.expression import au, smooth, track
+from facedet3d.expression import au, llf, smooth, track
 from facedet3d.rig import facs
 
 # ../shared beside the checkout (not `from conftest import`: blender_tests has a conftest too)
@@ -107,6 +109,49 @@ def test_csv_round_trip(smile_json, tmp_path):
             assert a["blendshapes"][k] == pytest.approx(b["blendshapes"][k], abs=1e-4)
         for k in a["head"]:
             assert a["head"][k] == pytest.approx(b["head"][k], abs=1e-3)
+    # the eye angle columns carry the gaze at the rig's angle per eyeLook score
+    rows = list(csv.reader(csv_path.open()))[1:]
+    col = {n: i for i, n in enumerate(header)}
+    moved = 0
+    for fr, row in zip(data["frames"], rows):
+        want = llf.eye_angles(fr["blendshapes"])
+        for k, deg in want.items():
+            assert math.degrees(float(row[col[k]])) == pytest.approx(deg, abs=1e-3)
+        moved += abs(want["LeftEyeYaw"]) > 1.0 or abs(want["LeftEyePitch"]) > 1.0
+    assert moved > 0  # the clip's gaze is not all straight ahead
+
+
+def test_eye_angles_follow_the_rig_and_read_back_from_an_angles_only_csv(tmp_path):
+    from facedet3d.rig.eyes import LOOK_DEG
+
+    # the rig turns an eye by LOOK_DEG per unit of score; same-row head convention:
+    # + yaw towards the subject's left, + pitch down
+    a = llf.eye_angles({"eyeLookOutLeft": 0.5, "eyeLookInRight": 0.5, "eyeLookUpLeft": 1.0,
+                        "eyeLookDownRight": 0.2})
+    assert a["LeftEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["Out"])
+    assert a["RightEyeYaw"] == pytest.approx(0.5 * LOOK_DEG["In"])
+    assert a["LeftEyePitch"] == pytest.approx(-LOOK_DEG["Up"])
+    assert a["RightEyePitch"] == pytest.approx(0.2 * LOOK_DEG["Down"])
+    gaze = {"eyeLookOutLeft": 0.4, "eyeLookUpLeft": 0.3, "eyeLookInRight": 0.45, "eyeLookUpRight": 0.25}
+    frames = [{"time": i / 30, "found": True, "head": {"yaw": 10.0, "pitch": -5.0, "roll": 2.0},
+               "blendshapes": {**{n: 0.0 for n in au.MP_NAMES}, "jawOpen": 0.3, **gaze}} for i in range(3)]
+    csv_path = tmp_path / "take.csv"
+    track.write_track(iter(frames), csv_path, {"fps": 30.0, "source": "x"})
+    lines = csv_path.read_text().splitlines()
+    header = lines[0].split(",")
+    # a capture that stores its gaze only as angles: zero the eyeLook columns
+    rows = [r.split(",") for r in lines[1:]]
+    for r in rows:
+        for n in llf.EYE_LOOKS:
+            r[header.index(n[0].upper() + n[1:])] = "0"
+    (tmp_path / "angles.csv").write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    for name in ("take.csv", "angles.csv"):
+        _, back = llf.read_csv(tmp_path / name)
+        for fr in back:
+            for n in llf.EYE_LOOKS:
+                assert fr["blendshapes"][n] == pytest.approx(gaze.get(n, 0.0), abs=1e-4), (name, n)
+            assert fr["blendshapes"]["jawOpen"] == pytest.approx(0.3)
+            assert fr["head"] == pytest.approx({"yaw": 10.0, "pitch": -5.0, "roll": 2.0}, abs=1e-3)
 
 
 def test_smoothing_lowers_jitter_and_keeps_a_step():

@@ -2,9 +2,13 @@
 
 Shared by the detail evaluation (``evaluate.py``) and the real detail corpus
 (``real_corpus.py``). A frame fit is ``Backend.fit``'s pipeline on an RGB array (no file,
-nothing written): detect -> 3DDFA_V2 regress + landmark refinement -> (optionally) refit of
-the expression and camera with the clip's identity (shape coefficients) held fixed ->
-unwrap -> D(I) estimate -> AUs from the 68-landmark rig fit.
+nothing written): detect -> MediaPipe's reading of the face (478 landmarks, blendshapes) ->
+3DDFA_V2 regress + landmark refinement, whose brow, eyelid and lip targets are MediaPipe's
+points when it read the face (``fit.mp68``, as the photo fit) -> (optionally) refit of the
+expression and camera with the clip's identity (shape coefficients) held fixed, to the
+same targets -> unwrap -> D(I) estimate -> AUs from the 68-landmark rig fit. Each
+``FrameFit`` records which regions took MediaPipe's targets (``landmark_targets``) and keeps
+the reading, so the MediaPipe labels source reuses it instead of reading the frame again.
 
 AU labels are pluggable: an ``AULabels`` is any callable ``(FrameFit) -> {AU: 0..1}``.
 ``landmark_aus`` (the default) returns the rig fit's reading; the MediaPipe expression
@@ -38,9 +42,13 @@ class FrameFit:
     mask: np.ndarray  # (S, S) uint8, 255 = observed directly
     detail: np.ndarray  # (S, S) float32 metres, D(I)
     aus: dict = field(default_factory=dict)  # {AU: 0..1} from the 68-landmark rig fit
-    landmark_rms_px: float = 0.0  # fixed-identity refit residual to the free fit's landmarks
+    landmark_rms_px: float = 0.0  # fixed-identity refit residual (px) to its 68 targets
     yaw_deg: float = 0.0
     face_px: float = 0.0  # face width in the frame, pixels (quality)
+    # 68-point regions whose targets were MediaPipe's (``fit.mp68``): None = the reader was
+    # not run (FrameFitter(guide=False)), [] = it ran and found no face in this frame
+    landmark_targets: list | None = None
+    reading: object | None = None  # the reader's ``Reading`` of this face (None: none)
 
     @property
     def observed_fraction(self) -> float:
@@ -68,9 +76,12 @@ def mediapipe_aus(fit: FrameFit) -> dict:
     from facedet3d.expression.au import aus_of_reading
     from facedet3d.expression.reader import FaceReader, read_photo
 
-    if _READER is None:  # one landmarker per process: creating it costs ~0.1 s
-        _READER = FaceReader("image")
-    r = read_photo(fit.rgb, fit.box, reader=_READER)
+    if fit.landmark_targets is not None:  # the fitter read this frame already
+        r = fit.reading
+    else:
+        if _READER is None:  # one landmarker per process: creating it costs ~0.1 s
+            _READER = FaceReader("image")
+        r = read_photo(fit.rgb, fit.box, reader=_READER)
     if r is None:
         raise NoFace("the expression reader found no face in this frame")
     return aus_of_reading(r)
@@ -141,15 +152,19 @@ def frame_count(path: str | Path) -> int:
     return n
 
 
-def refit_fixed_shape(bfm, fp, shape: np.ndarray, stats_std: np.ndarray, iters: int = 4):
+def refit_fixed_shape(bfm, fp, shape: np.ndarray, stats_std: np.ndarray, iters: int = 4,
+                      target: np.ndarray | None = None):
     """Re-solve expression and affine camera with the identity ``shape`` held fixed so the
-    68 landmarks meet the free fit's landmarks (a clip's identity must not breathe with the
-    expression). Same alternation and prior as ``camera.refine``. Returns (FitParams, rms px).
+    68 landmarks meet ``target`` (68, 2) pixels, default the free fit's landmarks (a clip's
+    identity must not breathe with the expression). Same alternation and prior as
+    ``camera.refine``. Returns (FitParams, rms px to the target).
     """
     from facedet3d.assets.bfm import N_SHAPE
     from facedet3d.fit import camera
 
-    target = camera.landmarks_image(bfm, fp)[:, :2].astype(np.float64)
+    if target is None:
+        target = camera.landmarks_image(bfm, fp)[:, :2]
+    target = np.asarray(target, np.float64)[:, :2]
     rows = bfm.landmark_rows()
     eb = bfm.exp_basis[rows].astype(np.float64)
     base = bfm.mean.reshape(-1)[rows].astype(np.float64) + bfm.shape_basis[rows] @ np.asarray(shape, np.float64)
@@ -173,21 +188,36 @@ def refit_fixed_shape(bfm, fp, shape: np.ndarray, stats_std: np.ndarray, iters: 
 
 
 class FrameFitter:
-    """Models loaded once (a ``pipeline.Backend``); ``fit(rgb, shape=None)`` per frame."""
+    """Models loaded once (a ``pipeline.Backend``); ``fit(rgb, shape=None)`` per frame.
+    ``guide``: read each frame with MediaPipe and fit brows, eyelids and lips to its
+    landmarks (the photo fit's targets); False: the 68-point regressor alone (the fits
+    before issue 10, kept for measuring the difference)."""
 
-    def __init__(self, size: int = 512, backend=None):
+    def __init__(self, size: int = 512, backend=None, guide: bool = True):
         from facedet3d.fit import texture
         from facedet3d.fit.pipeline import Backend
 
         self.backend = backend or Backend()
         self.size = int(size)
         self.layout = texture.uv_layout(self.size)
+        self.guide = bool(guide)
         self._deltas: dict[bytes, np.ndarray] = {}
+        self._read: tuple = (None, None, None)  # (frame, box, reading): a frame fitted twice is read once
+
+    def read(self, rgb: np.ndarray, box):
+        """MediaPipe's reading of the face in ``box`` (None: it found none there). A missing
+        mediapipe is an error (``ReaderUnavailable``), not a silent unguided fit."""
+        last_rgb, last_box, last = self._read
+        if last_rgb is rgb and np.allclose(last_box, box):
+            return last
+        r = self.backend.read_face(rgb, box)  # the photo fit's reader (image mode, crop)
+        self._read = (rgb, np.asarray(box, np.float64), r)
+        return r
 
     def fit(self, rgb: np.ndarray, shape: np.ndarray | None = None, box=None) -> FrameFit:
         """Fit one RGB frame. ``shape``: the clip's identity to hold fixed (None = free).
         ``box``: optional (x0, y0, x1, y1) hint (the previous frame's) to pick the face."""
-        from facedet3d.fit import camera, detail_input, texture
+        from facedet3d.fit import camera, detail_input, mp68, texture
         from facedet3d.fit.select import select_face
         from facedet3d.geometry import raster
         from facedet3d.rig import facs
@@ -197,10 +227,16 @@ class FrameFitter:
         dets = b.detector(rgb)
         hint = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
         det = select_face(dets, face_index=0, box=hint, image_size=(w, h))
-        fp = camera.fit_face(rgb, np.asarray(det.box, np.float64), b.regressor, b.bfm, refine_landmarks=True)
+        reading = self.read(rgb, det.box) if self.guide else None
+        guide = None if reading is None else reading.landmarks
+        fp = camera.fit_face(rgb, np.asarray(det.box, np.float64), b.regressor, b.bfm, refine_landmarks=True,
+                             guide=guide)
         rms = 0.0
         if shape is not None:
-            fp, rms = refit_fixed_shape(b.bfm, fp, shape, b.regressor.stats.std)
+            target = camera.landmarks_image(b.bfm, fp)[:, :2]
+            if guide is not None:  # the free fit only approaches MediaPipe's points (prior)
+                target = mp68.targets(target, guide)
+            fp, rms = refit_fixed_shape(b.bfm, fp, shape, b.regressor.stats.std, target=target)
         model_v = b.bfm.vertices(fp.shape, fp.exp)
         img_v = camera.project(model_v, fp.projection).astype(np.float32)
         pose = camera.decompose(fp.projection)
@@ -219,7 +255,9 @@ class FrameFitter:
                         exp=np.asarray(fp.exp, np.float32), projection=fp.projection, verts_img=img_v,
                         normals_cam=np.asarray(normals, np.float32), texture=tex, mask=mask, detail=detail,
                         aus={int(k): float(v) for k, v in aus.items()}, landmark_rms_px=rms,
-                        yaw_deg=pose["yaw_deg"], face_px=float(np.ptp(img_v[b.bfm.landmarks, 0])))
+                        yaw_deg=pose["yaw_deg"], face_px=float(np.ptp(img_v[b.bfm.landmarks, 0])),
+                        landmark_targets=(list(mp68.FIT_REGIONS) if guide is not None else []) if self.guide else None,
+                        reading=reading)
 
     def fit_clip(self, frames: dict[int, np.ndarray], neutral: int) -> dict[int, FrameFit]:
         """Fit ``frames`` with the identity of frame ``neutral`` held fixed for all of them."""

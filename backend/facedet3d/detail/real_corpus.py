@@ -187,7 +187,8 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
                         "aus": {str(a): round(float(v), 4) for a, v in zip(AU_IDS, aus[r]) if v >= 1e-4},
                         "age": age, "quality": round(quality(f), 4),
                         "observed_fraction": round(f.observed_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
-                        "face_px": round(f.face_px, 1), "twin_of": twin_of.get(i), "flow_px": round(flows.get(i, (0.0,))[0], 3),
+                        "face_px": round(f.face_px, 1), "landmark_targets": f.landmark_targets,
+                        "twin_of": twin_of.get(i), "flow_px": round(flows.get(i, (0.0,))[0], 3),
                         "flow_px_aligned": round(flows.get(i, (0.0, 0.0))[1], 3)})
     secs = time.perf_counter() - t0
     rec = {"clip": cid, "source": str(path), "video": is_video, "frames_scanned": len(frames),

@@ -8,9 +8,24 @@ LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll``
   the sub-frame fraction (thousandths). A capture does not store its rate: ``read_csv`` infers
   it from the largest FF (rounded up to 24/25/30/48/50/60), or takes ``fps``.
 - ``BlendShapeCount`` 61 (52 shapes + 9 angles).
-- Angles in radians (converted from/to the track's degrees). Eye angles are written as 0:
-  this reader gives gaze as the eyeLook* blendshapes, not as angles. ``TongueOut`` is written
-  as 0 (MediaPipe does not read it).
+- Angles in radians (converted from/to the track's degrees). ``TongueOut`` is written as 0
+  (MediaPipe does not read it).
+- Head angles: the track's ``head`` (``reader.head_angles``): yaw about the face's up axis,
+  positive turning the face towards the subject's own left; pitch about the face's left
+  axis, positive looking down; roll about the forward axis.
+- Eye angles (``eye_angles``): the gaze of each eye relative to the head, in the same
+  convention as the head angles of the same row (positive yaw: towards the subject's left;
+  positive pitch: down; roll 0), from the eyeLook* scores at the angle per unit of score
+  that the rig's eye-look shape keys turn the eyeball by (``rig.eyes.LOOK_DEG``: 30 deg in/out,
+  25 deg up/down), so a CSV's angles and its scores pose the eyes the same way.
+  Checked on LivePortrait d12 (looked at): a glance to the image's right (the subject's left)
+  reads LeftEyeYaw +27 deg, one up and to the image's left -18 deg (pitch < 0); over eight
+  driving clips the two eyes' yaws correlate 0.54-0.99 (conjugate gaze: the sides agree).
+  Reading back (``read_csv``): a row whose eight eyeLook* columns are all 0 (a capture that
+  stored gaze only as angles) gets them from its eye angles, the inverse of the same map;
+  otherwise the scores are kept as written (angles cannot separate opposing scores).
+  Unreal's ARKit face source negates the yaw and roll of head and eyes unless the face is
+  mirrored, so a foreign capture's yaw signs may be the opposite of these.
 Rows of frames without a face are not written (captures have none).
 """
 
@@ -25,6 +40,7 @@ from typing import Iterable, Iterator
 
 from facedet3d.errors import BadRequest
 from facedet3d.expression import au as au_mod
+from facedet3d.rig.eyes import LOOK_DEG
 
 ARKIT_ORDER = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
@@ -46,6 +62,38 @@ _RATES = (24, 25, 30, 48, 50, 60, 120)
 _TC = re.compile(r"^\s*(\d+):(\d+):(\d+)[:;](\d+)(?:\.(\d+))?\s*$")
 
 
+_SIDES = (("Left", "LeftEye"), ("Right", "RightEye"))
+EYE_LOOKS = tuple(f"eyeLook{w}{side}" for side, _ in _SIDES for w in ("Up", "Down", "In", "Out"))
+
+
+def eye_angles(bs: dict) -> dict[str, float]:
+    """eyeLook* scores -> {"LeftEyeYaw", "LeftEyePitch", "RightEyeYaw", "RightEyePitch"} in
+    degrees (the module docstring's convention). The left eye turns to the subject's left
+    when it looks out, the right eye when it looks in."""
+    out = {}
+    for side, col in _SIDES:
+        def g(w):
+            return float(bs.get(f"eyeLook{w}{side}", 0.0))
+
+        left = g("Out") * LOOK_DEG["Out"] - g("In") * LOOK_DEG["In"]
+        out[col + "Yaw"] = left if side == "Left" else -left
+        out[col + "Pitch"] = g("Down") * LOOK_DEG["Down"] - g("Up") * LOOK_DEG["Up"]
+    return out
+
+
+def eye_looks(ang: dict) -> dict[str, float]:
+    """Inverse of ``eye_angles`` (degrees -> eyeLook* scores, each clipped to 0..1)."""
+    out = {}
+    for side, col in _SIDES:
+        yaw = ang.get(col + "Yaw", 0.0) * (1.0 if side == "Left" else -1.0)  # + : looks out
+        pitch = ang.get(col + "Pitch", 0.0)
+        out[f"eyeLookOut{side}"] = min(max(yaw, 0.0) / LOOK_DEG["Out"], 1.0)
+        out[f"eyeLookIn{side}"] = min(max(-yaw, 0.0) / LOOK_DEG["In"], 1.0)
+        out[f"eyeLookDown{side}"] = min(max(pitch, 0.0) / LOOK_DEG["Down"], 1.0)
+        out[f"eyeLookUp{side}"] = min(max(-pitch, 0.0) / LOOK_DEG["Up"], 1.0)
+    return out
+
+
 def timecode(t: float, fps: float) -> str:
     """Seconds -> ``HH:MM:SS:FF.sss`` at ``fps``."""
     frames = t * fps
@@ -65,7 +113,10 @@ def csv_rows(frames: Iterable[dict], fps: float) -> Iterator[list[str]]:
             continue
         head = fr.get("head", {})
         vals = [f"{float(bs.get(n, 0.0)):.6f}" for n in ARKIT_ORDER]
-        ang = [math.radians(float(head.get(k, 0.0))) for k in ("yaw", "pitch", "roll")] + [0.0] * 6
+        eyes = eye_angles(bs)
+        ang = [math.radians(float(head.get(k, 0.0))) for k in ("yaw", "pitch", "roll")]
+        for _, col in _SIDES:
+            ang += [math.radians(eyes[col + "Yaw"]), math.radians(eyes[col + "Pitch"]), 0.0]
         yield [timecode(float(fr["time"]), fps), str(len(HEADER) - 2)] + vals + [f"{a:.6f}" for a in ang]
 
 
@@ -95,7 +146,7 @@ def read_csv(path: str | os.PathLike, fps: float | None = None) -> tuple[float, 
             raise BadRequest(f"{p.name}: line {line} is not a Live Link Face row")
         try:
             vals = {n: float(row[cols[n.lower()]]) for n in ARKIT_ORDER if n.lower() in cols}
-            ang = {k: float(row[cols[k.lower()]]) if k.lower() in cols else 0.0 for k in ANGLES[:3]}
+            ang = {k: float(row[cols[k.lower()]]) if k.lower() in cols else 0.0 for k in ANGLES}
         except ValueError:
             raise BadRequest(f"{p.name}: line {line} has a value that is not a number") from None
         h, mi, s, ff, sub = m.groups()
@@ -110,6 +161,8 @@ def read_csv(path: str | os.PathLike, fps: float | None = None) -> tuple[float, 
     frames = []
     for sec, ff, sub, vals, ang in parsed:
         bs = {n: vals.get(n, 0.0) for n in au_mod.MP_NAMES}
+        if not any(bs.get(n, 0.0) for n in EYE_LOOKS):  # gaze stored only as angles
+            bs.update(eye_looks({k: math.degrees(ang[k]) for k in ANGLES[3:]}))
         frames.append({
             "time": round(sec + (ff + sub) / fps - t0, 4), "found": True,
             "aus": {str(k): round(v, 4) for k, v in au_mod.aus_from_blendshapes(bs).items()},
