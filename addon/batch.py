@@ -82,6 +82,7 @@ def parse(argv):
     ap.add_argument("--framing", choices=("face", "photo"), default="face",
                     help="face: the photo's view cropped to the face, square; photo: the whole photo")
     ap.add_argument("--drive", help="video, Live Link Face CSV or track JSON the face performs (--frames 0 = all)")
+    ap.add_argument("--folds", help="a video of the photo's person: learn their own folds from it before baking")
     ap.add_argument("--bench", action="store_true", help="print speed figures as JSON (PHOTO only)")
     ap.add_argument("--backend-python", metavar="PATH",
                     help="start the backend server with this Python (before $FACEDET3D_BACKEND_PYTHON, "
@@ -106,6 +107,17 @@ def target_aus(args):
     from facedet3d_addon._api.expressions import target_aus as parse_target  # noqa: PLC0415
 
     return parse_target(args.au, args.preset)
+
+
+def learn_folds(client, client_mod, asset_dir: str, video: str, say) -> None:
+    """The person's own folds from ``video`` into the fitted asset (the sidebar's Learn Folds from
+    Video, as a backend job), before anything is baked: every detail map then includes them."""
+    from facedet3d_addon import folds  # noqa: PLC0415
+
+    call = client_mod.T.FoldsCall(asset_dir=asset_dir, video=os.path.abspath(video))
+    st = folds.learn(client, call, lambda msg, frac: say(msg), lambda: False)
+    say(f"folds learnt from {st.source}: {st.frames} frames, AUs {list(st.active_aus)}, "
+        f"first half -> second half r = {st.split_check_r}")
 
 
 def drive(ctx, obj, args, client) -> None:
@@ -191,6 +203,8 @@ def run(args) -> int:
         backend_s += time.perf_counter() - t0
         say(f"fitted in {time.perf_counter() - t0:.1f} s; photo AUs "
             + ", ".join(f"AU{a}={v:.2f}" for a, v in zip(build.AU_IDS, face.photo_aus) if v > 0.05))
+        if args.folds:
+            learn_folds(client, client_mod, os.path.join(out, "asset"), args.folds, say)
         ctx = bpy.context
         scene = ctx.scene
         obj, cam = build.build_face(ctx, face, face.detail, resolution=args.detail_size, render_height=args.resolution)

@@ -58,10 +58,10 @@ def region_change(on: Path, off: Path, passes: Path) -> dict:
     return out
 
 
-def render(photo: Path, preset: str, out: Path, args, details: bool) -> Path:
+def render(photo: Path, preset: str, out: Path, args, details: bool, extra=()) -> Path:
     cmd = [sys.executable, "-m", "facedet3d.cli.app", "render", str(photo), "--preset", preset, "--frames", "2",
            "--engine", "cycles", "--resolution", str(args.resolution), "--samples", str(args.samples),
-           "--passes", "--addon", args.addon, "-o", str(out)] + ([] if details else ["--no-details"])
+           "--passes", "--addon", args.addon, "-o", str(out)] + ([] if details else ["--no-details"]) + list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"render failed for {photo} ({preset}): {(r.stderr or r.stdout).strip().splitlines()[-1:]}")

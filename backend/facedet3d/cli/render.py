@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
                         "first N frames of the performance (default all)")
     p.add_argument("--drive", metavar="VIDEO|CAPTURE.csv|TRACK.json",
                    help="the face performs this video (tracked by `facedet3d track`), Live Link Face capture or track")
+    p.add_argument("--folds", metavar="VIDEO",
+                   help="a video of the photo's person: learn their own folds from it (facedet3d folds) "
+                        "before the details are baked")
     p.add_argument("--engine", choices=ENGINES, default="eevee")
     p.add_argument("--resolution", type=int, default=512,
                    help="output side in pixels (--framing face: square; photo: the height, width follows the photo)")
@@ -87,6 +90,8 @@ def batch_argv(args) -> list[str]:
         out += ["--au", a]
     if getattr(args, "drive", None):
         out += ["--drive", str(Path(args.drive).resolve())]
+    if getattr(args, "folds", None):
+        out += ["--folds", str(Path(args.folds).resolve())]
     for flag in ("passes", "fbx", "gltf", "from_neutral", "neural", "no_details"):
         if getattr(args, flag):
             out.append("--" + flag.replace("_", "-"))
@@ -122,6 +127,8 @@ def handler(args) -> int:
         raise FaceDet3DError("--frames must be >= 1 and --resolution >= 16")
     if args.drive and not Path(args.drive).is_file():
         raise FaceDet3DError(f"{args.drive}: no such file; --drive takes a video, a Live Link Face CSV or a track JSON")
+    if getattr(args, "folds", None) and not Path(args.folds).is_file():
+        raise FaceDet3DError(f"{args.folds}: no such file; --folds takes a video of the photo's person")
     if args.drive and (args.preset or args.au):
         raise FaceDet3DError("--drive replaces --preset/--au: give one or the other")
     try:  # check AUs / preset / age here too, so mistakes cost no Blender start
