@@ -15,8 +15,10 @@ personal prediction nor DetP's shares the estimator noise of its input D_a. Pred
 - other person: each other clip's enrolled folds on this clip's pairs, r averaged (a null
   for person-specificity: generic fold positions of the BFM chart);
 - DetP: the shipped network's change DetP(D_a, AU_b) - DetP(D_a, AU_a) (procedural weights);
-- product: what ``DetailPredictor.for_asset`` predicts for an enrolled asset: DetP's change for
-  the AUs the enrolment did not show plus the personal folds' change.
+- product: what ``DetailPredictor.for_asset`` predicts for an enrolled asset: DetP's change
+  plus the personal folds' change;
+- replace: DetP's change only for the AUs the enrolment did not show, plus the folds' (the
+  alternative not taken: see ``infer.DetailPredictor.for_asset``).
 
 Prints per clip and region r / least-squares gain / RMS ratio, a means table over the
 regions each pair's AU change should move (``MOVES``), and writes DIR/results.json and
@@ -144,11 +146,12 @@ def main(argv=None) -> int:
                 pb = pred(da, aus[i], aus[j])
                 w = msk[i].astype(np.float32)
                 cand["detp"] = ev.bandpass(pb, w) - ev.bandpass(pa, w)
-                # the product (``DetailPredictor.for_asset``): DetP only for the AUs the video
-                # did not show, the person's folds for those it did
+                # the product (``DetailPredictor.for_asset``): DetP's change plus the folds'
+                cand["product"] = cand["detp"] + cand["personal"]
+                # the alternative not taken: DetP only for the AUs the video did not show
                 y_rest = aus[j].copy()
                 y_rest[list(folds.active)] = aus[i][list(folds.active)]
-                cand["product"] = ev.bandpass(pred(da, aus[i], y_rest), w) - ev.bandpass(pa, w) + cand["personal"]
+                cand["replace"] = ev.bandpass(pred(da, aus[i], y_rest), w) - ev.bandpass(pa, w) + cand["personal"]
             d_au = {int(k): float(aus[j][n] - aus[i][n]) for n, k in enumerate(AU_IDS)}
             cell = {"a": int(frames[i]), "b": int(frames[j]), "c": int(frames[c]), "d_au": d_au, "regions": {}}
             for reg, ids in MOVES.items():
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
 
 def table(results: dict) -> str:
     """Means over (pair, moved region) cells: r, share of r < 0, median gain and RMS ratio."""
-    methods = ("personal", "shuffled", "other person", "detp", "product")
+    methods = ("personal", "shuffled", "other person", "detp", "product", "replace")
     lines = ["| region | cells | " + " | ".join(f"{m}: r (neg) [partial] / gain / rms" for m in methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for reg in list(MOVES) + ["all"]:
