@@ -181,10 +181,7 @@ class FACEDET3D_OT_animate_from_video(_JobOperator, bpy.types.Operator):
                                           description="also key the object's rotation from the performer's head")
 
     def invoke(self, context, event):
-        if not self.filepath:
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return self.pick_file_then_execute(context)
 
     def execute(self, context):
         obj = face_object(context)

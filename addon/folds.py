@@ -25,7 +25,7 @@ import bpy
 from . import live, preferences
 from .client import T
 from .jobs import Background
-from .operators import _JobOperator, face_object
+from .operators import _JobOperator
 
 PROP = "facedet3d_folds"  # custom property on the face object (JSON string)
 VIDEO_GLOB = "*.mp4;*.mov;*.avi;*.mkv;*.webm"  # what the backend's frame reader takes
@@ -106,26 +106,16 @@ class FACEDET3D_OT_learn_folds(_JobOperator, bpy.types.Operator):
                                   description="fit every N-th frame")
 
     def invoke(self, context, event):
-        if not self.filepath:
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return self.pick_file_then_execute(context)
 
     def execute(self, context):
-        from . import neural
-
-        obj = face_object(context)
-        if obj is None:
-            self.report({"ERROR"}, "Import a photo of the person first: there is no face to learn folds for")
+        found = self.face_and_asset(context, "Import a photo of the person first: there is no face to learn folds for")
+        if found is None:
             return {"CANCELLED"}
+        obj, folder = found
         video = bpy.path.abspath(self.filepath)
         if not os.path.isfile(video):
             self.report({"ERROR"}, f"No such video: {self.filepath}")
-            return {"CANCELLED"}
-        try:
-            folder = neural.asset_dir(obj)
-        except RuntimeError as exc:
-            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         call = T.FoldsCall(asset_dir=folder, video=video, max_frames=int(self.max_frames), stride=int(self.stride))
         factory, name = preferences.client_factory(context), obj.name
@@ -160,17 +150,10 @@ class FACEDET3D_OT_remove_folds(_JobOperator, bpy.types.Operator):
     bl_label = "Remove Learnt Folds"
 
     def execute(self, context):
-        from . import neural
-
-        obj = face_object(context)
-        if obj is None:
-            self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
+        found = self.face_and_asset(context)
+        if found is None:
             return {"CANCELLED"}
-        try:
-            folder = neural.asset_dir(obj)
-        except RuntimeError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        obj, folder = found
         factory, name = preferences.client_factory(context), obj.name
 
         def steps(task):

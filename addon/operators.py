@@ -32,7 +32,29 @@ def _asset_dir(photo: str, context=None) -> str:
     return preferences.resolve(f"//facedet3d_assets/{stem}-{uuid.uuid4().hex[:6]}", context)
 
 
-_JobOperator = jobs.TaskOperator
+class _JobOperator(jobs.TaskOperator):
+    """A task operator on the scene's face (``face_object``), reporting errors in one line."""
+
+    def face_and_asset(self, context, missing: str = "No FaceDet3D face in the scene; use Import Photo first"):
+        """(face object, its FaceAsset folder), or None after reporting why there is none."""
+        from . import neural
+
+        obj = face_object(context)
+        if obj is None:
+            self.report({"ERROR"}, missing)
+            return None
+        try:
+            return obj, neural.asset_dir(obj)
+        except RuntimeError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+
+    def pick_file_then_execute(self, context):
+        """``invoke`` of an operator with a ``filepath``: the file browser unless one is given."""
+        if not self.filepath:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
 
 
 def _default_range(scene) -> bool:
@@ -96,10 +118,7 @@ class FACEDET3D_OT_import_photo(_JobOperator, bpy.types.Operator):
     def invoke(self, context, event):
         if not self.filepath and context.scene.facedet3d.photo:
             self.filepath = context.scene.facedet3d.photo
-        if not self.filepath:
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return self.pick_file_then_execute(context)
 
     def execute(self, context):
         if not self.filepath:
@@ -127,13 +146,13 @@ class FACEDET3D_OT_neural_fit(_JobOperator, bpy.types.Operator):
     def execute(self, context):
         from . import neural
 
-        obj = face_object(context)
-        if obj is None:
-            self.report({"ERROR"}, "No FaceDet3D face in the scene; use Import Photo first")
+        found = self.face_and_asset(context)
+        if found is None:
             return {"CANCELLED"}
+        obj, folder = found
         try:
-            folder, photo = neural.asset_dir(obj), neural.photo_path(obj)
-        except Exception as exc:  # noqa: BLE001 - no asset folder
+            photo = neural.photo_path(obj)
+        except Exception as exc:  # noqa: BLE001 - no photo path recorded
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         factory, name = preferences.client_factory(context), obj.name

@@ -68,12 +68,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ridge", type=float, default=None, help="ridge weight (default detail.personal.RIDGE)")
     ap.add_argument("--gap", type=int, default=12, help="video frames left out around the split")
     ap.add_argument("--no-detp", action="store_true")
+    ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default evaluate.BAND)")
     a = ap.parse_args(argv)
 
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail import personal
     from facedet3d.rig.facs import AU_IDS
 
+    if a.band:
+        ev.BAND = tuple(float(v) for v in a.band.split(","))
     root = Path(a.corpus)
     index = json.loads((root / "index.json").read_text())
     unit = float(index.get("unit_m", 1e-4))

@@ -5,11 +5,11 @@
 
 SUBJECT is CLIP@NEUTRAL:EXPRESSIVE=PRESET (default: ``real_renders.DEFAULT``). For each, the
 neutral frame is imported as the photo and rendered at the preset (Cycles, frame 2) three
-times: details off, the shipped DetP only, and with the person's folds learnt from the clip
+times: details off, the shipped DetP only, and DetP plus the person's folds learnt from the clip
 **with the frames within --gap of the shown expressive frame cut out** (so the render is not
 fed the frame it is compared with). Per fold region: mean |luminance change| against the
 details-off render (sRGB grey levels). Writes OUT/personal_renders.png (rows: real neutral |
-real expression | DetP only | with their folds | |folds - DetP only| x16) and .json.
+real expression | DetP only | DetP + their folds | |difference| x16) and .json.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_renders import DEFAULT, region_change, render  # noqa: E402
+from real_renders import DEFAULT, prepare, region_change, render, strip  # noqa: E402
 
 
 def cut_video(src: Path, dst: Path, drop: range) -> int:
@@ -57,23 +57,13 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--gap", type=int, default=15)
     args = ap.parse_args(argv)
-    from facedet3d.detail.frames import read_video
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, rows = {}, []
     for spec in args.subjects:
-        clip, _, preset = spec.partition("=")
-        rel, _, fr = clip.partition("@")
-        n_i, e_i = (int(v) for v in fr.split(":"))
-        name = f"{Path(rel).stem}_{preset}"
-        sub = out / name
-        sub.mkdir(exist_ok=True)
-        frames = read_video(Path(args.data) / rel, frames=[n_i, e_i])
-        cv2.imwrite(str(sub / "real_neutral.png"), frames[n_i][..., ::-1])
-        cv2.imwrite(str(sub / "real_expr.png"), frames[e_i][..., ::-1])
+        name, preset, clip, e_i, sub = prepare(spec, Path(args.data), out)
         enrol = sub / "enrol.avi"
-        kept = cut_video(Path(args.data) / rel, enrol, range(e_i - args.gap, e_i + args.gap + 1))
+        kept = cut_video(clip, enrol, range(e_i - args.gap, e_i + args.gap + 1))
         photo = sub / "real_neutral.png"
         off = render(photo, preset, sub / "off", args, False)
         detp = render(photo, preset, sub / "detp", args, True)
@@ -84,15 +74,9 @@ def main(argv=None) -> int:
                                                                         off / "passes" / f"{f:04d}.exr") for f in (1, 2)}
         results[name] = res
         print(name, json.dumps(res), flush=True)
-        R = args.resolution
-        tile = lambda im: cv2.resize(im, (R, R), interpolation=cv2.INTER_AREA)  # noqa: E731
-        real_n, real_e = (tile(cv2.imread(str(sub / p))) for p in ("real_neutral.png", "real_expr.png"))
         a, b = (cv2.imread(str(d / "frames" / "0002.png")) for d in (detp, folds))
-        diff = np.clip(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) * 16, 0, 255).astype(np.uint8)
-        row = np.concatenate([real_n, real_e, a, b, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR)], 1)
-        cv2.putText(row, f"{name}: real neutral | real {preset} | DetP only | their own folds | |difference| x16",
-                    (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-        rows.append(row)
+        rows.append(strip(sub, a, b, args.resolution,
+                          f"{name}: real neutral | real {preset} | DetP only | DetP + their own folds | |difference| x16"))
     cv2.imwrite(str(out / "personal_renders.png"), np.concatenate(rows, 0))
     (out / "personal_renders.json").write_text(json.dumps(results, indent=1))
     return 0

@@ -68,6 +68,35 @@ def render(photo: Path, preset: str, out: Path, args, details: bool, extra=()) -
     return out
 
 
+def prepare(spec: str, data: Path, out: Path):
+    """CLIP@NEUTRAL:EXPRESSIVE=PRESET -> (name, preset, clip path, expressive index, folder with
+    real_neutral.png and real_expr.png written)."""
+    from facedet3d.detail.frames import read_video
+
+    clip, _, preset = spec.partition("=")
+    rel, _, fr = clip.partition("@")
+    n_i, e_i = (int(v) for v in fr.split(":"))
+    name = f"{Path(rel).stem}_{preset}"
+    sub = out / name
+    sub.mkdir(parents=True, exist_ok=True)
+    frames = read_video(data / rel, frames=[n_i, e_i])
+    cv2.imwrite(str(sub / "real_neutral.png"), frames[n_i][..., ::-1])
+    cv2.imwrite(str(sub / "real_expr.png"), frames[e_i][..., ::-1])
+    return name, preset, data / rel, e_i, sub
+
+
+def strip(sub: Path, a: np.ndarray, b: np.ndarray, size: int, label: str) -> np.ndarray:
+    """One figure row: real neutral | real expression | render a | render b | |a - b| x16."""
+    def tile(im):
+        return cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+
+    real_n, real_e = (tile(cv2.imread(str(sub / p))) for p in ("real_neutral.png", "real_expr.png"))
+    diff = np.clip(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) * 16, 0, 255).astype(np.uint8)
+    row = np.concatenate([real_n, real_e, a, b, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR)], 1)
+    cv2.putText(row, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("subjects", nargs="*", default=DEFAULT)
@@ -77,21 +106,11 @@ def main(argv=None) -> int:
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--samples", type=int, default=64)
     args = ap.parse_args(argv)
-    from facedet3d.detail.frames import read_video
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, rows = {}, []
     for spec in args.subjects:
-        clip, _, preset = spec.partition("=")
-        rel, _, fr = clip.partition("@")
-        n_i, e_i = (int(v) for v in fr.split(":"))
-        name = f"{Path(rel).stem}_{preset}"
-        sub = out / name
-        sub.mkdir(exist_ok=True)
-        frames = read_video(Path(args.data) / rel, frames=[n_i, e_i])
-        cv2.imwrite(str(sub / "real_neutral.png"), frames[n_i][..., ::-1])
-        cv2.imwrite(str(sub / "real_expr.png"), frames[e_i][..., ::-1])
+        name, preset, _, _, sub = prepare(spec, Path(args.data), out)
         on = render(sub / "real_neutral.png", preset, sub / "on", args, True)
         off = render(sub / "real_neutral.png", preset, sub / "off", args, False)
         res = {}
@@ -100,15 +119,9 @@ def main(argv=None) -> int:
                                                                 off / "passes" / f"{f:04d}.exr")
         results[name] = res
         print(name, json.dumps(res), flush=True)
-        R = args.resolution
-        tile = lambda im: cv2.resize(im, (R, R), interpolation=cv2.INTER_AREA)
-        real_n, real_e = (tile(cv2.imread(str(sub / p))) for p in ("real_neutral.png", "real_expr.png"))
         a, b = (cv2.imread(str(d / "frames" / "0002.png")) for d in (off, on))
-        diff = np.clip(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) * 16, 0, 255).astype(np.uint8)
-        row = np.concatenate([real_n, real_e, a, b, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR)], 1)
-        cv2.putText(row, f"{name}: real neutral | real {preset} | render, details off | details on | |on-off| x16",
-                    (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-        rows.append(row)
+        rows.append(strip(sub, a, b, args.resolution,
+                          f"{name}: real neutral | real {preset} | render, details off | details on | |on-off| x16"))
     cv2.imwrite(str(out / "real_renders.png"), np.concatenate(rows, 0))
     (out / "real_renders.json").write_text(json.dumps(results, indent=1))
     return 0

@@ -7,26 +7,18 @@ checked after every scanned frame and once more just before the write, so a canc
 leaves the asset as it was. One job per FaceAsset at a time (the write would race). When a
 job ends "done" (or folds are removed) ``on_change(asset_dir)`` lets the adapter re-read its
 cached subject, so the next detail request includes the folds. A finished job is answered
-once and forgotten; at most ``MAX_JOBS`` are kept (the oldest finished ones go).
+once and forgotten (``api.jobs``).
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections import OrderedDict
 from pathlib import Path
 
 from facedet3d.api import types as T
+from facedet3d.api.jobs import Cancelled, JobTable, new_id
 from facedet3d.errors import BadRequest, FaceDet3DError
 
-MAX_JOBS = 8
 MIN_FRAMES = 8  # the CLI's --max-frames floor: fewer cannot carry a fold model
-_DONE = ("done", "failed", "cancelled")
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class _Job:
@@ -66,35 +58,26 @@ class FoldsJobs:
     job's thread, or the remove) after the asset's folds file changed."""
 
     def __init__(self, on_change=None):
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._table = JobTable("folds")
         self._on_change = on_change
 
     def _running_on(self, asset: Path) -> _Job | None:
-        return next((j for j in self._jobs.values() if j.asset_dir == asset and j.state == "running"), None)
+        return next((j for j in self._table.running() if j.asset_dir == asset), None)
 
     def start(self, call: T.FoldsCall) -> T.FoldsState:
         asset, video = _check(call)
         if call.remove:
             return self._remove(asset)
-        job = _Job(uuid.uuid4().hex[:12], asset)
-        with self._lock:
-            if self._running_on(asset) is not None:
-                raise BadRequest(f"folds are already being learnt for {asset.name}; wait or cancel that job")
-            finished = [k for k, j in self._jobs.items() if j.state in _DONE]
-            while len(self._jobs) >= MAX_JOBS and finished:
-                self._jobs.pop(finished.pop(0))
-            if len(self._jobs) >= MAX_JOBS:
-                raise BadRequest(f"{MAX_JOBS} folds jobs are already running; wait for one to finish")
-            self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, video, int(call.max_frames), int(call.stride)), daemon=True,
-                         name=f"facedet3d-folds-{job.id}").start()
+        job = _Job(new_id(), asset)
+        busy = f"folds are already being learnt for {asset.name}; wait or cancel that job"
+        self._table.start(job, self._run, video, int(call.max_frames), int(call.stride),
+                          refuse=lambda: busy if self._running_on(asset) is not None else None)
         return job.answer()
 
     def _remove(self, asset: Path) -> T.FoldsState:
         from facedet3d.detail.personal import FILE
 
-        with self._lock:
+        with self._table.lock:
             if self._running_on(asset) is not None:
                 raise BadRequest(f"folds are being learnt for {asset.name}; cancel that job first")
             f = asset / FILE
@@ -106,16 +89,7 @@ class FoldsJobs:
         return T.FoldsState("", "done", message="" if had else f"{asset.name} had no learnt folds")
 
     def poll(self, req: T.FoldsPoll) -> T.FoldsState:
-        with self._lock:
-            job = self._jobs.get(req.job)
-            if job is None:
-                raise BadRequest(f"no folds job {req.job!r} (finished jobs are answered once)")
-            if req.cancel:
-                job.cancel = True
-            answer = job.answer()
-            if job.state in _DONE:
-                self._jobs.pop(job.id)
-        return answer
+        return self._table.poll(req.job, req.cancel)
 
     def _run(self, job: _Job, video: Path, max_frames: int, stride: int) -> None:
         from facedet3d.detail import personal
@@ -123,12 +97,12 @@ class FoldsJobs:
         def on_frame(done: int, total: int) -> None:
             job.done, job.total = done, total
             if job.cancel:
-                raise _Cancelled
+                raise Cancelled
 
         try:
             meta = personal.enrol(video, job.asset_dir, stride=stride, max_frames=max_frames,
                                   progress=lambda m: None, on_frame=on_frame)  # its warning: split_check_r says it
-        except _Cancelled:
+        except Cancelled:
             job.state = "cancelled"
             return
         except FaceDet3DError as exc:

@@ -4,34 +4,24 @@ polled for progress, cancellable (``api.types`` TrackCall / TrackPoll / TrackSta
 A job writes its track JSON to a temporary folder through ``expression.track`` (streamed,
 nothing half written), and its state carries the JSON text once done; the folder is removed
 when the job ends. Cancelling is checked after every tracked frame. A finished job is
-answered once and forgotten; at most ``MAX_JOBS`` are kept (the oldest finished ones go).
+answered once and forgotten (``api.jobs``).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
-import uuid
-from collections import OrderedDict
 from pathlib import Path
 
 from facedet3d.api import types as T
+from facedet3d.api.jobs import Cancelled, JobTable, new_id
 from facedet3d.errors import BadRequest, FaceDet3DError
-
-MAX_JOBS = 8
-_DONE = ("done", "failed", "cancelled")
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class _Job:
     def __init__(self, job_id: str):
         self.id, self.state, self.frames, self.message, self.track_json = job_id, "running", 0, "", ""
         self.cancel = False
-        self.thread: threading.Thread | None = None
 
     def answer(self) -> T.TrackState:
         return T.TrackState(self.id, self.state, self.frames, self.message, self.track_json)
@@ -62,35 +52,16 @@ class TrackJobs:
     """The backend's track jobs (thread-safe)."""
 
     def __init__(self):
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._table = JobTable("track")
 
     def start(self, call: T.TrackCall) -> T.TrackState:
         src, opts = _options(call)
-        job = _Job(uuid.uuid4().hex[:12])
-        with self._lock:
-            finished = [k for k, j in self._jobs.items() if j.state in _DONE]
-            while len(self._jobs) >= MAX_JOBS and finished:
-                self._jobs.pop(finished.pop(0))
-            if len(self._jobs) >= MAX_JOBS:
-                raise BadRequest(f"{MAX_JOBS} track jobs are already running; wait for one to finish")
-            self._jobs[job.id] = job
-        job.thread = threading.Thread(target=self._run, args=(job, src, opts), daemon=True,
-                                      name=f"facedet3d-track-{job.id}")
-        job.thread.start()
+        job = _Job(new_id())
+        self._table.start(job, self._run, src, opts)
         return job.answer()
 
     def poll(self, req: T.TrackPoll) -> T.TrackState:
-        with self._lock:
-            job = self._jobs.get(req.job)
-            if job is None:
-                raise BadRequest(f"no track job {req.job!r} (finished jobs are answered once)")
-            if req.cancel:
-                job.cancel = True
-            answer = job.answer()
-            if job.state in _DONE:
-                self._jobs.pop(job.id)
-        return answer
+        return self._table.poll(req.job, req.cancel)
 
     def _run(self, job: _Job, src: Path, opts) -> None:
         from facedet3d.expression import track
@@ -98,7 +69,7 @@ class TrackJobs:
         def progress(n: int) -> None:
             job.frames = n
             if job.cancel:
-                raise _Cancelled
+                raise Cancelled
 
         tmp = Path(tempfile.mkdtemp(prefix="facedet3d-track-"))
         out = tmp / "track.json"
@@ -110,7 +81,7 @@ class TrackJobs:
                 track.track_video(src, out, opts, progress=progress)
             text = out.read_text(encoding="utf-8")
             job.track_json, job.state = text, "done"
-        except _Cancelled:
+        except Cancelled:
             job.state = "cancelled"
         except FaceDet3DError as exc:
             job.message, job.state = str(exc), "failed"
