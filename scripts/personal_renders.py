@@ -14,9 +14,7 @@ real expression | DetP only | DetP + their folds | |difference| x16) and .json.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_renders import DEFAULT, prepare, region_change, render, strip  # noqa: E402
+from real_renders import parser, prepare, region_change, render, strip  # noqa: E402
 
 
 def cut_video(src: Path, dst: Path, drop: range) -> int:
@@ -48,13 +46,7 @@ def cut_video(src: Path, dst: Path, drop: range) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("subjects", nargs="*", default=DEFAULT)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"))
-    ap.add_argument("--addon", default=os.environ.get("FACEDET3D_ADDON_DIR", str(Path(__file__).resolve().parents[1] / "addon")))
-    ap.add_argument("--resolution", type=int, default=512)
-    ap.add_argument("--samples", type=int, default=64)
+    ap = parser(__doc__)
     ap.add_argument("--gap", type=int, default=15)
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -97,15 +97,20 @@ def strip(sub: Path, a: np.ndarray, b: np.ndarray, size: int, label: str) -> np.
     return row
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The options this script and ``personal_renders.py`` share."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("subjects", nargs="*", default=DEFAULT)
     ap.add_argument("--out", required=True)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"))
     ap.add_argument("--addon", default=os.environ.get("FACEDET3D_ADDON_DIR", str(Path(__file__).resolve().parents[1] / "addon")))
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--samples", type=int, default=64)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser(__doc__).parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, rows = {}, []
