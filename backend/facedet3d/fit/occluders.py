@@ -21,11 +21,13 @@ is available offline here):
    body gives no response) opened along straight segments of ``LINE_LEN_PX`` in 12
    directions (fuzzy hair, pores and a brow's texture do not persist along a straight
    run); wider ones (temple arms) are the rim black-hat opened along ``ARM_LEN_PX``, outside
-   the brows. Such lines darker than their surroundings (relative: ``LINE_HAT_L``,
-   ``ARM_HAT_L``, not an absolute darkness) are kept only when they connect to a RIM that
+   the brows, or grey (``GREY_C`` less chroma than the skin, a little darker). Such lines
+   darker than their surroundings (relative: ``LINE_HAT_L``, ``ARM_HAT_L``, not an absolute
+   darkness) are kept only when they connect to a RIM that
    steps 2-3 found (hysteresis): a piece spanning at least ``RIM_SPAN`` of the eye's width
    under both eyes. A face without glasses has no such rims (a lid-corner shadow or a nose
    shadow is short), so nothing grows there and its brows, lid creases and wrinkles stay.
+   The frame so found takes a margin of ``FRAME_GROW_PX`` (the lens bevel's glint).
 5. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
    occluder's soft edge and cast shadow (``GROW_PX`` at 1024²).
 
@@ -61,6 +63,9 @@ LINE_LEN_PX = 31  # a line persists along ~7 mm straight at 1024 texels
 LINE_HAT_L = 6.0  # Lab L units darker than the line closing, along the whole run
 ARM_LEN_PX = 61  # temple arms: the rim black-hat opened along ~14 mm straight runs at 1024 texels
 ARM_HAT_L = 8.0  # ... and this much darker than the closing all along (arms are lighter than rims)
+GREY_C = 6.0  # Lab chroma below the skin's: a grey frame part (temple arms), ...
+GREY_DL = 5.0  # ... and at least this much darker (Lab L)
+FRAME_GROW_PX = 10  # at 1024 texels (~2.3 mm): the frame's margin (lens bevel glints, soft edge)
 RIM_SPAN = 0.6  # a lower rim spans this share of the eye's corner-to-corner width, under each eye
 
 
@@ -194,9 +199,15 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
         thin = (line_img.reshape(-1)[flat] > LINE_HAT_L) & ~reg.hard
         # wide, long and straight (temple arms): not in the brow band, where a brow is all three
         wide = (arm_img.reshape(-1)[flat] > ARM_HAT_L) & ~natural
+        # grey (a metal or translucent frame is far less coloured than skin) and darker
+        chroma = np.hypot(lab[:, 1], lab[:, 2])
+        grey = (chroma < np.hypot(med[1], med[2]) - GREY_C) & (lab[:, 0] < med[0] - GREY_DL) & ~natural
         cand = np.zeros(s * s, np.uint8)
-        cand[flat[obs & upper & (thin | wide)]] = 255
-        out = _grow(out, strong, cand.reshape(s, s))
+        cand[flat[obs & upper & (thin | wide | grey)]] = 255
+        out, frame = _grow(out, strong, cand.reshape(s, s))
+        # a lens bevel glints next to the rims: the frame takes a wider margin
+        g = max(int(round(FRAME_GROW_PX * s / 1024)), 1)
+        out[cv2.dilate(frame.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1))) > 0] = 255
     k = max(int(round(GROW_PX * s / 1024)), 1)
     out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     seen = (out > 0) & layout.chart & (mask > 0)
@@ -251,17 +262,18 @@ def _rims(seeds: np.ndarray, layout, reg: _Regions) -> np.ndarray | None:
     return rim[lab]
 
 
-def _grow(seeds: np.ndarray, strong: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """(S, S) uint8: ``seeds`` plus every connected piece of ``cand`` that touches
-    ``strong`` (hysteresis)."""
+def _grow(seeds: np.ndarray, strong: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((S, S) uint8 ``seeds`` plus every connected piece of ``cand`` that touches
+    ``strong`` (hysteresis), (S, S) bool: the whole frame so found)."""
     both = ((cand > 0) | strong).astype(np.uint8)
     n, lab = cv2.connectedComponents(both, connectivity=8)
     keep = np.zeros(n, bool)
     keep[np.unique(lab[strong])] = True
     keep[0] = False
     out = seeds.copy()
-    out[keep[lab] & (cand > 0)] = 255
-    return out
+    frame = keep[lab]
+    out[frame & (cand > 0)] = 255
+    return out, frame & ((cand > 0) | strong)
 
 
 def remove(texture: np.ndarray, mask: np.ndarray, occ: np.ndarray, layout, bfm,
