@@ -40,7 +40,7 @@ SHADE_RANGE = (0.6, 1.2)  # the model's shading, relative to its mean, is kept i
 PHOTO_COS = 0.35  # head vertices facing the camera at least this much take the photo's colour
 PHOTO_CHROMA = 14.0  # ... when their Lab chroma is within this of the face's skin
 PHOTO_DL = (-35.0, 15.0)  # ... and their Lab lightness within this of the skin's (shadow allowed)
-Z_RASTER_PX = 400  # visibility raster size across the face and head
+Z_RASTER_PX = 256  # visibility raster size across the face and head
 Z_TOL_MM = 3.0  # a head vertex within this of the nearest surface is seen
 SMOOTH_ITERS = 6  # mesh smoothing passes over the photo's colours (noise, not shape)
 
@@ -101,11 +101,14 @@ def border_offset(head_v: np.ndarray, seam_pos: np.ndarray, seam_col: np.ndarray
     w = np.exp(-0.5 * (d / BORDER_SIGMA_MM) ** 2)
     off = seam_col - seam_model
     smooth = (w[..., None] * off[j]).sum(1) / w.sum(1)[:, None]
-    d, j = tree.query(head_v * mm, k=k)
+    d0 = tree.query(head_v * mm)[0]
+    out = np.zeros((len(head_v), 3))
+    near = d0 < SKIN_BLEND_MM  # the offset has faded out beyond
+    d, j = tree.query(head_v[near] * mm, k=min(24, len(seam_pos)))
     w = np.exp(-0.5 * (d / BORDER_SIGMA_MM) ** 2) + 1e-12
     spread = (w[..., None] * smooth[j]).sum(1) / w.sum(1)[:, None]
-    fade = 1.0 - smoothstep(d[:, 0], 0.0, SKIN_BLEND_MM)
-    return spread * fade[:, None]
+    out[near] = spread * (1.0 - smoothstep(d0[near], 0.0, SKIN_BLEND_MM))[:, None]
+    return out
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
