@@ -382,3 +382,30 @@ def test_head_skin_has_no_streaks(bfm, rig, parts):
     near = (d > 5) & (d < 20)
     col = head["head_colour"].astype(np.float64)
     assert col[near].std(0).max() < 0.25 * 40 / np.sqrt(3)
+
+
+def test_head_takes_the_photo_where_it_sees_skin(bfm, rig, parts):
+    """With the photo and its camera, head vertices the photo sees facing it (the neck's
+    front) take the photo's skin colour; those facing away keep the face's model; a photo
+    that is not skin there (background) changes nothing."""
+    from facedet3d.rig.head import subject_head
+    from facedet3d.rig.head_skin import outward_normals
+
+    tex = np.full((256, 256, 3), (200, 150, 125), np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    base = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    allv = np.r_[bfm.mean, parts["head_vertices"]].astype(np.float64)
+    lo, hi = allv.min(0), allv.max(0)
+    k = 480.0 / float((hi - lo)[:2].max())  # pixels per BFM unit, frontal orthographic camera
+    proj = np.array([[k, 0, 0, 16 - k * lo[0]], [0, -k, 0, 16 + k * hi[1]], [0, 0, k, 0]])
+    skin = np.full((512, 512, 3), (175, 128, 105), np.uint8)  # the same skin, in shade
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts, photo=skin, projection=proj)
+    n = outward_normals(head["head_vertices"].astype(np.float64), head["head_faces"])
+    col, col0 = head["head_colour"].astype(float), base["head_colour"].astype(float)
+    front, back = n[:, 2] > 0.8, n[:, 2] < -0.5
+    assert front.sum() > 50 and back.sum() > 50
+    assert np.median(np.abs(col[front] - (175, 128, 105)).max(1)) < 8
+    assert np.percentile(np.abs(col[back] - col0[back]).max(1), 90) <= 1  # (the blend softens the silhouette)
+    sky = np.full((512, 512, 3), (90, 140, 220), np.uint8)
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts, photo=sky, projection=proj)
+    assert np.abs(head["head_colour"].astype(float) - col0).max() < 1
