@@ -23,8 +23,8 @@ is available offline here):
    run); wider ones (temple arms) are the rim black-hat opened along ``ARM_LEN_PX``, outside
    the brows, or grey (``GREY_C`` less chroma than the skin, a little darker). Such lines
    darker than their surroundings (relative: ``LINE_HAT_L``, ``ARM_HAT_L``, not an absolute
-   darkness) are kept only when they connect to a RIM that
-   steps 2-3 found (hysteresis): a piece spanning at least ``RIM_SPAN`` of the eye's width
+   darkness) are kept only when they connect to a RIM that steps 2-3 found (hysteresis):
+   a piece spanning at least ``RIM_SPAN`` of the eye's width
    under both eyes. A face without glasses has no such rims (a lid-corner shadow or a nose
    shadow is short), so nothing grows there and its brows, lid creases and wrinkles stay.
    The frame so found takes a margin of ``FRAME_GROW_PX`` (the lens bevel's glint).
