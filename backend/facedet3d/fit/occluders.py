@@ -24,9 +24,10 @@ is available offline here):
    the brows, or grey (``GREY_C`` less chroma than the skin, a little darker). Such lines
    darker than their surroundings (relative: ``LINE_HAT_L``, ``ARM_HAT_L``, not an absolute
    darkness) are kept only when they connect to a RIM that steps 2-3 found (hysteresis):
-   a piece spanning at least ``RIM_SPAN`` of the eye's width
-   under both eyes. A face without glasses has no such rims (a lid-corner shadow or a nose
-   shadow is short), so nothing grows there and its brows, lid creases and wrinkles stay.
+   a piece spanning ``RIM_SPAN`` of the eye's width under each eye (a rim is wider than
+   the eye) and rising ``RIM_RISE`` of it (up beside the eye). A face without glasses has
+   no such rims (a lid-corner or nose shadow is short, an under-eye shadow or crease is no
+   wider than the eye and flat), so nothing grows there and its brows, lid creases and wrinkles stay.
    The frame so found takes a margin of ``FRAME_GROW_PX`` (the lens bevel's glint).
 5. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
    occluder's soft edge and cast shadow (``GROW_PX`` at 1024²).
@@ -66,7 +67,8 @@ ARM_HAT_L = 8.0  # ... and this much darker than the closing all along (arms are
 GREY_C = 6.0  # Lab chroma below the skin's: a grey frame part (temple arms), ...
 GREY_DL = 5.0  # ... and at least this much darker (Lab L)
 FRAME_GROW_PX = 10  # at 1024 texels (~2.3 mm): the frame's margin (lens bevel glints, soft edge)
-RIM_SPAN = 0.6  # a lower rim spans this share of the eye's corner-to-corner width, under each eye
+RIM_SPAN = 1.25  # a rim spans this share of the eye's corner-to-corner width under the eye (beyond both corners) ...
+RIM_RISE = 0.4  # ... and its piece rises this share of the eye's width (up beside the eye)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -106,6 +108,7 @@ class _Regions:
     upper_box: tuple  # (row0, row1, col0, col1) texels holding the upper-face texels
     under_eye: np.ndarray  # (K,) int8: 1 / 2 under the left / right eye (where a lower rim runs), else 0
     x_um: np.ndarray  # (K,) float32 BFM-mean x of each chart texel
+    y_um: np.ndarray  # (K,) float32 BFM-mean y of each chart texel
     eye_width_um: float
 
 
@@ -151,7 +154,8 @@ def _build_regions(layout, bfm, openings: dict) -> _Regions:
         under[(pts[:, 0] > x0 - 5_000) & (pts[:, 0] < x1 + 5_000) & (y < lm[lo, 1].min()) & (y > lm[30, 1])] = side
     width = float(np.mean([np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])]))
     return _Regions(band, near_eye | brow | lips | nostrils, near_eye | lips | nostrils, upper,
-                    mirror_texels(layout, mean, bfm.uv), box, under, pts[:, 0].astype(np.float32), width)
+                    mirror_texels(layout, mean, bfm.uv), box, under, pts[:, 0].astype(np.float32),
+                    pts[:, 1].astype(np.float32), width)
 
 
 def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -> np.ndarray:
@@ -257,17 +261,23 @@ def _open_lines(hat: np.ndarray, n: int) -> np.ndarray:
 
 def _rims(seeds: np.ndarray, layout, reg: _Regions) -> np.ndarray | None:
     """(S, S) bool: the seed components that are spectacle rims (each spans ``RIM_SPAN`` of
-    the eye width under an eye), or None unless there are such rims under both eyes."""
+    the eye width under an eye and rises ``RIM_RISE`` of it), or None unless there are such
+    rims at both eyes."""
     n, lab = cv2.connectedComponents((seeds > 0).astype(np.uint8), connectivity=8)
     lab_k = lab.reshape(-1)[layout.texel_index]
     rim = np.zeros(n, bool)
+    on = lab_k > 0
+    ylo, yhi = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(ylo, lab_k[on], reg.y_um[on])
+    np.maximum.at(yhi, lab_k[on], reg.y_um[on])
+    rises = (yhi - ylo) >= RIM_RISE * reg.eye_width_um
     for side in (1, 2):
         sel = (reg.under_eye == side) & (lab_k > 0)
         lo = np.full(n, np.inf)
         hi = np.full(n, -np.inf)
         np.minimum.at(lo, lab_k[sel], reg.x_um[sel])
         np.maximum.at(hi, lab_k[sel], reg.x_um[sel])
-        ok = (hi - lo) >= RIM_SPAN * reg.eye_width_um
+        ok = ((hi - lo) >= RIM_SPAN * reg.eye_width_um) & rises
         if not ok.any():
             return None  # no rim under this eye: no spectacles to complete
         rim |= ok
