@@ -67,6 +67,7 @@ ARM_HAT_L = 8.0  # ... and this much darker than the closing all along (arms are
 GREY_C = 6.0  # Lab chroma below the skin's: a grey frame part (temple arms), ...
 GREY_DL = 5.0  # ... and at least this much darker (Lab L)
 FRAME_GROW_PX = 10  # at 1024 texels (~2.3 mm): the frame's margin (lens bevel glints, soft edge)
+MIRROR_CLEAR_PX = 8  # at 1024 texels (~2 mm): a mirror fill's source keeps this clear of any occluder
 RIM_SPAN = 1.25  # a rim spans this share of the eye's corner-to-corner width under the eye (beyond both corners) ...
 RIM_RISE = 0.4  # ... and its piece rises this share of the eye's width (up beside the eye)
 
@@ -312,7 +313,11 @@ def remove(texture: np.ndarray, mask: np.ndarray, occ: np.ndarray, layout, bfm,
     mir = _regions(layout, bfm, openings).mirror if openings is not None else \
         mirror_texels(layout, bfm.mean.astype(np.float64), bfm.uv)
     occ_f, obs_f = occ.reshape(-1), mask.reshape(-1) > 0
-    use = occ_f[flat] & obs_f[flat] & obs_f[mir] & ~occ_f[mir]
+    # the mirror texel must be clear of the occluder by a margin: the two sides never match
+    # to the texel, and a mirror just beside the other side's rim copies its glint or shadow
+    g = max(int(round(MIRROR_CLEAR_PX * s / 1024)), 1)
+    near = cv2.dilate(occ.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1)))
+    use = occ_f[flat] & obs_f[flat] & obs_f[mir] & (near.reshape(-1)[mir] == 0)
     tex[flat[use]] = texture.reshape(-1, 3)[mir[use]]
     filled = np.zeros(s * s, bool)
     filled[flat[use]] = True
