@@ -334,3 +334,78 @@ def test_head_face_uv_reads_skin_not_hair(bfm, rig, parts):
     head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
     seen = _sample_texture(tex, head["head_face_uv"])
     assert (seen.mean(1) < 100).mean() < 0.01  # hardly any head vertex on hair texels
+
+
+def _painted(bfm, vertex_rgb, size=256):
+    """A face texture (size², sRGB uint8) painted from per-vertex colours, all observed."""
+    from facedet3d.fit.texture import uv_layout
+
+    lay = uv_layout(size)
+    tex = np.clip(lay.to_image(lay.sample(np.asarray(vertex_rgb, np.float32)), fill=0.0), 0, 255).astype(np.uint8)
+    return tex, (lay.chart * 255).astype(np.uint8)
+
+
+def test_head_skin_continues_the_face_lighting(bfm, rig, parts):
+    """A face lit from above (brighter where its normals face up) gives a head whose
+    upward-facing skin (scalp) is brighter than its downward-facing skin (under the jaw),
+    in the face's chroma; the old head was one flat tone away from the seam."""
+    from facedet3d.rig.head import subject_head
+    from facedet3d.rig.head_skin import outward_normals
+
+    albedo = np.array([200.0, 150.0, 125.0])
+    n = outward_normals(bfm.mean.astype(np.float64), bfm.faces)
+    tex, mask = _painted(bfm, albedo[None] * (1.0 + 0.2 * n[:, 1:2]))
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    v = head["head_vertices"].astype(np.float64)
+    hn = outward_normals(v, head["head_faces"])
+    col = head["head_colour"].astype(np.float64)
+    up, down = col[hn[:, 1] > 0.7].mean(0), col[hn[:, 1] < -0.7].mean(0)
+    assert (up - down).min() > 0.15 * albedo.min()  # the light gradient continues onto the head
+    ratio = up / up.sum()
+    assert np.abs(ratio - albedo / albedo.sum()).max() < 0.02  # the skin's chroma, not a tint
+
+
+def test_head_skin_has_no_streaks(bfm, rig, parts):
+    """Texel noise at the face's border does not streak onto the head: head vertices 5-20 mm
+    from the seam vary far less than the border (the old nearest-border copy carried it)."""
+    from scipy.spatial import cKDTree
+
+    from facedet3d.rig.head import subject_head
+
+    rng = np.random.default_rng(5)
+    tex = np.clip(np.array([200, 150, 125]) + rng.uniform(-40, 40, (256, 256, 1)), 0, 255).astype(np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    v = head["head_vertices"].astype(np.float64)
+    seam = v[-len(head["head_seam_bfm"]):]
+    d = cKDTree(seam).query(v)[0] * 1e3  # mm
+    near = (d > 5) & (d < 20)
+    col = head["head_colour"].astype(np.float64)
+    assert col[near].std(0).max() < 0.25 * 40 / np.sqrt(3)
+
+
+def test_head_takes_the_photo_where_it_sees_skin(bfm, rig, parts):
+    """With the photo and its camera, head vertices the photo sees facing it (the neck's
+    front) take the photo's skin colour; those facing away keep the face's model; a photo
+    that is not skin there (background) changes nothing."""
+    from facedet3d.rig.head import subject_head
+    from facedet3d.rig.head_skin import outward_normals
+
+    tex = np.full((256, 256, 3), (200, 150, 125), np.uint8)
+    mask = np.full((256, 256), 255, np.uint8)
+    base = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts)
+    allv = np.r_[bfm.mean, parts["head_vertices"]].astype(np.float64)
+    lo, hi = allv.min(0), allv.max(0)
+    k = 480.0 / float((hi - lo)[:2].max())  # pixels per BFM unit, frontal orthographic camera
+    proj = np.array([[k, 0, 0, 16 - k * lo[0]], [0, -k, 0, 16 + k * hi[1]], [0, 0, k, 0]])
+    skin = np.full((512, 512, 3), (175, 128, 105), np.uint8)  # the same skin, in shade
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts, photo=skin, projection=proj)
+    n = outward_normals(head["head_vertices"].astype(np.float64), head["head_faces"])
+    col, col0 = head["head_colour"].astype(float), base["head_colour"].astype(float)
+    front, back = n[:, 2] > 0.8, n[:, 2] < -0.5
+    assert front.sum() > 50 and back.sum() > 50
+    assert np.median(np.abs(col[front] - (175, 128, 105)).max(1)) < 8
+    assert np.percentile(np.abs(col[back] - col0[back]).max(1), 90) <= 1  # (the blend softens the silhouette)
+    sky = np.full((512, 512, 3), (90, 140, 220), np.uint8)
+    head = subject_head(bfm.mean, rig, tex, mask, bfm.uv, parts, photo=sky, projection=proj)
+    assert np.abs(head["head_colour"].astype(float) - col0).max() < 1

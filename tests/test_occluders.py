@@ -89,3 +89,89 @@ def test_detail_input_ignores_removed_texels(bfm, setup):
     normals = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (bfm.n_vertices, 1))
     d = detail_input.estimate_detail(clean, new_mask, layout, normals)
     assert occ.any() and np.abs(d[occ]).max() < 1e-5
+
+
+def _spectacles(bfm, layout, tex, bar=True, arms=True):
+    """Paint rims around both eyes, optionally a thin dark top bar along the brows (inside
+    the brow band, which the darkness tests never look at) and light temple arms leaving
+    the outer rims toward the ears. Returns (bar pixels, arm pixels) as bool maps."""
+    lm = bfm.landmarks
+    s = layout.size
+    bar_px, arm_px = np.zeros((s, s), np.uint8), np.zeros((s, s), np.uint8)
+    tops, outer = [], []
+    for a, b, ear in ((36, 39, 0), (42, 45, 16)):
+        (x1, y1), (x2, y2) = _uv_px(bfm, layout, lm[a]), _uv_px(bfm, layout, lm[b])
+        c = ((x1 + x2) // 2, (y1 + y2) // 2 + 4)
+        # a plastic frame (~2.5 mm) around a lens ~2 eye widths wide: in the texture the rim
+        # runs beyond both eye corners, as a real frame in front of the face unwraps
+        ax = (int(abs(x2 - x1) * 1.05), int(abs(x2 - x1) * 0.75))
+        cv2.ellipse(tex, c, ax, 0, 0, 360, (45, 40, 40), 3)
+        tops.append((c[0], c[1] - ax[1]))
+        xo = min(x1, x2) - (ax[0] - abs(x2 - x1) // 2) if a == 36 else max(x1, x2) + (ax[0] - abs(x2 - x1) // 2)
+        xe, _ = _uv_px(bfm, layout, lm[ear])
+        outer.append(((xo, c[1]), (xe, c[1] - 2)))
+    if bar:  # straight across the brow band, from one rim's top to the other's
+        cv2.line(bar_px, (tops[0][0] - 10, tops[0][1]), (tops[1][0] + 10, tops[1][1]), 1, 2)
+    if arms:
+        for p, q in outer:
+            cv2.line(arm_px, p, q, 1, 3)
+    tex[bar_px > 0] = (45, 40, 40)
+    tex[arm_px > 0] = (160, 128, 112)  # ~11 L below the skin: lighter than any darkness test
+    return bar_px > 0, arm_px > 0
+
+
+def _brows(bfm, layout, tex):
+    """Paint fuzzy eyebrows (a dark, ~8 mm tall blob with hair noise) along landmarks 17..26."""
+    lm = bfm.landmarks
+    s = layout.size
+    blob = np.zeros((s, s), np.uint8)
+    for ids in (np.r_[17:22], np.r_[22:27]):
+        pts = np.array([_uv_px(bfm, layout, lm[i]) for i in ids], np.int32)
+        cv2.polylines(blob, [pts], False, 1, 7)
+    rng = np.random.default_rng(1)
+    hair = np.clip(np.array([85, 60, 45]) + rng.normal(0, 18, (s, s, 1)), 0, 255)
+    tex[blob > 0] = hair[blob > 0].astype(np.uint8)
+    return blob > 0
+
+
+def test_whole_frame_goes_brows_stay(bfm, setup):
+    """The frame's top bar inside the brow band and light temple arms are removed with the
+    rims (lines continuing the rims); the eyebrows right above the bar stay."""
+    from facedet3d.fit import occluders
+
+    layout, rig, tex0, mask = setup
+    tex = tex0.copy()
+    brow = _brows(bfm, layout, tex)
+    bar, arms = _spectacles(bfm, layout, tex)
+    bar &= ~brow
+    occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
+    assert (occ & bar).sum() / bar.sum() > 0.8
+    assert (occ & arms).sum() / arms.sum() > 0.8
+    assert (occ & brow).sum() / brow.sum() < 0.1
+
+
+def test_no_spectacles_no_lines(bfm, setup):
+    """Without rims nothing grows: brows, a lid-crease line and a light line on the temple
+    (a wrinkle, a shadow) are the person; dark under-eye creases (eye-wide and flat: found
+    as dark, but not rims) do not make them a frame either."""
+    from facedet3d.fit import occluders
+
+    layout, rig, tex0, mask = setup
+    tex = tex0.copy()
+    brow = _brows(bfm, layout, tex)
+    bar, arms = _spectacles(bfm, layout, tex.copy())  # where a frame would be, not painted
+    tex[bar & ~brow] = (165, 125, 108)  # a soft lid-crease-like line
+    tex[arms] = (160, 128, 112)
+    occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
+    assert occ.sum() < 0.002 * layout.chart.sum()
+    lm = bfm.landmarks
+    wrinkle = np.zeros(mask.shape, np.uint8)
+    for a, b, lo, out in ((36, 39, 41, -1), (42, 45, 46, 1)):
+        (x1, _), (x2, _), (_, y) = (_uv_px(bfm, layout, lm[i]) for i in (a, b, lo))
+        cv2.line(tex, (min(x1, x2), y + 7), (max(x1, x2), y + 7), (60, 45, 40), 3)
+        end = max(x1, x2) if out > 0 else min(x1, x2)
+        cv2.line(wrinkle, (end, y + 7), (end + out * 18, y + 2), 1, 2)  # a soft wrinkle from its end
+    tex[wrinkle > 0] = (165, 125, 108)
+    occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
+    assert occ.any() and not (occ & (bar | arms)).any()
+    assert (occ & (wrinkle > 0)).sum() < 0.3 * (wrinkle > 0).sum()

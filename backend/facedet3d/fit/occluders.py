@@ -14,7 +14,22 @@ is available offline here):
    least ``DARK_MIN_L``) below the skin's, above the nose tip, outside the eyes and the
    eyebrows (glasses rims, hair over the forehead). The lower face is not tested for
    darkness: beards and the mouth's shadows are the person, not an occluder.
-4. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
+4. The rest of a spectacle frame: its top bar runs along the brows (a region step 3 never
+   tests, so that eyebrows and lid creases stay), its temple arms are often lighter than
+   the rims, and parts of the rims are faint. They are thin dark LINES: a small black-hat
+   (``LINE_HAT_PX``, wider than a frame bar, narrower than an eyebrow's height, so a brow's
+   body gives no response) opened along straight segments of ``LINE_LEN_PX`` in 12
+   directions (fuzzy hair, pores and a brow's texture do not persist along a straight
+   run); wider ones (temple arms) are the rim black-hat opened along ``ARM_LEN_PX``, outside
+   the brows, or grey (``GREY_C`` less chroma than the skin, a little darker). Such lines
+   darker than their surroundings (relative: ``LINE_HAT_L``, ``ARM_HAT_L``, not an absolute
+   darkness) are kept only when they connect to a RIM that steps 2-3 found (hysteresis):
+   a piece spanning ``RIM_SPAN`` of the eye's width under each eye (a rim is wider than
+   the eye) and rising ``RIM_RISE`` of it (up beside the eye). A face without glasses has
+   no such rims (a lid-corner or nose shadow is short, an under-eye shadow or crease is no
+   wider than the eye and flat), so nothing grows there and its brows, lid creases and wrinkles stay.
+   The frame so found takes a margin of ``FRAME_GROW_PX`` (the lens bevel's glint).
+5. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
    occluder's soft edge and cast shadow (``GROW_PX`` at 1024²).
 
 Removal: occluded texels take the mirrored texel's colour where that one is observed and
@@ -44,6 +59,17 @@ RIM_PX = 61  # black-hat window at 1024 texels (~14 mm): wider than a spectacle 
 RIM_HAT_L = 16.0  # Lab L units darker than the closing: a rim, not a pore or a wrinkle
 EYE_MARGIN_UM = 4_500.0  # lids, lashes and eyeliner are the person
 BROW_BAND_UM = (-5_000.0, 8_000.0)  # eyebrows: from 5 mm below to 8 mm above their landmarks
+LINE_HAT_PX = 25  # line black-hat window at 1024 texels (~6 mm): a frame bar is 1-4 mm, a brow ~10 mm tall
+LINE_LEN_PX = 31  # a line persists along ~7 mm straight at 1024 texels
+LINE_HAT_L = 6.0  # Lab L units darker than the line closing, along the whole run
+ARM_LEN_PX = 61  # temple arms: the rim black-hat opened along ~14 mm straight runs at 1024 texels
+ARM_HAT_L = 8.0  # ... and this much darker than the closing all along (arms are lighter than rims)
+GREY_C = 6.0  # Lab chroma below the skin's: a grey frame part (temple arms), ...
+GREY_DL = 5.0  # ... and at least this much darker (Lab L)
+FRAME_GROW_PX = 10  # at 1024 texels (~2.3 mm): the frame's margin (lens bevel glints, soft edge)
+MIRROR_CLEAR_PX = 8  # at 1024 texels (~2 mm): a mirror fill's source keeps this clear of any occluder
+RIM_SPAN = 1.25  # a rim spans this share of the eye's corner-to-corner width under the eye (beyond both corners) ...
+RIM_RISE = 0.4  # ... and its piece rises this share of the eye's width (up beside the eye)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -77,9 +103,14 @@ class _Regions:
 
     band: np.ndarray
     natural: np.ndarray
+    hard: np.ndarray  # eyes (with their margin), lips, nostrils: not even a frame line is taken there
     upper: np.ndarray
     mirror: np.ndarray
     upper_box: tuple  # (row0, row1, col0, col1) texels holding the upper-face texels
+    under_eye: np.ndarray  # (K,) int8: 1 / 2 under the left / right eye (where a lower rim runs), else 0
+    x_um: np.ndarray  # (K,) float32 BFM-mean x of each chart texel
+    y_um: np.ndarray  # (K,) float32 BFM-mean y of each chart texel
+    eye_width_um: float
 
 
 _REGIONS: dict = {}
@@ -107,8 +138,8 @@ def _build_regions(layout, bfm, openings: dict) -> _Regions:
     brow_y = np.interp(pts[:, 0], *zip(*sorted(zip(lm[17:27, 0], lm[17:27, 1]))))
     brow = ((pts[:, 1] - brow_y) > BROW_BAND_UM[0]) & ((pts[:, 1] - brow_y) < BROW_BAND_UM[1]) \
         & (pts[:, 0] > lm[17, 0] - 8_000) & (pts[:, 0] < lm[26, 0] + 8_000)
-    # the lid creases between the eyes and the brows (shadows, make-up): a frame's top bar
-    # there is kept (the price of not erasing a person's lids)
+    # the lid creases between the eyes and the brows (shadows, make-up): not tested for
+    # darkness; a frame's top bar there is found as a line continuing the rims (step 4)
     lid_top = lm[[37, 38, 43, 44], 1].min()
     brow |= (pts[:, 1] > lid_top) & (pts[:, 1] < brow_y) & (pts[:, 0] > lm[17, 0]) & (pts[:, 0] < lm[26, 0]) \
         & (np.abs(pts[:, 0]) > 0.5 * np.abs(lm[[39, 42], 0]).min())
@@ -117,7 +148,15 @@ def _build_regions(layout, bfm, openings: dict) -> _Regions:
     upper = y > lm[30, 1]  # above the nose tip
     rows, cols = np.divmod(layout.texel_index[upper], layout.size)
     box = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1) if upper.any() else (0, 0, 0, 0)
-    return _Regions(band, near_eye | brow | lips | nostrils, upper, mirror_texels(layout, mean, bfm.uv), box)
+    # under each eye: from the lower lid down to the nose tip, the eye's width plus 5 mm a side
+    under = np.zeros(len(pts), np.int8)
+    for side, (a, b, lo) in enumerate(((36, 39, [40, 41]), (42, 45, [46, 47])), start=1):
+        x0, x1 = sorted((lm[a, 0], lm[b, 0]))
+        under[(pts[:, 0] > x0 - 5_000) & (pts[:, 0] < x1 + 5_000) & (y < lm[lo, 1].min()) & (y > lm[30, 1])] = side
+    width = float(np.mean([np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])]))
+    return _Regions(band, near_eye | brow | lips | nostrils, near_eye | lips | nostrils, upper,
+                    mirror_texels(layout, mean, bfm.uv), box, under, pts[:, 0].astype(np.float32),
+                    pts[:, 1].astype(np.float32), width)
 
 
 def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -> np.ndarray:
@@ -145,8 +184,9 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     r0, r1, c0, c1 = reg.upper_box
     pad = 2 * k
     r0, c0, r1, c1 = max(r0 - pad, 0), max(c0 - pad, 0), min(r1 + pad, s), min(c1 + pad, s)
+    box = light.reshape(s, s)[r0:r1, c0:c1]
     hat_img = np.zeros((s, s), np.float32)
-    hat_img[r0:r1, c0:c1] = cv2.morphologyEx(light.reshape(s, s)[r0:r1, c0:c1], cv2.MORPH_BLACKHAT,
+    hat_img[r0:r1, c0:c1] = cv2.morphologyEx(box, cv2.MORPH_BLACKHAT,
                                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     hat = hat_img.reshape(-1)[flat]
     dark |= (hat > RIM_HAT_L) & upper
@@ -154,8 +194,29 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     out = np.zeros(s * s, np.uint8)
     out[flat[occ]] = 255
     out = out.reshape(s, s)
-    k = max(int(round(GROW_PX * s / 1024)), 1)
     out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    strong = _rims(out, layout, reg)
+    if strong is not None:  # spectacles: complete the frame (step 4), only texels the photo saw
+        # at half resolution from 1024² on (the lines are >= 4 texels wide there): 4x less work
+        f = 2 if s >= 1024 else 1
+        line_img = np.zeros((s, s), np.float32)
+        line_img[r0:r1, c0:c1] = _at_scale(lambda x: line_response(x, s // f), box, f)
+        arm_img = np.zeros((s, s), np.float32)
+        arm_n = max(int(round(ARM_LEN_PX * s / f / 1024)) | 1, 5)
+        arm_img[r0:r1, c0:c1] = _at_scale(lambda x: _open_lines(x, arm_n), hat_img[r0:r1, c0:c1], f)
+        thin = (line_img.reshape(-1)[flat] > LINE_HAT_L) & ~reg.hard
+        # wide, long and straight (temple arms): not in the brow band, where a brow is all three
+        wide = (arm_img.reshape(-1)[flat] > ARM_HAT_L) & ~natural
+        # grey (a metal or translucent frame is far less coloured than skin) and darker
+        chroma = np.hypot(lab[:, 1], lab[:, 2])
+        grey = (chroma < np.hypot(med[1], med[2]) - GREY_C) & (lab[:, 0] < med[0] - GREY_DL) & ~natural
+        cand = np.zeros(s * s, np.uint8)
+        cand[flat[obs & upper & (thin | wide | grey)]] = 255
+        out, frame = _grow(out, strong, cand.reshape(s, s))
+        # a lens bevel glints next to the rims: the frame takes a wider margin
+        g = max(int(round(FRAME_GROW_PX * s / 1024)), 1)
+        out[cv2.dilate(frame.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1))) > 0] = 255
+    k = max(int(round(GROW_PX * s / 1024)), 1)
     out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     seen = (out > 0) & layout.chart & (mask > 0)
     # texels the photo did not see were filled from their mirror by the unwrap: where that
@@ -164,6 +225,78 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     full = seen.reshape(-1).copy()
     full[flat[hidden]] = True
     return full.reshape(s, s)
+
+
+def line_response(light: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) float32 Lab-L units: how much darker than its surroundings each texel is along
+    a thin straight-ish dark line (see step 4 of the module docstring): the black-hat of the
+    lightness ``light`` with a ``LINE_HAT_PX`` disc, opened with line segments of
+    ``LINE_LEN_PX`` in 12 directions (max over directions). ``size``: the texture's side."""
+    k = max(int(round(LINE_HAT_PX * size / 1024)) | 1, 3)
+    hat = cv2.morphologyEx(np.ascontiguousarray(light, np.float32), cv2.MORPH_BLACKHAT,
+                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return _open_lines(hat, max(int(round(LINE_LEN_PX * size / 1024)) | 1, 5))
+
+
+def _at_scale(fn, img: np.ndarray, f: int) -> np.ndarray:
+    """``fn`` applied to ``img`` shrunk by ``f`` (area average), brought back to its size."""
+    if f == 1:
+        return fn(img)
+    h, w = img.shape
+    small = cv2.resize(img, (max(w // f, 1), max(h // f, 1)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(fn(small), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _open_lines(hat: np.ndarray, n: int) -> np.ndarray:
+    """(H, W): the max over 12 directions of ``hat`` opened with an n-texel line segment:
+    at each texel, the largest value held all along some straight run of n through it."""
+    best = np.zeros_like(hat)
+    for ang in np.arange(12) * np.pi / 12:
+        se = np.zeros((n, n), np.uint8)
+        h = (n - 1) / 2
+        dx, dy = h * np.cos(ang), h * np.sin(ang)
+        cv2.line(se, (int(round(h - dx)), int(round(h - dy))), (int(round(h + dx)), int(round(h + dy))), 1, 1)
+        np.maximum(best, cv2.morphologyEx(hat, cv2.MORPH_OPEN, se), out=best)
+    return best
+
+
+def _rims(seeds: np.ndarray, layout, reg: _Regions) -> np.ndarray | None:
+    """(S, S) bool: the seed components that are spectacle rims (each spans ``RIM_SPAN`` of
+    the eye width under an eye and rises ``RIM_RISE`` of it), or None unless there are such
+    rims at both eyes."""
+    n, lab = cv2.connectedComponents((seeds > 0).astype(np.uint8), connectivity=8)
+    lab_k = lab.reshape(-1)[layout.texel_index]
+    rim = np.zeros(n, bool)
+    on = lab_k > 0
+    ylo, yhi = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(ylo, lab_k[on], reg.y_um[on])
+    np.maximum.at(yhi, lab_k[on], reg.y_um[on])
+    rises = (yhi - ylo) >= RIM_RISE * reg.eye_width_um
+    for side in (1, 2):
+        sel = (reg.under_eye == side) & (lab_k > 0)
+        lo = np.full(n, np.inf)
+        hi = np.full(n, -np.inf)
+        np.minimum.at(lo, lab_k[sel], reg.x_um[sel])
+        np.maximum.at(hi, lab_k[sel], reg.x_um[sel])
+        ok = ((hi - lo) >= RIM_SPAN * reg.eye_width_um) & rises
+        if not ok.any():
+            return None  # no rim under this eye: no spectacles to complete
+        rim |= ok
+    return rim[lab]
+
+
+def _grow(seeds: np.ndarray, strong: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((S, S) uint8 ``seeds`` plus every connected piece of ``cand`` that touches
+    ``strong`` (hysteresis), (S, S) bool: the whole frame so found)."""
+    both = ((cand > 0) | strong).astype(np.uint8)
+    n, lab = cv2.connectedComponents(both, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(lab[strong])] = True
+    keep[0] = False
+    out = seeds.copy()
+    frame = keep[lab]
+    out[frame & (cand > 0)] = 255
+    return out, frame & ((cand > 0) | strong)
 
 
 def remove(texture: np.ndarray, mask: np.ndarray, occ: np.ndarray, layout, bfm,
@@ -180,7 +313,11 @@ def remove(texture: np.ndarray, mask: np.ndarray, occ: np.ndarray, layout, bfm,
     mir = _regions(layout, bfm, openings).mirror if openings is not None else \
         mirror_texels(layout, bfm.mean.astype(np.float64), bfm.uv)
     occ_f, obs_f = occ.reshape(-1), mask.reshape(-1) > 0
-    use = occ_f[flat] & obs_f[flat] & obs_f[mir] & ~occ_f[mir]
+    # the mirror texel must be clear of the occluder by a margin: the two sides never match
+    # to the texel, and a mirror just beside the other side's rim copies its glint or shadow
+    g = max(int(round(MIRROR_CLEAR_PX * s / 1024)), 1)
+    near = cv2.dilate(occ.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1)))
+    use = occ_f[flat] & obs_f[flat] & obs_f[mir] & (near.reshape(-1)[mir] == 0)
     tex[flat[use]] = texture.reshape(-1, 3)[mir[use]]
     filled = np.zeros(s * s, bool)
     filled[flat[use]] = True

@@ -140,7 +140,8 @@ class Backend:
         with tm("head"):  # eyes, teeth, mouth socket, head and neck (rig/head.py)
             from facedet3d.rig import head as head_mod
 
-            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv, shape_coeffs=fp.shape)
+            head_arrays = head_mod.subject_head(neutral_units, self.rig, tex, mask, self.bfm.uv, shape_coeffs=fp.shape,
+                                                photo=rgb, projection=fp.projection)
         meta = faceasset.FaceMeta(
             format_version=faceasset.FORMAT_VERSION,
             photo=str(Path(req.photo).name),

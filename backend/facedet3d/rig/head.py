@@ -12,10 +12,12 @@ Fitting to the subject (BFM units inside, metres out):
   stays a sphere);
 - shape motion scales like the face's (``Rig.subject_deltas``: face size ratio).
 
-Colour (sRGB, per vertex): the head's skin is the face texture's colour along the seam,
-blending within ``SKIN_BLEND_MM`` into the median observed skin tone of the face texture,
-which also covers the scalp: no hair is modelled, the scalp shows bare skin in the
-subject's tone. The iris colour is the median of the photo's iris pixels (the texture
+Colour (sRGB, per vertex): the head's skin continues the face's colour and lighting
+(``rig.head_skin``): a first-order lighting model of the face's skin evaluated on the head's
+normals, the face border's colour smoothed along the seam and fading out within
+``head_skin.SKIN_BLEND_MM``, and, where the photo sees the head (the neck, the jaw's
+underside) as skin, the photo's colour. No hair is modelled: the scalp shows bare skin in
+the subject's tone and light. The iris colour is the median of the photo's iris pixels (the texture
 inside the eye openings, without the bright sclera and the darkest pupil/lash pixels).
 """
 
@@ -30,7 +32,6 @@ from facedet3d.rig import parts as parts_mod
 from facedet3d.rig.geometry import smoothstep
 
 SAMPLE_EVERY = 25  # every 25th BFM vertex (plus the seams) drives the subject spline
-SKIN_BLEND_MM = 20.0
 PART_MATERIALS = {  # per part: material names, index = the part's ``material`` values
     "head": ("skin",), "mouth": ("mouth",), "teeth_upper": ("teeth", "gums"), "teeth_lower": ("teeth", "gums"),
     "eye_L": ("sclera", "iris", "cornea"), "eye_R": ("sclera", "iris", "cornea"),
@@ -116,7 +117,8 @@ def _cyl_uv(v: np.ndarray) -> np.ndarray:
 
 
 def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndarray,
-                 uv: np.ndarray, parts: dict | None = None, shape_coeffs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 uv: np.ndarray, parts: dict | None = None, shape_coeffs: np.ndarray | None = None,
+                 photo: np.ndarray | None = None, projection: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The ``head.npz`` arrays for a subject (see ``fit.faceasset``): per part in
     ``part_names`` its ``_vertices`` (M, 3) float32 metres, ``_faces`` (T, 3) int32,
     ``_uv`` (M, 2), ``_blendshapes`` (53, M, 3) float32 metres, ``_colour`` (M, 3) uint8
@@ -125,7 +127,9 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     ``mouth_seam_bfm`` (face vertex ids the seam copies), ``eye_{L,R}_centre`` (3,) metres,
     ``iris_rgb``, ``skin_rgb``, ``names`` (53). With ``shape_coeffs`` (40,), when
     ``subject_um`` is exactly the BFM's ``vertices(shape_coeffs)``, the subject spline comes
-    from precomputed per-coefficient fields (same values, no solve per fit)."""
+    from precomputed per-coefficient fields (same values, no solve per fit). With ``photo``
+    (H, W, 3) sRGB and its (3, 4) ``projection`` (BFM units -> pixels), the head takes the
+    photo's colour where the photo sees its skin (``head_skin.photo_colours``)."""
     p = parts_mod.load_parts() if parts is None else parts
     bfm = bfm_mod.load_bfm()
     mean = bfm.mean.astype(np.float64)
@@ -175,15 +179,8 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
                 local = np.arange(len(v0) - len(seam_ids), len(v0))
                 v[local] = subj[seam_ids]  # exact: the seam copies sit on the face
             if name == "head":
-                border = _sample_texture(texture, uv[seam_ids])
-                # hair, background or shadow at the face's border is not skin: there the
-                # head takes the skin tone (weight falls from 1 at 40 to 0 at 90 RGB apart)
-                far = np.linalg.norm(border - tone[None], axis=1)
-                keep = 1.0 - smoothstep(far, 40.0, 90.0)
-                border = keep[:, None] * border + (1 - keep[:, None]) * tone[None]
-                dist, j = cKDTree(v[local]).query(v)
-                a = 1.0 - smoothstep(dist * 1e-3, 0.0, SKIN_BLEND_MM)
-                col = a[:, None] * border[j] + (1 - a[:, None]) * tone[None]
+                col = _head_colour(v, f, local, seam_ids, subj, bfm, texture, mask, uv, tone, rig.openings,
+                                   photo, projection)
             elif name == "mouth":
                 col = np.tile(np.array(MOUTH_RGB, float), (len(v), 1)) * _cavity(v0, p)[:, None]
             else:  # teeth and gums (ICT's own geometry parts)
@@ -203,6 +200,28 @@ def subject_head(subject_um: np.ndarray, rig, texture: np.ndarray, mask: np.ndar
     out["head_seam_bfm"] = p["head_seam_bfm"]
     out["mouth_seam_bfm"] = p["mouth_seam_bfm"]
     return out
+
+
+def _head_colour(v, f, local, seam_ids, subj, bfm, texture, mask, uv, tone, openings, photo, projection):
+    """(M, 3) float sRGB of the head part (see ``rig.head_skin``)."""
+    from facedet3d.rig import head_skin
+
+    exclude = openings["eye_l"] | openings["eye_r"] | openings["mouth"]
+    light = head_skin.lighting_model(subj, bfm.faces, uv, texture, mask, tone, exclude)
+    model = head_skin.shade(light, head_skin.outward_normals(v, f))
+    border = _sample_texture(texture, uv[seam_ids])
+    # hair, background or shadow at the face's border is not skin: there the border
+    # follows the model (weight falls from 1 at 40 to 0 at 90 RGB from the skin tone)
+    far = np.linalg.norm(border - tone[None], axis=1)
+    keep = 1.0 - smoothstep(far, 40.0, 90.0)
+    border = keep[:, None] * border + (1 - keep[:, None]) * model[local]
+    col = model + head_skin.border_offset(v, v[local], border, model[local])
+    if photo is not None and projection is not None:
+        pc, pw = head_skin.photo_colours(v, f, subj, bfm.faces, photo, projection, tone)
+        pc, pw = head_skin.smooth_on_mesh(pc, pw, f)
+        pw[local] = 0.0  # the seam copies keep the face border's colour
+        col = pw[:, None] * pc + (1 - pw[:, None]) * col
+    return col
 
 
 def _cavity(v0: np.ndarray, p: dict) -> np.ndarray:
