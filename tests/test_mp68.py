@@ -62,9 +62,30 @@ def test_guided_fit_meets_mediapipes_eyelids(backend, photos):
         idx = list(mp68.REGIONS[region])
         before = np.linalg.norm(plain[idx] - mp[idx], axis=1).mean()
         after = np.linalg.norm(guided[idx] - mp[idx], axis=1).mean()
-        assert after < 0.7 * before, (region, before, after)
+        # 17-30 % closer: the identity may move only a little toward MediaPipe's contours
+        # (``camera._GUIDED_SHAPE_PRIOR``), so the rest is a difference of definition
+        assert after < 0.85 * before, (region, before, after)
     side = det.width
     assert np.linalg.norm(guided[:17] - plain[:17], axis=1).mean() < 0.1 * side
+
+
+def test_guided_fit_keeps_a_plausible_face(backend, photos):
+    """emma (33 deg yaw, 280 px between the eye corners): meeting MediaPipe's contours once
+    drove the identity coefficients 12 std from the population (hollow cheeks, a puckered
+    mouth) while the 2D points barely moved. The guided fit stays within 4 std."""
+    from facedet3d.fit import camera
+    from facedet3d.fit.photo import load_photo
+    from facedet3d.fit.select import select_face
+
+    rgb = load_photo(photos["emma"]).rgb
+    det = select_face(backend.detector(rgb), image_size=rgb.shape[1::-1])
+    reading = backend.read_face(rgb, det.box)
+    assert reading is not None
+    fp = camera.fit_face(rgb, np.asarray(det.box, np.float64), backend.regressor, backend.bfm, guide=reading.landmarks)
+    st = backend.regressor.stats
+    z_shape = (fp.shape - st.mean[12:52]) / st.std[12:52]
+    z_exp = (fp.exp - st.mean[52:62]) / st.std[52:62]
+    assert np.abs(z_shape).max() < 4.0 and np.abs(z_exp).max() < 4.5, (np.abs(z_shape).max(), np.abs(z_exp).max())
 
 
 def test_fit_records_the_landmark_targets(fitted_dir):

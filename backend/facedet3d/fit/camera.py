@@ -32,6 +32,8 @@ MIRROR_68 = np.array(
 # Prior strength of the least-squares refinement, in units of the regressor's parameter
 # std: keeps shape/expression near the network's estimate while landmarks pull.
 _REFINE_PRIOR = 4.0
+_GUIDED_SHAPE_PRIOR = 1.0  # x the regressor's std: how far MediaPipe's targets may move the identity
+_IOD_REF_PX = 100.0  # the guided pass weighs residuals as for a face this wide (outer eye corners)
 
 
 @dataclass(frozen=True)
@@ -140,30 +142,35 @@ def regress_landmarks(rgb: np.ndarray, roi: np.ndarray, regressor: Regressor, bf
     return fp, lm_m[MIRROR_68]
 
 
-def refine(bfm: BFM, fp: FitParams, target: np.ndarray, stats_std: np.ndarray, iters: int = 3) -> FitParams:
+def refine(bfm: BFM, fp: FitParams, target: np.ndarray, stats_std: np.ndarray, iters: int = 3,
+           shape_prior: float = _REFINE_PRIOR, per_face_size: bool = False) -> FitParams:
     """Least-squares refinement of the affine camera, shape and expression so the model's 68
     landmarks meet ``target`` (68, 2) image pixels, with a Gaussian prior (in units of the
-    regressor's own parameter std) keeping coefficients near the network's estimate.
+    regressor's own parameter std: ``shape_prior`` for the identity, ``_REFINE_PRIOR`` for the
+    expression) keeping coefficients near ``fp``'s.
 
     Alternates: coefficients with the camera fixed (linear), camera with coefficients
     fixed (linear). Depth (row 3 of the projection) keeps the rotation's third row, rescaled.
+    ``per_face_size``: residuals in units of _IOD_REF_PX-wide faces (the outer eye corners'
+    distance) instead of pixels, so the prior weighs the same on a 300 px face as on a 100 px one.
     """
     rows = bfm.landmark_rows()
     basis = np.hstack([bfm.shape_basis[rows], bfm.exp_basis[rows]]).astype(np.float64)  # (204, 50)
     mean = bfm.mean.reshape(-1)[rows].astype(np.float64)
     coef0 = np.concatenate([fp.shape, fp.exp]).astype(np.float64)
-    sigma = stats_std[12:62].astype(np.float64) * _REFINE_PRIOR
+    sigma = stats_std[12:62].astype(np.float64) * np.r_[np.full(N_SHAPE, shape_prior), np.full(N_EXP, _REFINE_PRIOR)]
     coef = coef0.copy()
     proj = fp.projection.copy()
     tgt = target[:, :2].astype(np.float64)
+    w = _IOD_REF_PX / max(float(np.linalg.norm(tgt[45] - tgt[36])), 1e-6) if per_face_size else 1.0
     for _ in range(iters):
         # coefficients | camera: x_i = A (mean_i + B_i c) + t  -> linear in c
         A, t = proj[:2, :3], proj[:2, 3]
         Bc = basis.reshape(68, 3, -1)
         J = np.einsum("ij,njk->nik", A, Bc).reshape(136, -1)
         r = (tgt - (mean.reshape(68, 3) @ A.T + t)).reshape(-1)
-        lhs = J.T @ J + np.diag(1.0 / sigma**2)
-        coef = np.linalg.solve(lhs, J.T @ r + coef0 / sigma**2)
+        lhs = w * w * (J.T @ J) + np.diag(1.0 / sigma**2)
+        coef = np.linalg.solve(lhs, w * w * (J.T @ r) + coef0 / sigma**2)
         # camera | coefficients: 2x4 affine by least squares
         X = (mean + basis @ coef).reshape(68, 3)
         Xh = np.hstack([X, np.ones((68, 1))])
@@ -196,9 +203,15 @@ def fit_face(rgb: np.ndarray, face_box: np.ndarray, regressor: Regressor, bfm: B
     target = landmarks_image(bfm, fp2)[:, :2]
     if lm_flip is not None:
         target = 0.5 * (target + lm_flip[:, :2])
-    if guide is not None:
-        target = mp68.targets(target, guide, mp68.FIT_REGIONS if guide_regions is None else guide_regions)
-    return refine(bfm, fp2, target, regressor.stats.std)
+    fp3 = refine(bfm, fp2, target, regressor.stats.std)
+    if guide is None:
+        return fp3
+    # MediaPipe's contours differ from the BFM's landmark vertices in definition, not only in
+    # noise: letting the 40 identity coefficients chase them freely bent the face (up to 12 std
+    # from the population, hollow cheeks: emma). A second pass from the regressor-refined fit
+    # lets the identity move only a little (_GUIDED_SHAPE_PRIOR), with residuals per face size.
+    target = mp68.targets(target, guide, mp68.FIT_REGIONS if guide_regions is None else guide_regions)
+    return refine(bfm, fp3, target, regressor.stats.std, shape_prior=_GUIDED_SHAPE_PRIOR, per_face_size=True)
 
 
 def decompose(projection: np.ndarray) -> dict:
