@@ -123,7 +123,9 @@ def test_maps_line_up_with_the_photo(job):
         r, c = np.clip(np.round(lm[:, 1]).astype(int), 0, H - 1), np.clip(np.round(lm[:, 0]).astype(int), 0, W - 1)
         assert mask[r[17:], c[17:]].mean() > 0.95  # inner landmarks on the mask
         eyes = depth[r[[36, 45]], c[[36, 45]]]
-        assert depth[r[30], c[30]] < eyes.min() - 0.01  # nose tip > 1 cm nearer than the outer eye corners
+        # nose tip nearer than both outer eye corners by > 5 mm (a flat or flipped depth fails; at the
+        # 30 deg view the near corner is only ~10 mm behind a 42 mm nose)
+        assert depth[r[30], c[30]] < eyes.min() - 0.005
         if info["kind"] == "photo":
             # the detector's face box (photo pixels) -> output pixels: its centre third is face
             k = W / rows[key]["photo_width"]
