@@ -133,7 +133,6 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
     is written atomically; on any error the asset is unchanged. ``on_frame(done, total)`` is
     called per scanned frame and once more (done = total) just before the write (progress;
     raise from it to cancel)."""
-    import json
     import os
     import tempfile
     from pathlib import Path
@@ -179,9 +178,13 @@ def enrol(video, asset_dir, size: int = 512, stride: int = 2, max_frames: int = 
         on_frame(rec["frames_scanned"], rec["frames_scanned"])
     path = asset_dir / FILE
     tmp_path = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    with open(tmp_path, "wb") as fh:
-        np.savez_compressed(fh, **to_arrays(folds, meta))
-    os.replace(tmp_path, path)
+    try:
+        with open(tmp_path, "wb") as fh:
+            np.savez_compressed(fh, **to_arrays(folds, meta))
+        os.replace(tmp_path, path)
+    except BaseException:  # a full disk or an interrupt: no half-written file left behind
+        tmp_path.unlink(missing_ok=True)
+        raise
     if check["r"] is None or check["r"] < SELF_CHECK_MIN_R:
         progress(f"warning: the video's folds did not repeat between its halves (r = {check['r']}); "
                  "they are stored but may be noise: film neutral -> smile -> brow raise, twice, in good light")
