@@ -2,7 +2,8 @@
 
     PYTHONPATH=backend python scripts/personal_folds.py CORPUS [--out DIR] [--ridge 0.05]
 
-CORPUS is a ``facedet3d corpus`` folder (frames registered per clip by UV flow). Per clip
+CORPUS is a ``facedet3d corpus`` folder (frames registered per clip by UV flow; built with
+``--coarse-sigma 0.03`` to judge what ``facedet3d folds`` learns: ``personal.COARSE_SIGMA``). Per clip
 the frames are split in time: the first half enrols a per-texel linear model of the
 band-passed D(I) on the frame's AUs (``detail.personal.fit_folds``), the second half (after a
 gap) tests it. A test pair is two test frames whose AUs differ by >= 0.6 (L1); the observed
@@ -68,15 +69,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ridge", type=float, default=None, help="ridge weight (default detail.personal.RIDGE)")
     ap.add_argument("--gap", type=int, default=12, help="video frames left out around the split")
     ap.add_argument("--no-detp", action="store_true")
-    ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default evaluate.BAND)")
+    ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default personal.BAND)")
     a = ap.parse_args(argv)
 
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail import personal
     from facedet3d.rig.facs import AU_IDS
 
-    if a.band:
-        ev.BAND = tuple(float(v) for v in a.band.split(","))
+    # the product's band (``personal.BAND``) unless asked otherwise
+    ev.BAND = tuple(float(v) for v in a.band.split(",")) if a.band else personal.BAND
     root = Path(a.corpus)
     index = json.loads((root / "index.json").read_text())
     unit = float(index.get("unit_m", 1e-4))

@@ -69,11 +69,15 @@ def main(argv=None) -> int:
                           mask=cv2.resize(A.texture_mask, (512, 512), interpolation=cv2.INTER_NEAREST))
     tmp = work / "test_corpus"
     shutil.rmtree(tmp, ignore_errors=True)
-    real_corpus.build_clip(FrameFitter(512), Path(a.test), tmp, labels=resolve_labels("mediapipe"), stride=2,
+    from facedet3d.fit.detail_input import DetailParams
+
+    fitter = FrameFitter(512, detail_params=DetailParams(coarse_sigma=personal.COARSE_SIGMA))  # as enrol sees
+    real_corpus.build_clip(fitter, Path(a.test), tmp, labels=resolve_labels("mediapipe"), stride=2,
                            per_clip=60, min_change=0.25, max_frames=a.max_frames, twins=False, align_ref=ref)
     with np.load(next((tmp / "clips").glob("*.npz"))) as z:
         det = z["detail"].astype(np.float32) * real_corpus.UNIT_M
         msk, aus, frames = z["mask"] > 127, z["aus"].astype(np.float32), z["frames"]
+    ev.BAND = personal.BAND
     bp = np.stack([ev.bandpass(d, m.astype(np.float32)) for d, m in zip(det, msk)])
     pred = DetailPredictor(None, backend="torch", threads=1)
     x0 = np.array([float((A.meta.aus or {}).get(str(k), 0.0)) for k in AU_IDS], np.float32)

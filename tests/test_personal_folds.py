@@ -170,6 +170,10 @@ def test_enrol_from_a_real_smile_clip(backend, tmp_path, capsys):
     assert a.folds is not None
     f = personal.from_arrays(a.folds)
     assert AU_IDS.index(12) in f.active and f.frames >= 8
+    import json
+
+    meta = json.loads(str(a.folds["meta"]))  # the wide band the folds were learnt at is recorded
+    assert meta["coarse_sigma"] == personal.COARSE_SIGMA and meta["band"] == list(personal.BAND)
     assert np.abs(f.basis[:, skin_regions.skin_weight(256) == 0]).max() == 0  # no folds on eyes, lips ...
     after = pred.for_asset(a, {12: 1.0, 6: 0.6})
     diff = after - before

@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-twins", action="store_true",
                    help="do not keep each selected frame's nearest-expression twin (>= 12 frames away)")
     p.add_argument("--age", type=float, help="the subjects' age in years, when known (else null)")
+    p.add_argument("--coarse-sigma", type=float,
+                   help="D(I)'s coarse cut (fraction of the map side; default the photo fit's 0.01, ~3 mm); "
+                        "personal folds use 0.03 (detail.personal.COARSE_SIGMA)")
     p.set_defaults(func=handler)
 
 
@@ -41,7 +44,15 @@ def handler(args: argparse.Namespace) -> int:
     if args.stride < 1 or args.per_clip < 1:
         raise BadRequest("--stride and --per-clip must be at least 1")
     labels = resolve_labels(args.labels)
-    index = real_corpus.build(args.inputs, args.out, labels=labels, labels_name=args.labels, size=args.size, stride=args.stride, per_clip=args.per_clip,
+    params = None
+    if args.coarse_sigma is not None:
+        from facedet3d.fit.detail_input import DetailParams
+
+        if not 0 < args.coarse_sigma < 0.5:
+            raise BadRequest("--coarse-sigma is a fraction of the map side, between 0 and 0.5")
+        params = DetailParams(coarse_sigma=args.coarse_sigma)
+    index = real_corpus.build(args.inputs, args.out, labels=labels, labels_name=args.labels, size=args.size,
+                              detail_params=params, stride=args.stride, per_clip=args.per_clip,
                               min_change=args.min_change, store_size=args.store_size, age=args.age,
                               max_frames=args.max_frames, align=not args.no_align, twins=not args.no_twins, progress=lambda m: print(m, flush=True))
     clips = index["clips"]

@@ -191,13 +191,15 @@ class FrameFitter:
     """Models loaded once (a ``pipeline.Backend``); ``fit(rgb, shape=None)`` per frame.
     ``guide``: read each frame with MediaPipe and fit brows, eyelids and lips to its
     landmarks (the photo fit's targets); False: the 68-point regressor alone (the fits
-    before issue 10, kept for measuring the difference)."""
+    before issue 10, kept for measuring the difference). ``detail_params``: the D(I)
+    estimator's ``fit.detail_input.DetailParams`` (None: its defaults, as the photo fit)."""
 
-    def __init__(self, size: int = 512, backend=None, guide: bool = True):
+    def __init__(self, size: int = 512, backend=None, guide: bool = True, detail_params=None):
         from facedet3d.fit import texture
         from facedet3d.fit.pipeline import Backend
 
         self.backend = backend or Backend()
+        self.detail_params = detail_params
         self.size = int(size)
         self.layout = texture.uv_layout(self.size)
         self.guide = bool(guide)
@@ -249,7 +251,8 @@ class FrameFitter:
         aus = facs.fit_photo_aus(target, neutral, b.rig, rot, scale, t, subject_deltas=self._deltas[key])
         tex, mask = texture.unwrap(rgb, img_v, b.bfm.faces, self.layout)
         normals = raster.vertex_normals(model_v @ rot.T, b.bfm.faces)
-        detail = detail_input.estimate_detail(tex, mask, self.layout, normals)
+        detail = (detail_input.estimate_detail(tex, mask, self.layout, normals) if self.detail_params is None
+                  else detail_input.estimate_detail(tex, mask, self.layout, normals, self.detail_params))
         x0, y0, x1, y1 = (float(v) for v in det.box)
         return FrameFit(rgb=rgb, box=np.array([x0, y0, x1, y1]), shape=np.asarray(fp.shape, np.float32),
                         exp=np.asarray(fp.exp, np.float32), projection=fp.projection, verts_img=img_v,

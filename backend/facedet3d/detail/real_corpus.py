@@ -236,8 +236,9 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, progress=print,
-          labels_name: str = "landmarks", **kw) -> dict:
-    """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options.
+          labels_name: str = "landmarks", detail_params=None, **kw) -> dict:
+    """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options;
+    ``detail_params``: the D(I) estimator's parameters (``FrameFitter``).
     ``labels``: the AU labels source (``frames.AULabels``), recorded as ``labels_name``; a
     resumed build must use the same source (else: error, build into a new folder)."""
     from facedet3d.detail.frames import FrameFitter
@@ -256,7 +257,7 @@ def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, prog
         if (out / "clips" / f"{cid}.npz").is_file() and (out / "clips" / f"{cid}.json").is_file():
             progress(f"{cid}: done already, skipped")
             continue
-        fitter = fitter or FrameFitter(size)
+        fitter = fitter or FrameFitter(size, detail_params=detail_params)
         try:
             rec = build_clip(fitter, p, out, labels=labels, **kw)
         except (NoFace, FaceDet3DError) as exc:
