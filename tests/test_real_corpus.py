@@ -206,3 +206,25 @@ def test_sr_real_patches_and_held_out_figures(tmp_path):
     sr, _ = _load(RCAN, WEIGHTS_DIR / SR_FILE)
     fig = sr_real.evaluate(sr.eval(), tmp_path, ["a"])
     assert fig["maps"] == 1 and 0 < fig["l1_sr"] and 0 < fig["l1_bicubic"] < 1.0
+
+
+def test_resumed_build_keeps_its_settings(tmp_path):
+    """A resumed corpus build refuses another D(I) coarse cut (or label source) than the stored
+    clips were made with: the maps would mix bands."""
+    import cv2
+
+    from facedet3d.detail import real_corpus
+    from facedet3d.errors import BadRequest
+    from facedet3d.fit.detail_input import DetailParams
+
+    out = tmp_path / "corpus"
+    _fake_corpus(out, [{}, {12: 1.0}, {}])  # clip "c_x", already built
+    (tmp_path / "c").mkdir()
+    cv2.imwrite(str(tmp_path / "c" / "x.png"), np.zeros((8, 8, 3), np.uint8))  # its input: skipped as done
+    inputs = [str(tmp_path / "c" / "x.png")]
+    real_corpus.build(inputs, out, progress=lambda m: None)
+    assert (out / "coarse_sigma.txt").read_text().strip() == repr(DetailParams().coarse_sigma)
+    with pytest.raises(BadRequest, match="coarse cut"):
+        real_corpus.build(inputs, out, progress=lambda m: None, detail_params=DetailParams(coarse_sigma=0.03))
+    with pytest.raises(BadRequest, match="AU labels"):
+        real_corpus.build(inputs, out, progress=lambda m: None, labels_name="mediapipe")

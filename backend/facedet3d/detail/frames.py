@@ -198,8 +198,10 @@ class FrameFitter:
         from facedet3d.fit import texture
         from facedet3d.fit.pipeline import Backend
 
+        from facedet3d.fit.detail_input import DetailParams
+
         self.backend = backend or Backend()
-        self.detail_params = detail_params
+        self.detail_params = detail_params or DetailParams()
         self.size = int(size)
         self.layout = texture.uv_layout(self.size)
         self.guide = bool(guide)
@@ -251,8 +253,7 @@ class FrameFitter:
         aus = facs.fit_photo_aus(target, neutral, b.rig, rot, scale, t, subject_deltas=self._deltas[key])
         tex, mask = texture.unwrap(rgb, img_v, b.bfm.faces, self.layout)
         normals = raster.vertex_normals(model_v @ rot.T, b.bfm.faces)
-        detail = (detail_input.estimate_detail(tex, mask, self.layout, normals) if self.detail_params is None
-                  else detail_input.estimate_detail(tex, mask, self.layout, normals, self.detail_params))
+        detail = detail_input.estimate_detail(tex, mask, self.layout, normals, self.detail_params)
         x0, y0, x1, y1 = (float(v) for v in det.box)
         return FrameFit(rgb=rgb, box=np.array([x0, y0, x1, y1]), shape=np.asarray(fp.shape, np.float32),
                         exp=np.asarray(fp.exp, np.float32), projection=fp.projection, verts_img=img_v,

@@ -235,22 +235,31 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
+def _pin(path: Path, value: str, what: str) -> None:
+    """Record a build setting in ``path``; a resumed build with another value is refused."""
+    if path.is_file() and path.read_text().strip() != value:
+        raise BadRequest(f"{path.parent} was built with {what} {path.read_text().strip()!r}, not {value!r}: "
+                         "build into a new folder")
+    _write_atomic(path, lambda p: p.write_text(value + "\n"))
+
+
 def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, progress=print,
           labels_name: str = "landmarks", detail_params=None, **kw) -> dict:
     """Build (or resume) a corpus; returns the index. ``kw``: build_clip's options;
     ``detail_params``: the D(I) estimator's parameters (``FrameFitter``).
     ``labels``: the AU labels source (``frames.AULabels``), recorded as ``labels_name``; a
-    resumed build must use the same source (else: error, build into a new folder)."""
+    resumed build must use the same source and D(I) coarse cut (else: error, build into a new
+    folder)."""
     from facedet3d.detail.frames import FrameFitter
+
+    from facedet3d.fit.detail_input import DetailParams
 
     out = Path(out)
     paths = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    src_file = out / "labels_source.txt"
-    if src_file.is_file() and src_file.read_text().strip() != labels_name:
-        raise BadRequest(f"{out} was built with AU labels from {src_file.read_text().strip()!r}, "
-                         f"not {labels_name!r}: build into a new folder")
-    _write_atomic(src_file, lambda p: p.write_text(labels_name + "\n"))
+    # a resumed build keeps the settings every stored clip was made with
+    _pin(out / "labels_source.txt", labels_name, "AU labels from")
+    _pin(out / "coarse_sigma.txt", repr((detail_params or DetailParams()).coarse_sigma), "D(I)'s coarse cut")
     fitter = None
     for p in paths:
         cid = clip_id(p)
