@@ -37,26 +37,29 @@ def run(path, smoothing="one-euro", max_frames=None):
 
 
 def nearest_preset(a):
-    """The EMFACS preset nearest (cosine) to the mean AUs of the clip's most expressive third."""
+    """The emotion read from the mean AUs of the clip's most expressive third
+    (``facs.nearest_emotion``: nearest preset by cosine outside the speech AUs, neutral below
+    trace strength): (name, cosine, strength, the five strongest AUs)."""
     energy = a.sum(1)
     top = a[energy >= np.quantile(energy, 2 / 3)].mean(0)
-    sims = {n: float(top @ facs.preset_aus(n) / (np.linalg.norm(top) * np.linalg.norm(facs.preset_aus(n)) + 1e-9))
-            for n in facs.PRESETS}
-    best = max(sims, key=sims.get)
-    return best, sims[best], {facs.AU_IDS[i]: round(float(top[i]), 2) for i in np.argsort(-top)[:5]}
+    name, cos, strength = facs.nearest_emotion(top)
+    return name, round(cos, 3), round(strength, 3), {facs.AU_IDS[i]: round(float(top[i]), 2) for i in np.argsort(-top)[:5]}
 
 
 def stills():
-    """How many still portraits read AU9 > 0.2 (none of them is disgusted): the 40 studio
-    neutral faces and the 100 in-the-wild portraits (many smiling)."""
+    """How many still portraits read AU9 > 0.2 (none of them is disgusted), and the emotion
+    each reads: the 40 studio neutral faces and the 100 in-the-wild portraits (many smiling)."""
     from facedet3d.expression import au, reader
     from facedet3d.fit.photo import load_photo
+
+    from collections import Counter
 
     res = {}
     with reader.FaceReader("image") as rd:
         for name, folder in (("webmorphR canada (neutral)", F / "webmorphR.stim/inst/canada"),
                              ("interfaces (in the wild)", F / "interfaces/1000 x 1000")):
             n = hits = smiles = smile_hits = 0
+            emotions = Counter()
             for p in sorted(folder.glob("*.jpg")):
                 rgb = load_photo(p).rgb
                 r = reader.pick(rd.read(rgb), rgb.shape[1::-1])
@@ -67,7 +70,9 @@ def stills():
                 hits += a[9] > 0.2
                 smiles += a[12] > 0.3
                 smile_hits += a[9] > 0.2 and a[12] > 0.3
-            res[name] = {"faces": n, "au9_above_0.2": hits, "smiles": smiles, "smiles_au9_above_0.2": smile_hits}
+                emotions[facs.nearest_emotion(a)[0]] += 1
+            res[name] = {"faces": n, "au9_above_0.2": hits, "smiles": smiles, "smiles_au9_above_0.2": smile_hits,
+                         "emotions": dict(emotions.most_common())}
     return res
 
 

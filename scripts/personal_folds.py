@@ -42,12 +42,19 @@ MOVES = {"crows_feet": (6, 12), "nasolabial": (6, 9, 10, 12), "forehead": (1, 2)
 MIN_MOVE = 0.3  # summed |AU change| of a region's AUs for that region to count as moved
 
 
-def _stats(p, o, sel):
+def _stats(p, o, sel, noise=None):
+    """r, least-squares gain and RMS ratio of prediction p against observed o on ``sel``; with
+    ``noise`` (a same-expression difference of two frames: the estimator's noise in o) also
+    the RMS of p against the observed change's signal, sqrt(rms(o)² - rms(noise)²)."""
     p, o = p[sel].astype(np.float64), o[sel].astype(np.float64)
     if p.size < 30 or p.std() == 0 or o.std() == 0:
         return None
-    return {"r": float(np.corrcoef(p, o)[0, 1]), "gain": float(p @ o / max(p @ p, 1e-30)),
-            "rms_ratio": float(np.sqrt((p * p).mean() / max((o * o).mean(), 1e-30)))}
+    st = {"r": float(np.corrcoef(p, o)[0, 1]), "gain": float(p @ o / max(p @ p, 1e-30)),
+          "rms_ratio": float(np.sqrt((p * p).mean() / max((o * o).mean(), 1e-30)))}
+    if noise is not None:
+        n = noise[sel].astype(np.float64)
+        st["p2"], st["o2"], st["n2"] = float((p * p).mean()), float((o * o).mean()), float((n * n).mean())
+    return st
 
 
 N_SHUFFLES = 5  # null models per clip (the enrolment AUs permuted), averaged
@@ -161,7 +168,7 @@ def main(argv=None) -> int:
             for reg, ids in MOVES.items():
                 moved = sum(abs(d_au[k]) for k in ids) >= MIN_MOVE
                 sel = regs[reg] & seen
-                st = {m: _stats(p, obs, sel) for m, p in cand.items()}
+                st = {m: _stats(p, obs, sel, noise=bp[c] - bp[i]) for m, p in cand.items()}
                 sh = [_stats(p, obs, sel) for p in shuffled]
                 sh = [x for x in sh if x]
                 st["shuffled"] = ({k: float(np.mean([x[k] for x in sh])) for k in sh[0]} if sh else None)
@@ -203,7 +210,25 @@ def table(results: dict) -> str:
                        + (f" [{np.nanmean(part):+.2f}]" if part else "")
                        + f" / {np.median([x['gain'] for x in ms]):+.2f} / {np.median([x['rms_ratio'] for x in ms]):.2f}")
         lines.append(f"| {reg} | {len(cells)} | " + " | ".join(row) + " |")
-    per_clip = ["", "| clip | cells | " + " | ".join(f"{m} r" for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
+    # depth against the real change's signal: o = signal + the estimator's noise, whose power
+    # a same-expression pair (c, a) measures; pooled over cells (a lower bound on the signal:
+    # c and a differ a little in expression too)
+    sig = ["", "| region | cells | noise share of the observed change's RMS | " + " | ".join(
+        f"{m}: RMS / signal RMS" for m in ("personal", "detp", "product")) + " |", "|---|---|---|---|---|---|"]
+    for reg in list(MOVES) + ["all"]:
+        cells = [c["regions"][g] for r in results.values() for c in r["pairs"] for g in c["regions"]
+                 if (reg == "all" or g == reg) and c["regions"][g]["moved"]]
+        ms = [c["personal"] for c in cells if c.get("personal") and "n2" in c["personal"]]
+        if not ms:
+            continue
+        o2, n2 = sum(x["o2"] for x in ms), sum(x["n2"] for x in ms)
+        row = [f"{np.sqrt(min(n2 / o2, 1.0)):.2f}"]
+        for m in ("personal", "detp", "product"):
+            xs = [c[m] for c in cells if c.get(m) and "n2" in c[m]]
+            s2 = sum(x["o2"] - x["n2"] for x in xs)
+            row.append(f"{np.sqrt(sum(x['p2'] for x in xs) / s2):.2f}" if xs and s2 > 0 else "")
+        sig.append(f"| {reg} | {len(ms)} | " + " | ".join(row) + " |")
+    per_clip = sig + ["", "| clip | cells | " + " | ".join(f"{m} r" for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
     for clip, r in results.items():
         cells = [c["regions"][g] for c in r["pairs"] for g in c["regions"] if c["regions"][g]["moved"]]
         vals = []

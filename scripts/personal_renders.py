@@ -57,8 +57,13 @@ def main(argv=None) -> int:
         enrol = sub / "enrol.avi"
         kept = cut_video(clip, enrol, range(e_i - args.gap, e_i + args.gap + 1))
         photo = sub / "real_neutral.png"
-        off = render(photo, preset, sub / "off", args, False)
-        detp = render(photo, preset, sub / "detp", args, True)
+        # the details-off and DetP-only renders do not depend on the folds: kept from an earlier
+        # run into the same --out (a calibration of personal.DEPTH_GAIN re-renders only the folds)
+        off, detp = sub / "off", sub / "detp"
+        if not (off / "frames" / "0002.png").is_file():
+            render(photo, preset, off, args, False)
+        if not (detp / "frames" / "0002.png").is_file():
+            render(photo, preset, detp, args, True)
         folds = render(photo, preset, sub / "folds", args, True, ["--folds", str(enrol)])
         res = {"enrol_frames": kept}
         for key, d in (("detp", detp), ("folds", folds)):

@@ -66,3 +66,34 @@ def test_disgust_reads_au9_and_a_smile_does_not():
     assert disgust[9] > 0.3, disgust
     happy = _max_au(MEAD / "W040_level_3_happy_029.mp4", 45)
     assert happy[12] > 0.4 and happy[10] > 0.4 and happy[9] < 0.1, happy
+
+
+def test_each_preset_reads_as_itself_and_speech_alone_reads_neutral():
+    from facedet3d.rig import facs
+
+    for name in facs.PRESETS:
+        assert facs.nearest_emotion(facs.preset_aus(name))[0] == name
+        assert facs.nearest_emotion(0.5 * facs.preset_aus(name))[2] == pytest.approx(0.5)
+        assert facs.nearest_emotion(0.1 * facs.preset_aus(name))[0] == "neutral"  # below trace
+    assert facs.nearest_emotion({25: 0.9, 26: 0.7, 45: 1.0})[0] == "neutral"  # talking, blinking
+    # a real disgust reads the upper-lip raise with the nose wrinkle, and some smile (MEAD M003)
+    assert facs.nearest_emotion({9: 0.39, 10: 0.40, 25: 0.33, 12: 0.27, 6: 0.24})[0] == "disgust"
+
+
+def _top_third(path, n):
+    from facedet3d.expression import track
+    from facedet3d.rig import facs
+
+    _, fps, _, _ = track.open_video(path)
+    a = np.array([[f["aus"][str(k)] for k in facs.AU_IDS]
+                  for f in track.track_frames(path, track.TrackOptions(max_frames=n), None, fps) if "aus" in f])
+    e = a.sum(1)
+    return a[e >= np.quantile(e, 2 / 3)].mean(0)
+
+
+@pytest.mark.skipif(not MEAD.is_dir(), reason="../shared MEAD clips not present")
+def test_real_disgust_reads_disgust_and_a_smile_happy():
+    from facedet3d.rig import facs
+
+    assert facs.nearest_emotion(_top_third(MEAD / "M003_level_1_disgusted_015.mp4", 60))[0] == "disgust"
+    assert facs.nearest_emotion(_top_third(MEAD / "W040_level_3_happy_029.mp4", 60))[0] == "happy"

@@ -87,6 +87,25 @@ def test_arrays_round_trip_and_reject_a_foreign_file():
         personal.from_arrays(z)
 
 
+def test_to_depth_deepens_each_octave_by_its_gain(monkeypatch):
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    narrow = -np.exp(-((xx - 80) ** 2) / (2 * 1.0 ** 2)) * 1e-5  # a crease ~1 texel wide
+    broad = -np.exp(-((xx - 170) ** 2) / (2 * 8.0 ** 2)) * 1e-5  # a fold ~8 texels wide
+    m = (narrow + broad).astype(np.float32)
+    assert np.allclose(personal.to_depth(m, (1.0, 1.0, 1.0, 1.0)), m)
+    assert np.allclose(sum(personal.octaves(m)) + __import__("cv2").GaussianBlur(m, (0, 0), personal.OCTAVES[-1]),
+                       __import__("cv2").GaussianBlur(m, (0, 0), personal.OCTAVES[0]), atol=1e-9)
+    d = personal.to_depth(m, (1.0, 1.0, 4.0, 8.0))
+    # the broad fold lies in the coarse octaves: several times deeper; the crease much less
+    assert d[128, 170] / m[128, 170] > 3.0
+    assert d[128, 80] / m[128, 80] < d[128, 170] / m[128, 170] - 0.8
+    monkeypatch.setenv("FACEDET3D_FOLD_DEPTH_GAIN", "1,2,3,4")
+    assert personal.depth_gain() == (1.0, 2.0, 3.0, 4.0)
+    monkeypatch.setenv("FACEDET3D_FOLD_DEPTH_GAIN", "1,2")
+    with pytest.raises(ValueError, match="FACEDET3D_FOLD_DEPTH_GAIN"):
+        personal.depth_gain()
+
+
 def test_for_asset_adds_the_enrolled_change(tmp_path):
     from facedet3d.detail import corpus as C
     from facedet3d.detail.infer import DetailPredictor, resample
@@ -111,7 +130,7 @@ def test_for_asset_adds_the_enrolled_change(tmp_path):
     d0 = pred.for_asset(plain, y)
     d1 = pred.for_asset(enrolled, y)
     # DetP's prediction plus the enrolled change (only AU12 was enrolled: AU4 adds nothing)
-    want = resample(f.change(np.zeros(17), np.eye(17)[K12]), 256)
+    want = resample(personal.to_depth(f.change(np.zeros(17), np.eye(17)[K12])), 256)
     assert np.allclose(d1 - d0, want, atol=1e-9) and np.abs(want).max() > 5e-5
     broken = dict(a.folds, basis=a.folds["basis"][:5])
     a.folds = broken

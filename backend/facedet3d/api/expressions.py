@@ -30,7 +30,13 @@ PRESETS: dict[str, dict[int, float]] = {
     "surprise": {1: 1.0, 2: 1.0, 5: 0.8, 26: 0.8},
     "fear": {1: 0.9, 2: 0.6, 4: 0.5, 5: 0.9, 7: 0.4, 20: 0.8, 26: 0.4},
     "anger": {4: 1.0, 5: 0.6, 7: 0.8, 23: 0.9},
-    "disgust": {9: 1.0, 15: 0.6, 17: 0.7},
+    # the nose wrinkle with the upper-lip raise (one muscle lifts both) and the chin raiser:
+    # EMFACS's disgust prototypes are built on 9 or 10 (9+17, 10+17, 9+16+15, ...), and
+    # Du, Tao & Martinez (PNAS 2014) measured 9+10+17 as prototypical. The earlier 9+15+17 had
+    # no AU10, so a real disgust (MEAD M003: AU9 0.39, AU10 0.40) was nearer to happy than to
+    # it (docs/nose_wrinkle.md). 9 and 10 pull the same skin beside the nostril: above
+    # 9 + 10 = 1.3 the rig folds a triangle there (tests/test_rig.py), hence 0.7 + 0.5
+    "disgust": {9: 0.7, 10: 0.5, 17: 0.6},
     # contempt is unilateral: its lateral blendshapes move on CONTEMPT_SIDE only
     "contempt": {12: 0.6, 14: 0.8},
 }

@@ -250,11 +250,12 @@ class DetailPredictor:
             raise FaceDet3DError(f"the FaceAsset's {personal.FILE} is unusable ({exc}); enrol again or delete it") from None
         # the person's folds are added to DetP's prior. Replacing DetP's change for the AUs the
         # video showed scores higher against real frames (r +0.35 vs +0.26), but from a low-
-        # resolution video the personal maps are a few micrometres deep and render invisibly, so
-        # replacing would take the visible (generically placed) folds away (detail_real_change.md §7)
+        # resolution video the personal maps are a few micrometres deep: rendered at the ~1 %
+        # contrast the video showed (measured), they are barely visible, so replacing would take
+        # the visible (generically placed) folds away (detail_real_change.md §7)
         xs, y = normalise_aus(x), normalise_aus(target_aus)
         out = self(asset.detail_input, xs, y, age=age, size=size, face_id=face_id, sides=sides)
-        return out + resample(folds.change(xs, y), size)
+        return out + resample(personal.to_depth(folds.change(xs, y)), size)
 
 
 @functools.lru_cache(maxsize=2)

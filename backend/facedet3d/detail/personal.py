@@ -31,6 +31,14 @@ BAND = (0.7, 12.0)
 RIDGE = 0.1  # ridge weight per enrolment frame, in AU² units (AUs 0..1); least-squares gain ~0.8 on real clips
 MIN_AU_STD = 0.05  # an AU must vary this much over the enrolment frames to get a map
 MIN_SEEN = 6  # frames that must see a texel for its maps to count
+# Octaves of the fold band (DoG edges, texels at 256² ~ mm) and the depth per octave relative
+# to D(I)'s (METRES_PER_LOG_UNIT). Shading contrast follows slope, so a fold as dark as a crease
+# and N times as wide could be ~N times as deep; measured through Cycles renders
+# (scripts/fold_contrast.py, docs/detail_real_change.md §7), the folds at gain 1 already change
+# the rendered luminance by 0.80-1.01 of what the person's video showed (RMS, fold regions of
+# 3 held-out people), so the gains stay 1: deeper would exaggerate.
+OCTAVES = (0.7, 1.4, 2.8, 5.6, 12.0)
+DEPTH_GAIN = (1.0, 1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -46,6 +54,46 @@ class PersonalFolds:
         (17-vectors, 0..1, in ``au_ids`` order); zero where the texel was not seen."""
         d = np.asarray(aus_to, np.float32) - np.asarray(aus_from, np.float32)
         return (np.tensordot(d, self.basis, axes=1) * self.seen).astype(np.float32)
+
+
+def octaves(m: np.ndarray) -> list[np.ndarray]:
+    """The components of an (S, S) map in the octaves between ``OCTAVES`` (a difference of
+    Gaussians each; their sum is the map's part inside the fold band)."""
+    import cv2
+
+    m = np.asarray(m, np.float32)
+    k = m.shape[0] / 256.0  # the edges are texels at 256²
+    g = [cv2.GaussianBlur(m, (0, 0), s * k) for s in OCTAVES]
+    return [g[i] - g[i + 1] for i in range(len(OCTAVES) - 1)]
+
+
+def depth_gain() -> tuple[float, ...]:
+    """DEPTH_GAIN, or FACEDET3D_FOLD_DEPTH_GAIN ("g1,g2,g3,g4") while calibrating it: the
+    calibration renders run the add-on's batch in a subprocess (scripts/fold_contrast.py)."""
+    import os
+
+    env = os.environ.get("FACEDET3D_FOLD_DEPTH_GAIN")
+    if not env:
+        return DEPTH_GAIN
+    try:
+        gain = tuple(float(v) for v in env.split(","))
+    except ValueError:
+        gain = ()
+    if len(gain) != len(OCTAVES) - 1 or not all(np.isfinite(gain)):
+        raise ValueError(f"FACEDET3D_FOLD_DEPTH_GAIN={env!r}: give {len(OCTAVES) - 1} comma-separated numbers")
+    return gain
+
+
+def to_depth(change: np.ndarray, gain=None) -> np.ndarray:
+    """(S, S) metres of relief for a fold change measured in D(I)'s units (``change``): each
+    octave scaled by its ``DEPTH_GAIN``; what lies outside the band passes unchanged."""
+    if gain is None:
+        gain = depth_gain()
+    parts = octaves(change)
+    out = np.asarray(change, np.float32).copy()
+    for g, part in zip(gain, parts):
+        out += (np.float32(g) - 1.0) * part
+    return out
 
 
 def fit_folds(detail: np.ndarray, seen: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> PersonalFolds:

@@ -12,7 +12,8 @@ each AU to weights over the K = 53 blendshapes of ``rig.Rig.names``. Sources for
   eyeBlink≈AU45.
 Emotion presets follow EMFACS prototypes (Friesen & Ekman 1983; as summarised e.g. in
 Matsumoto & Ekman's tables): happy 6+12, sad 1+4+15, surprise 1+2+5+26, fear
-1+2+4+5+7+20+26, anger 4+5+7+23, disgust 9+15+17, contempt 12+14 on one side only.
+1+2+4+5+7+20+26, anger 4+5+7+23, disgust 9+10+17 (Du, Tao & Martinez 2014), contempt 12+14 on
+one side only.
 """
 
 from __future__ import annotations
@@ -162,3 +163,29 @@ def rig_landmarks(rig) -> np.ndarray:
 
     return getattr(rig, "landmarks", None) if getattr(rig, "landmarks", None) is not None \
         else bfm_mod.load_bfm().landmarks
+
+
+# -- reading an emotion back from AUs ---------------------------------------------------------
+# Lips part, jaw drop and blink move in every talking or blinking face, whatever its emotion:
+# the emotion is judged on the other AUs.
+SPEECH_AUS = (25, 26, 45)
+# FACS's trace level (A, 1 of OpenFace's 0-5 scale): a preset fitted at less than this has not
+# been shown, and the face reads neutral.
+TRACE = 0.2
+
+
+def nearest_emotion(aus) -> tuple[str, float, float]:
+    """(preset name or "neutral", cosine, strength) for a 17-vector of AUs (0..1, ``AU_IDS``
+    order) or an {AU: intensity} dict: the preset whose AU pattern is nearest by cosine over
+    the AUs outside ``SPEECH_AUS``; strength = the least-squares scale of that preset in
+    ``aus`` (1 = the preset at full intensity). Below ``TRACE`` the face reads neutral."""
+    a = np.asarray([aus.get(k, 0.0) for k in AU_IDS] if isinstance(aus, dict) else aus, np.float64)
+    keep = np.array([k not in SPEECH_AUS for k in AU_IDS])
+    a = a * keep
+    best = ("neutral", 0.0, 0.0)
+    for name in PRESETS:
+        p = preset_aus(name).astype(np.float64) * keep
+        cos = float(a @ p / (np.linalg.norm(a) * np.linalg.norm(p) + 1e-12))
+        if cos > best[1]:
+            best = (name, cos, float(a @ p / (p @ p)))
+    return best if best[2] >= TRACE else ("neutral", best[1], best[2])

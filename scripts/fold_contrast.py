@@ -1,0 +1,108 @@
+"""Does a render show the person's folds as strongly as their video did? (issue 11, "visible")
+
+    PYTHONPATH=backend python scripts/fold_contrast.py SUBJECT_DIR [...]
+
+SUBJECT_DIR is one subject folder written by ``scripts/personal_renders.py`` (``detp/`` and
+``folds/`` renders of the same preset, with ``--passes``; ``folds/asset`` holds the enrolled
+``personal_folds.npz``). The two renders differ only by the folds, so
+
+    R = bp(log Y_folds - log Y_detp)      rendered log-luminance change, splatted into UV 256²
+    P = bp(folds.change(photo AUs, preset AUs)) / METRES_PER_LOG_UNIT
+
+P is the log-luminance change the person's own frames showed for that AU change (D(I) reads a
+log intensity ratio as depth at ``METRES_PER_LOG_UNIT``), R what the render shows. Reported
+over the skin the render saw, in the fold regions: r(R, P), the least-squares contrast gain
+g = <R, P> / <P, P> (1 = the render shows the folds at the video's contrast; noise in R
+does not bias it), and g per octave of P (``personal.OCTAVES``), from one multiple regression
+of R on P's octave components. ``--json OUT`` writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+S = 256
+
+
+def uv_log_change(on: Path, base: Path, passes: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) mean log-luminance difference (linear light) per UV texel, and texel pixel counts."""
+    from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
+    from facedet3d.neural.passes import read_passes
+
+    def logy(p):
+        im = cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1]
+        lin = SRGB8_TO_LINEAR[im]
+        return np.log(np.maximum(lin @ np.asarray(REC709_LUMA, np.float32), 1e-3))
+
+    pf = read_passes(passes)
+    d = logy(on) - logy(base)
+    sel = pf.mask
+    col = np.clip((pf.uv[..., 0] * S).astype(int), 0, S - 1)[sel]
+    row = np.clip(((1.0 - pf.uv[..., 1]) * S).astype(int), 0, S - 1)[sel]
+    idx = row * S + col
+    cnt = np.bincount(idx, minlength=S * S).astype(np.float32)
+    tot = np.bincount(idx, weights=d[sel], minlength=S * S).astype(np.float32)
+    return (tot / np.maximum(cnt, 1)).reshape(S, S), cnt.reshape(S, S)
+
+
+def measure(sub: Path, preset: str | None = None) -> dict:
+    from facedet3d.detail import evaluate as ev
+    from facedet3d.detail import personal
+    from facedet3d.fit import faceasset
+    from facedet3d.fit.detail_input import METRES_PER_LOG_UNIT
+    from facedet3d.rig.facs import normalise_aus, preset_aus, AU_IDS
+
+    preset = preset or sub.name.rsplit("_", 1)[1]
+    asset = faceasset.read(sub / "folds" / "asset")
+    folds = personal.from_arrays(asset.folds)
+    x = normalise_aus({int(k): float(v) for k, v in (asset.meta.aus or {}).items()})
+    y = normalise_aus({a: float(v) for a, v in zip(AU_IDS, preset_aus(preset))})
+    f = sorted((sub / "folds" / "frames").glob("*.png"))[-1].name
+    r_map, cnt = uv_log_change(sub / "folds" / "frames" / f, sub / "detp" / "frames" / f,
+                               sub / "folds" / "passes" / f.replace(".png", ".exr"))
+    w = ((cnt > 0) & folds.seen).astype(np.float32)
+    R = ev.bandpass(r_map, w, personal.BAND)
+    p_m = folds.change(x, y) / METRES_PER_LOG_UNIT
+    P = ev.bandpass(p_m, w, personal.BAND)
+    octs = personal.octaves(p_m)
+    regs = ev.regions(S)
+    fold_reg = np.zeros((S, S), bool)
+    for k in ("crows_feet", "nasolabial", "forehead", "glabella"):
+        fold_reg |= regs[k]
+    out = {}
+    for name, m in list(regs.items()) + [("fold_regions", fold_reg)]:
+        sel = m & (w > 0) & (np.abs(P) > 0)
+        if sel.sum() < 200:
+            continue
+        p, r = P[sel], R[sel]
+        X = np.stack([o[sel] for o in octs], 1)
+        g_oct, *_ = np.linalg.lstsq(X, r, rcond=None)
+        out[name] = {"texels": int(sel.sum()), "r": round(float(np.corrcoef(p, r)[0, 1]), 3),
+                     "gain": round(float(p @ r / (p @ p)), 3),
+                     "gain_per_octave": [round(float(g), 3) for g in g_oct],
+                     "rms_real_log": round(float(np.sqrt((p ** 2).mean())), 5),
+                     "rms_render_log": round(float(np.sqrt((r ** 2).mean())), 5)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("subjects", nargs="+")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    res = {Path(s).name: measure(Path(s)) for s in args.subjects}
+    for k, v in res.items():
+        print(k, json.dumps(v.get("fold_regions")), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
