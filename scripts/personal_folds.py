@@ -22,7 +22,9 @@ personal prediction nor DetP's shares the estimator noise of its input D_a. Pred
   alternative not taken: see ``infer.DetailPredictor.for_asset``).
 
 Prints per clip and region r / least-squares gain / RMS ratio, a means table over the
-regions each pair's AU change should move (``MOVES``), and writes DIR/results.json and
+regions each pair's AU change should move (``MOVES``), the prediction's RMS against the
+observed change's signal (the estimator's noise measured on the same-expression pair c, a,
+and taken out), and writes DIR/results.json and
 DIR/<clip>.png panels (enrolled AU12 / AU1+2 / AU4 fold maps, observed and predicted change).
 """
 
