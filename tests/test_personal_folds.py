@@ -4,6 +4,7 @@ to DetP's prediction by ``DetailPredictor.for_asset``."""
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -93,8 +94,8 @@ def test_to_depth_deepens_each_octave_by_its_gain(monkeypatch):
     broad = -np.exp(-((xx - 170) ** 2) / (2 * 8.0 ** 2)) * 1e-5  # a fold ~8 texels wide
     m = (narrow + broad).astype(np.float32)
     assert np.allclose(personal.to_depth(m, (1.0, 1.0, 1.0, 1.0)), m)
-    assert np.allclose(sum(personal.octaves(m)) + __import__("cv2").GaussianBlur(m, (0, 0), personal.OCTAVES[-1]),
-                       __import__("cv2").GaussianBlur(m, (0, 0), personal.OCTAVES[0]), atol=1e-9)
+    assert np.allclose(sum(personal.octaves(m)) + cv2.GaussianBlur(m, (0, 0), personal.OCTAVES[-1]),
+                       cv2.GaussianBlur(m, (0, 0), personal.OCTAVES[0]), atol=1e-9)
     d = personal.to_depth(m, (1.0, 1.0, 4.0, 8.0))
     # the broad fold lies in the coarse octaves: several times deeper; the crease much less
     assert d[128, 170] / m[128, 170] > 3.0
