@@ -75,6 +75,8 @@ def parse(argv):
     ap.add_argument("--from-neutral", action="store_true")
     ap.add_argument("--passes", action="store_true")
     ap.add_argument("--no-details", action="store_true", help="render with Displace and bump off")
+    ap.add_argument("--cavity", type=float, default=1.0,
+                    help="texture darkening by the detail's change from the photo's (1 = default, 0 = bump only)")
     ap.add_argument("--fbx", action="store_true")
     ap.add_argument("--gltf", action="store_true")
     ap.add_argument("--neural", action="store_true", help="also neural frames (fits the neural pass first)")
@@ -211,6 +213,7 @@ def run(args) -> int:
         if args.framing == "face":
             camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age
+        obj.facedet3d.detail_cavity = args.cavity
         if args.drive:
             drive(ctx, obj, args, client)
         else:

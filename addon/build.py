@@ -94,7 +94,10 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
         yield "building the face: detail image"
         tex_img = material.new_texture_image(f"FaceDet3D texture {name}", face.texture)  # packed: a PNG encode
         yield "building the face: texture"
-        mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength)
+        # the photo's own D(I): the cavity term darkens the texture only by the change from it
+        rest_img = displacement.new_detail_image(f"FaceDet3D detail rest {name}", face.detail)
+        rest_img.use_fake_user = True  # packed on save like the live image (live._on_save_pre)
+        mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength, rest_img=rest_img)
         me.materials.append(mat)
         displacement.add_modifier(obj, det_img, s.detail_strength)
         yield "building the face: material"

@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 
 from . import live
-from .adapters import animation, parts as parts_ad
+from .adapters import animation, material as material_ad, parts as parts_ad
 
 
 def _aimed(obj) -> bool:
@@ -111,6 +111,24 @@ def _cleanup(copy) -> None:
 FBX_FRAME_SHIFT = -1
 
 
+def _write(filepath: str, fbx: bool) -> None:
+    """One exporter call on the selection (the face's export copy and its parts)."""
+    if fbx:
+        bpy.ops.export_scene.fbx(
+            filepath=filepath, use_selection=True, object_types={"MESH"}, use_mesh_modifiers=False,
+            add_leaf_bones=False, bake_anim=True, bake_anim_use_all_bones=False,
+            bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False, bake_anim_force_startend_keying=True,
+            bake_anim_simplify_factor=0.0, path_mode="COPY", embed_textures=True, axis_forward="-Z", axis_up="Y")
+    else:
+        bpy.ops.export_scene.gltf(
+            filepath=filepath, export_format="GLB" if filepath.lower().endswith(".glb") else "GLTF_SEPARATE",
+            use_selection=True, export_apply=False, export_morph=True, export_morph_normal=False,
+            export_animations=True, export_frame_range=True, export_force_sampling=True,
+            # one glTF animation for the face and its parts: per-object animations would
+            # re-import with only the first one active (the rest in NLA tracks)
+            export_animation_mode="SCENE", export_anim_scene_split_object=False)
+
+
 def export_steps(context, obj, filepath: str, fmt: str = "FBX", details: bool = True):
     """Step generator (``jobs``): sample the driven shape keys frame by frame (progress, Esc),
     then one exporter call (and, with ``details``, the baked detail maps copied beside).
@@ -169,19 +187,8 @@ def export_steps(context, obj, filepath: str, fmt: str = "FBX", details: bool = 
         context.view_layer.objects.active = copy
         if fbx:
             scene.frame_start, scene.frame_end = start + shift, end + shift
-            bpy.ops.export_scene.fbx(
-                filepath=filepath, use_selection=True, object_types={"MESH"}, use_mesh_modifiers=False,
-                add_leaf_bones=False, bake_anim=True, bake_anim_use_all_bones=False,
-                bake_anim_use_nla_strips=False, bake_anim_use_all_actions=False, bake_anim_force_startend_keying=True,
-                bake_anim_simplify_factor=0.0, path_mode="COPY", embed_textures=True, axis_forward="-Z", axis_up="Y")
-        else:
-            bpy.ops.export_scene.gltf(
-                filepath=filepath, export_format="GLB" if filepath.lower().endswith(".glb") else "GLTF_SEPARATE",
-                use_selection=True, export_apply=False, export_morph=True, export_morph_normal=False,
-                export_animations=True, export_frame_range=True, export_force_sampling=True,
-                # one glTF animation for the face and its parts: per-object animations would
-                # re-import with only the first one active (the rest in NLA tracks)
-                export_animation_mode="SCENE", export_anim_scene_split_object=False)
+        with material_ad.plain_base_color(copy.active_material):  # exporters follow a direct image link only
+            _write(filepath, fbx)
     finally:
         quiet.__exit__(None, None, None)
         scene.frame_start, scene.frame_end = start, end

@@ -57,6 +57,7 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         col = layout.column()
         col.prop(s, "age")
         col.prop(s, "detail_strength")
+        col.prop(s, "detail_cavity")
         col.prop(s, "detail_resolution")
         col.prop(s, "live_update")
         layout.operator("facedet3d.animate_from_video", icon="SEQUENCE")

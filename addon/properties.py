@@ -27,6 +27,12 @@ def _strength_changed(self, context):
     displacement.set_strength(self.id_data, self.detail_strength)
 
 
+def _cavity_changed(self, context):
+    from .adapters import material
+
+    material.set_cavity(self.id_data.active_material, self.detail_strength, self.detail_cavity)
+
+
 def _face_annotations():
     ann = {}
     for au in AU_IDS:
@@ -51,6 +57,10 @@ def _face_annotations():
         detail_strength=bpy.props.FloatProperty(
             name="Detail strength", description="scale of the predicted displacement (1 = metres as predicted)",
             min=0.0, soft_max=3.0, default=1.0, update=_strength_changed),
+        detail_cavity=bpy.props.FloatProperty(
+            name="Cavity", description="darken the texture where the detail goes deeper than the photo's own "
+            "(1 = as dark as the photo would be for that depth, 0 = bump only)",
+            min=0.0, soft_max=2.0, default=1.0, update=_cavity_changed),
         detail_resolution=bpy.props.EnumProperty(name="Detail resolution", items=DETAIL_SIZES, default="256",
                                                  update=_detail_changed),
         live_update=bpy.props.BoolProperty(name="Live update", default=True, update=_detail_changed,

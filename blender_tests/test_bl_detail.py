@@ -188,3 +188,53 @@ def test_details_off_hides_and_restores_the_details(face):
     except KeyError:
         pass
     assert md.show_render and bump.inputs["Distance"].default_value == keep
+
+
+def _render_luma(scene, path) -> np.ndarray:
+    """(H, W) linear luminance of a small Cycles render (the PNG's sRGB decoded)."""
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    img = bpy.data.images.load(str(path))
+    w, h = img.size
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)  # a loaded PNG: sRGB values
+    bpy.data.images.remove(img)
+    c = px.reshape(h, w, 4)[..., :3]
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def test_cavity_darkens_only_the_change_from_the_photos_detail(face, tmp_path):
+    """The base colour darkens by exp(change / METRES_PER_LOG_UNIT) where the detail goes
+    below the photo's own D(I), and not at all at the photo's own detail."""
+    disp, material = mod("adapters.displacement"), mod("adapters.material")
+    mat = face.active_material
+    nodes = mat.node_tree.nodes
+    rest = disp.get_pixels(nodes[material.REST].image)
+    assert np.abs(rest).max() > 1e-5  # the photo's own detail, not an empty map
+    scene = bpy.context.scene
+    mod("render").configure(scene, "cycles", 8)
+    scene.render.resolution_x = scene.render.resolution_y = 64
+    for p in mod("adapters.parts").part_objects(face):
+        p.hide_render = True
+    live, img = mod("live"), disp.image(face)
+    with live.quiet():
+        disp.set_pixels(img, rest)
+        at_rest = _render_luma(scene, tmp_path / "rest.png")
+        face.hide_render = True
+        skin = np.abs(_render_luma(scene, tmp_path / "bg.png") - at_rest) > 0.02  # where the face is
+        face.hide_render = False
+        assert skin.mean() > 0.05  # the face: ~10 % of the frame at the photo's framing
+        material.set_cavity(mat, 1.0, 0.0)
+        assert np.allclose(_render_luma(scene, tmp_path / "off.png")[skin], at_rest[skin], atol=1e-3)  # k = 0: same
+        material.set_cavity(mat, 1.0, 1.0)
+        # 0.2 mm deeper everywhere: the bump's slopes and the displacement's shape do not change,
+        # only the cavity term does: exp(-0.2) = 0.82 of the colour
+        disp.set_pixels(img, rest - 2e-4)
+        deeper = _render_luma(scene, tmp_path / "deeper.png")
+        ratio = float(deeper[skin].sum() / at_rest[skin].sum())
+        print("cavity ratio", round(ratio, 3))
+        assert 0.76 < ratio < 0.88, ratio
+        with disp.details_off(face):  # the proxy render: no cavity either
+            off = _render_luma(scene, tmp_path / "proxy.png")
+        assert float(off[skin].sum() / at_rest[skin].sum()) > 0.95

@@ -49,6 +49,8 @@ def test_export_round_trip_keeps_shape_keys_and_animation(face, tmp_path, fmt, e
     path = str(tmp_path / f"face{ext}")
     assert bpy.ops.facedet3d.export(filepath=path, format=fmt) == {"FINISHED"}
     assert os.path.getsize(path) > 100_000
+    with open(path, "rb") as fh:  # the photo texture went along (the cavity's Mix node is bypassed)
+        assert b"FaceDet3D texture" in fh.read()
     assert "(exporting)" not in face.name and not any("(exporting)" in o.name for o in bpy.data.objects)
     assert len([o for o in bpy.data.objects if o.type == "MESH"]) == 1 + len(mod("adapters.parts").part_objects(face))
     addon.unregister()  # read_factory_settings below; the fixture registers again at teardown safety

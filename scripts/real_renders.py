@@ -61,7 +61,8 @@ def region_change(on: Path, off: Path, passes: Path) -> dict:
 def render(photo: Path, preset: str, out: Path, args, details: bool, extra=()) -> Path:
     cmd = [sys.executable, "-m", "facedet3d.cli.app", "render", str(photo), "--preset", preset, "--frames", "2",
            "--engine", "cycles", "--resolution", str(args.resolution), "--samples", str(args.samples),
-           "--passes", "--addon", args.addon, "-o", str(out)] + ([] if details else ["--no-details"]) + list(extra)
+           "--passes", "--addon", args.addon, "-o", str(out), "--cavity", str(args.cavity)]
+    cmd += ([] if details else ["--no-details"]) + list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"render failed for {photo} ({preset}): {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
@@ -106,6 +107,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--addon", default=os.environ.get("FACEDET3D_ADDON_DIR", str(Path(__file__).resolve().parents[1] / "addon")))
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--cavity", type=float, default=1.0, help="render --cavity (0 = bump and displacement only)")
     return ap
 
 

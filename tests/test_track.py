@@ -270,3 +270,15 @@ def test_render_passes_no_details_to_the_batch(tmp_path):
     assert "--no-details" in render.batch_argv(args)
     args = build_parser().parse_args(["render", "p.jpg", "-o", str(tmp_path / "r")])
     assert "--no-details" not in render.batch_argv(args)
+
+
+def test_render_passes_the_cavity_amount_to_the_batch(tmp_path):
+    from facedet3d.cli import render
+    from facedet3d.cli.app import build_parser
+    from facedet3d.errors import FaceDet3DError
+
+    argv = render.batch_argv(build_parser().parse_args(["render", "p.jpg", "--cavity", "0", "-o", str(tmp_path / "r")]))
+    assert argv[argv.index("--cavity") + 1] == "0.0"
+    assert "--cavity" not in render.batch_argv(build_parser().parse_args(["render", "p.jpg", "-o", str(tmp_path / "r")]))
+    with pytest.raises(FaceDet3DError, match="--cavity"):
+        render.batch_argv(build_parser().parse_args(["render", "p.jpg", "--cavity", "nan", "-o", str(tmp_path / "r")]))

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import bpy
 import numpy as np
 
+from . import material
+
 MODIFIER = "FaceDet3D Detail"
 
 
@@ -83,6 +85,7 @@ def set_strength(obj, strength: float) -> None:
     node = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
     if node is not None:
         node.inputs["Distance"].default_value = strength
+    material.set_cavity(mat, strength)  # the texture's darkening scales with the depth
 
 
 def use_sequence(obj, seq_image: bpy.types.Image, frame_start: int, frames: int) -> None:
@@ -103,20 +106,27 @@ def use_sequence(obj, seq_image: bpy.types.Image, frame_start: int, frames: int)
 
 @contextmanager
 def details_off(obj):
-    """The proxy geometry (no details): Displace modifier and bump off, restored afterwards."""
+    """The proxy geometry (no details): Displace modifier, bump and cavity term off, restored
+    afterwards."""
     md = modifier(obj)
     mat = obj.active_material
-    bump = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
+    nodes = mat.node_tree.nodes if mat and mat.node_tree else {}
+    bump, cav = nodes.get("FaceDet3D Bump"), nodes.get(material.CAVITY)
     keep_md = md.show_render if md else None
     keep_bump = bump.inputs["Distance"].default_value if bump else None
+    keep_cav = cav.inputs[1].default_value if cav else None
     try:
         if md:
             md.show_render = False
         if bump:
             bump.inputs["Distance"].default_value = 0.0
+        if cav:
+            cav.inputs[1].default_value = 0.0
         yield
     finally:
         if md:
             md.show_render = keep_md
         if bump:
             bump.inputs["Distance"].default_value = keep_bump
+        if cav:
+            cav.inputs[1].default_value = keep_cav

@@ -1,9 +1,31 @@
 """The face material: the photo texture (8-bit sRGB) as base colour through the UV map, and
 the detail image (Non-Color, metres) through a Bump node for the fine detail the ~1 mm mesh
-cannot carry (Distance = detail strength, so heights stay in metres)."""
+cannot carry (Distance = detail strength, so heights stay in metres).
+
+Cavity term. A bump only tilts normals: a fold rendered that way is a light/dark relief, while
+a real fold is mostly a dark line (occlusion and shadow in the crease; measured, the bump alone
+gives 5-17 % of the darkening real folds show, docs/detail_real_change.md §7). The photo's own
+texture already carries the shading of the photo's own detail D(I), which the estimator read
+as depth at ``DETAIL_METRES_PER_LOG_UNIT`` (1 mm per unit of log luminance). So the base
+colour is multiplied by exp(k (d - d_rest) / METRES_PER_LOG_UNIT): d the current detail, d_rest
+the photo's D(I) (the "rest" image), k = cavity x detail strength. A fold the expression deepens
+by 0.2 mm darkens by exp(-0.2) = 0.82, as dark as the photo would have had to be for the
+estimator to read that depth; a fold the photo had and the expression smooths brightens back.
+The exponent is clamped to +-``CAVITY_CLAMP`` (0.5x .. 2x). At the photo's own detail the
+term is exactly 1, so the photo's look is unchanged.
+"""
+
+from contextlib import contextmanager
 
 import bpy
 import numpy as np
+
+from .._api.types import DETAIL_METRES_PER_LOG_UNIT
+
+CAVITY = "FaceDet3D Cavity"  # the Math node whose value is k / METRES_PER_LOG_UNIT
+CAVITY_MIX = "FaceDet3D Cavity Mix"
+REST = "FaceDet3D Detail Rest"
+CAVITY_CLAMP = 0.7  # log units: the cavity term stays within 0.5x .. 2x of the photo's colour
 
 
 def new_texture_image(name: str, texture: np.ndarray) -> bpy.types.Image:
@@ -21,7 +43,10 @@ def new_texture_image(name: str, texture: np.ndarray) -> bpy.types.Image:
 
 
 def build_material(name: str, texture_img: bpy.types.Image, detail_img: bpy.types.Image,
-                   strength: float = 1.0) -> bpy.types.Material:
+                   strength: float = 1.0, rest_img: bpy.types.Image | None = None,
+                   cavity: float = 1.0) -> bpy.types.Material:
+    """rest_img: the photo's own D(I) (Non-Color metres); without it there is no cavity term
+    (the base colour is the texture as is)."""
     mat = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):  # 5.0 materials always have node trees
         mat.use_nodes = True
@@ -50,8 +75,96 @@ def build_material(name: str, texture_img: bpy.types.Image, detail_img: bpy.type
     bump.location = (-300, -150)
     links.new(uv.outputs["UV"], col.inputs["Vector"])
     links.new(uv.outputs["UV"], det.inputs["Vector"])
-    links.new(col.outputs["Color"], bsdf.inputs["Base Color"])
     links.new(det.outputs["Color"], bump.inputs["Height"])
     links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
+    if rest_img is None:
+        links.new(col.outputs["Color"], bsdf.inputs["Base Color"])
+    else:
+        _add_cavity(nt, uv, col, det, rest_img, bsdf)
+        set_cavity(mat, strength, cavity)
     nt.nodes.active = col  # Workbench "Texture" colour uses the active image node
     return mat
+
+
+def _add_cavity(nt, uv, col, det, rest_img, bsdf) -> None:
+    nodes, links = nt.nodes, nt.links
+    rest = nodes.new("ShaderNodeTexImage")
+    rest.name = rest.label = REST
+    rest.image = rest_img
+    rest.interpolation = "Linear"
+    rest.extension = "EXTEND"
+    rest.location = (-600, -450)
+    links.new(uv.outputs["UV"], rest.inputs["Vector"])
+    sub = nodes.new("ShaderNodeMath")
+    sub.operation = "SUBTRACT"
+    sub.location = (-300, -450)
+    links.new(det.outputs["Color"], sub.inputs[0])
+    links.new(rest.outputs["Color"], sub.inputs[1])
+    k = nodes.new("ShaderNodeMath")
+    k.name = k.label = CAVITY
+    k.operation = "MULTIPLY"
+    k.location = (-120, -450)
+    links.new(sub.outputs[0], k.inputs[0])
+    clamp = nodes.new("ShaderNodeClamp")
+    clamp.inputs["Min"].default_value = -CAVITY_CLAMP
+    clamp.inputs["Max"].default_value = CAVITY_CLAMP
+    clamp.location = (60, -450)
+    links.new(k.outputs[0], clamp.inputs["Value"])
+    exp = nodes.new("ShaderNodeMath")
+    exp.operation = "EXPONENT"
+    exp.location = (240, -450)
+    links.new(clamp.outputs[0], exp.inputs[0])
+    mix = nodes.new("ShaderNodeMix")
+    mix.name = mix.label = CAVITY_MIX
+    mix.data_type = "RGBA"
+    mix.blend_type = "MULTIPLY"
+    mix.inputs[0].default_value = 1.0  # factor
+    mix.location = (-250, 250)
+    links.new(col.outputs["Color"], _rgba_in(mix, "A"))
+    links.new(exp.outputs[0], _rgba_in(mix, "B"))
+    links.new(_rgba_out(mix), bsdf.inputs["Base Color"])
+
+
+def _rgba_in(mix, name):
+    """The Mix node has one socket per data type under the same name: the colour one."""
+    return next(s for s in mix.inputs if s.name == name and s.type == "RGBA")
+
+
+def _rgba_out(mix):
+    return next(s for s in mix.outputs if s.type == "RGBA")
+
+
+def set_cavity(mat, strength: float, cavity: float | None = None) -> None:
+    """k = cavity x detail strength, per METRES_PER_LOG_UNIT (no-op without a cavity term).
+    ``cavity`` None keeps the material's current cavity amount (its custom property)."""
+    node = mat.node_tree.nodes.get(CAVITY) if mat and mat.node_tree else None
+    if node is None:
+        return
+    if cavity is not None:
+        mat["facedet3d_cavity"] = float(cavity)
+    node.inputs[1].default_value = float(strength) * cavity_strength(mat) / DETAIL_METRES_PER_LOG_UNIT
+
+
+def cavity_strength(mat) -> float:
+    """The cavity amount (1 = the estimator's own scale, 0 = off)."""
+    return float(mat.get("facedet3d_cavity", 1.0)) if mat is not None else 0.0
+
+
+@contextmanager
+def plain_base_color(mat):
+    """The texture straight into Base Color for the duration (exporters only follow an image
+    node linked directly to the BSDF, so FBX/glTF get the photo texture; the cavity is a
+    render-time effect of the live detail)."""
+    nt = mat.node_tree if mat is not None else None
+    mix = nt.nodes.get(CAVITY_MIX) if nt is not None else None
+    if mix is None:
+        yield
+        return
+    bsdf = next(n for n in nt.nodes if n.type == "BSDF_PRINCIPLED")
+    col = nt.nodes["FaceDet3D Texture"]
+    link = nt.links.new(col.outputs["Color"], bsdf.inputs["Base Color"])
+    try:
+        yield
+    finally:
+        nt.links.remove(link)
+        nt.links.new(_rgba_out(mix), bsdf.inputs["Base Color"])

@@ -29,6 +29,10 @@ from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; t
 API_VERSION = 4  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts);
 #                 4: FoldsCall / FoldsPoll / FoldsState (personal folds)
 DETAIL_SIZES = (256, 1024, 4096)
+# D(I)'s scale: metres of depth per unit of log luminance ratio (a crease 25 % darker than its
+# surroundings reads as -0.29 mm). The estimator (fit/detail_input) and the add-on's cavity
+# term (which darkens the texture by the inverse of the same mapping) share it.
+DETAIL_METRES_PER_LOG_UNIT = 1.0e-3
 
 
 @dataclass

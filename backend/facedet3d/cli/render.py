@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-details", action="store_true",
                    help="render without the detail map (Displace and bump off; still baked): the "
                         "details-off half of an on/off comparison")
+    p.add_argument("--cavity", type=float, default=1.0,
+                   help="how much the texture darkens where the detail goes deeper than the photo's own "
+                        "(1 = the photo's own scale, the default; 0 = bump and displacement only)")
     p.add_argument("--fbx", action="store_true", help="also export OUTDIR/face.fbx")
     p.add_argument("--gltf", action="store_true", help="also export OUTDIR/face.glb")
     p.add_argument("--neural", action="store_true",
@@ -88,6 +91,13 @@ def batch_argv(args) -> list[str]:
         out += ["--preset", args.preset]
     for a in args.au:
         out += ["--au", a]
+    cavity = getattr(args, "cavity", 1.0)
+    if not (cavity >= 0.0 and cavity < float("inf")):
+        from facedet3d.errors import FaceDet3DError
+
+        raise FaceDet3DError(f"--cavity must be a finite number >= 0, got {cavity}")
+    if cavity != 1.0:
+        out += ["--cavity", str(cavity)]
     if getattr(args, "drive", None):
         out += ["--drive", str(Path(args.drive).resolve())]
     if getattr(args, "folds", None):

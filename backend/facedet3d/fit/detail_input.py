@@ -39,13 +39,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facedet3d.api.types import DETAIL_METRES_PER_LOG_UNIT
 from facedet3d.fit import skin_regions
 from facedet3d.fit.texture import UVLayout
 from facedet3d.geometry.lighting import fit_lighting, sh9, sh9_dot
 from facedet3d.geometry.ramps import smoothstep
 from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
 
-METRES_PER_LOG_UNIT = 1.0e-3
+METRES_PER_LOG_UNIT = DETAIL_METRES_PER_LOG_UNIT  # api/types: the add-on's cavity term uses it too
 MAX_ABS_M = 3.0e-3
 REFERENCE_SIZE = 1024  # map side the texel lengths in DetailParams are given for
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a Gaussian

@@ -1,0 +1,60 @@
+"""The cavity term on real subjects (issue 11, "visible"): one row per subject.
+
+    python scripts/cavity_figure.py --bump DIR0 --cavity DIR1 -o docs/fold_cavity.jpg [SUBJECT ...]
+
+DIR0 / DIR1 are two ``personal_renders.py`` outputs of the same subjects, rendered with
+``--cavity 0`` (bump and displacement only) and the default ``--cavity 1``. Columns: real
+neutral (the imported photo) | real expression | DetP + folds, bump only | DetP + folds with the
+cavity | the folds' own luminance change with the cavity (folds - DetP-only render, linear
+luminance ratio, x20 around mid grey: darker = the render darkened there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+TILE = 320
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    c = img[..., ::-1].astype(np.float32) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def row(bump: Path, cav: Path) -> np.ndarray:
+    frame = sorted((cav / "folds" / "frames").glob("*.png"))[-1].name
+    real_n, real_e = (cv2.imread(str(cav / n)) for n in ("real_neutral.png", "real_expr.png"))
+    b, c = (cv2.imread(str(d / "folds" / "frames" / frame)) for d in (bump, cav))
+    base = cv2.imread(str(cav / "detp" / "frames" / frame))
+    ratio = np.log(np.maximum(_luma(c), 1e-3) / np.maximum(_luma(base), 1e-3))
+    diff = np.clip(128 + 20 * 255 * ratio, 0, 255).astype(np.uint8)  # x20 (log ratio ~ relative change)
+    tiles = [real_n, real_e, b, c, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR)]
+    return np.concatenate([cv2.resize(t, (TILE, TILE), interpolation=cv2.INTER_AREA) for t in tiles], 1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("subjects", nargs="*")
+    ap.add_argument("--bump", required=True)
+    ap.add_argument("--cavity", required=True)
+    ap.add_argument("-o", "--out", required=True)
+    args = ap.parse_args(argv)
+    names = args.subjects or sorted(p.name for p in Path(args.cavity).iterdir() if (p / "folds").is_dir())
+    rows = []
+    for n in names:
+        r = row(Path(args.bump) / n, Path(args.cavity) / n)
+        cv2.putText(r, n.split("_level")[0].split("_")[0], (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        rows.append(r)
+    cv2.imwrite(args.out, np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
