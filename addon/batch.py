@@ -209,7 +209,12 @@ def run(args) -> int:
             learn_folds(client, client_mod, os.path.join(out, "asset"), args.folds, say)
         ctx = bpy.context
         scene = ctx.scene
-        obj, cam = build.build_face(ctx, face, face.detail, resolution=args.detail_size, render_height=args.resolution)
+        # built with DetP's map at the photo's own AUs, as Import Photo does: it is what the
+        # baked frames hold at that expression, and the cavity term's rest (no darkening there)
+        rest_req = client_mod.T.DetailRequest(face.subject_id, face.asset_dir, np.asarray(face.photo_aus, np.float32)[None],
+                                              float(args.age), int(args.detail_size))
+        rest = client.detail(rest_req).maps[0]
+        obj, cam = build.build_face(ctx, face, rest, resolution=args.detail_size, render_height=args.resolution)
         if args.framing == "face":
             camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age

@@ -94,8 +94,10 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
         yield "building the face: detail image"
         tex_img = material.new_texture_image(f"FaceDet3D texture {name}", face.texture)  # packed: a PNG encode
         yield "building the face: texture"
-        # the photo's own D(I): the cavity term darkens the texture only by the change from it
-        rest_img = displacement.new_detail_image(f"FaceDet3D detail rest {name}", face.detail)
+        # the map the face is built with (the photo's own D(I), or DetP's prediction at the
+        # photo's AUs, which the live path returns there): the cavity term darkens the
+        # texture only by the change from it, so the photo's expression renders unchanged
+        rest_img = displacement.new_detail_image(f"FaceDet3D detail rest {name}", dmap)
         rest_img.use_fake_user = True  # packed on save like the live image (live._on_save_pre)
         mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength, rest_img=rest_img)
         me.materials.append(mat)

@@ -57,6 +57,12 @@ def test_import_photo_builds_the_face(scene, session_client):
     assert nodes["FaceDet3D Texture"].image.colorspace_settings.name == "sRGB"
     assert nodes["FaceDet3D Detail"].image == det
     assert any(link.to_node.type == "BUMP" for link in obj.active_material.node_tree.links)
+    # the cavity term's rest is the map the face was built with (DetP at the photo's AUs), so
+    # the photo's expression renders without darkening; the live path returns that map there
+    disp, material = mod("adapters.displacement"), mod("adapters.material")
+    np.testing.assert_array_equal(disp.get_pixels(nodes[material.REST].image), disp.get_pixels(det))
+    assert nodes[material.CAVITY_MIX].blend_type == "MULTIPLY"
+    assert nodes[material.CAVITY].inputs[1].default_value == s.detail_strength / 1e-3  # exp(depth change / 1 mm)
     cam = bpy.context.scene.camera
     assert cam is not None and cam.data.type == "ORTHO"
     parts = [o for o in obj.children if "facedet3d_part" in o.keys()]

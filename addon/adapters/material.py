@@ -7,12 +7,14 @@ a real fold is mostly a dark line (occlusion and shadow in the crease; measured,
 gives 5-17 % of the darkening real folds show, docs/detail_real_change.md §7). The photo's own
 texture already carries the shading of the photo's own detail D(I), which the estimator read
 as depth at ``DETAIL_METRES_PER_LOG_UNIT`` (1 mm per unit of log luminance). So the base
-colour is multiplied by exp(k (d - d_rest) / METRES_PER_LOG_UNIT): d the current detail, d_rest
-the photo's D(I) (the "rest" image), k = cavity x detail strength. A fold the expression deepens
-by 0.2 mm darkens by exp(-0.2) = 0.82, as dark as the photo would have had to be for the
-estimator to read that depth; a fold the photo had and the expression smooths brightens back.
-The exponent is clamped to +-``CAVITY_CLAMP`` (0.5x .. 2x). At the photo's own detail the
-term is exactly 1, so the photo's look is unchanged.
+colour is multiplied by exp(k (d - d_rest) / METRES_PER_LOG_UNIT): d the current detail,
+d_rest the map the face was built with (the "rest" image: DetP's prediction at the photo's
+own AUs, which the live path returns there, or the photo's D(I)), k = cavity x detail
+strength. A fold the expression deepens by 0.2 mm darkens by exp(-0.2) = 0.82, as dark as
+the photo would have had to be for the estimator to read that depth; a fold the photo had
+and the expression smooths brightens back.
+The exponent is clamped to +-``CAVITY_CLAMP`` (0.5x .. 2x). At the photo's own expression
+the term is exactly 1, so the face looks as the photo did.
 """
 
 from contextlib import contextmanager
