@@ -99,7 +99,8 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
         # texture only by the change from it, so the photo's expression renders unchanged
         rest_img = displacement.new_detail_image(f"FaceDet3D detail rest {name}", dmap)
         rest_img.use_fake_user = True  # packed on save like the live image (live._on_save_pre)
-        mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength, rest_img=rest_img)
+        mat = material.build_material(f"FaceDet3D {name}", tex_img, det_img, s.detail_strength, rest_img=rest_img,
+                                      cavity=s.detail_cavity)
         me.materials.append(mat)
         displacement.add_modifier(obj, det_img, s.detail_strength)
         yield "building the face: material"

@@ -225,9 +225,9 @@ def test_cavity_darkens_only_the_change_from_the_photos_detail(face, tmp_path):
         skin = np.abs(_render_luma(scene, tmp_path / "bg.png") - at_rest) > 0.02  # where the face is
         face.hide_render = False
         assert skin.mean() > 0.05  # the face: ~10 % of the frame at the photo's framing
-        material.set_cavity(mat, 1.0, 0.0)
+        face.facedet3d.detail_cavity = 0.0  # the sidebar's Cavity slider
         assert np.allclose(_render_luma(scene, tmp_path / "off.png")[skin], at_rest[skin], atol=1e-3)  # k = 0: same
-        material.set_cavity(mat, 1.0, 1.0)
+        face.facedet3d.detail_cavity = 1.0
         # 0.2 mm deeper everywhere: the bump's slopes and the displacement's shape do not change,
         # only the cavity term does: exp(-0.2) = 0.82 of the colour
         disp.set_pixels(img, rest - 2e-4)

@@ -85,7 +85,7 @@ def set_strength(obj, strength: float) -> None:
     node = mat.node_tree.nodes.get("FaceDet3D Bump") if mat and mat.node_tree else None
     if node is not None:
         node.inputs["Distance"].default_value = strength
-    material.set_cavity(mat, strength)  # the texture's darkening scales with the depth
+    material.set_cavity(mat, strength, obj.facedet3d.detail_cavity)  # the texture's darkening scales with the depth
 
 
 def use_sequence(obj, seq_image: bpy.types.Image, frame_start: int, frames: int) -> None:

@@ -47,8 +47,8 @@ def new_texture_image(name: str, texture: np.ndarray) -> bpy.types.Image:
 def build_material(name: str, texture_img: bpy.types.Image, detail_img: bpy.types.Image,
                    strength: float = 1.0, rest_img: bpy.types.Image | None = None,
                    cavity: float = 1.0) -> bpy.types.Material:
-    """rest_img: the photo's own D(I) (Non-Color metres); without it there is no cavity term
-    (the base colour is the texture as is)."""
+    """rest_img: the map at the photo's own expression (Non-Color metres); without it there is
+    no cavity term (the base colour is the texture as is)."""
     mat = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):  # 5.0 materials always have node trees
         mat.use_nodes = True
@@ -136,20 +136,12 @@ def _rgba_out(mix):
     return next(s for s in mix.outputs if s.type == "RGBA")
 
 
-def set_cavity(mat, strength: float, cavity: float | None = None) -> None:
-    """k = cavity x detail strength, per METRES_PER_LOG_UNIT (no-op without a cavity term).
-    ``cavity`` None keeps the material's current cavity amount (its custom property)."""
+def set_cavity(mat, strength: float, cavity: float) -> None:
+    """k = cavity x detail strength, per METRES_PER_LOG_UNIT (no-op without a cavity term);
+    the face's ``detail_cavity`` and ``detail_strength`` properties hold the two."""
     node = mat.node_tree.nodes.get(CAVITY) if mat and mat.node_tree else None
-    if node is None:
-        return
-    if cavity is not None:
-        mat["facedet3d_cavity"] = float(cavity)
-    node.inputs[1].default_value = float(strength) * cavity_strength(mat) / DETAIL_METRES_PER_LOG_UNIT
-
-
-def cavity_strength(mat) -> float:
-    """The cavity amount (1 = the estimator's own scale, 0 = off)."""
-    return float(mat.get("facedet3d_cavity", 1.0)) if mat is not None else 0.0
+    if node is not None:
+        node.inputs[1].default_value = float(strength) * float(cavity) / DETAIL_METRES_PER_LOG_UNIT
 
 
 @contextmanager
