@@ -199,9 +199,9 @@ def _render_luma(scene, path) -> np.ndarray:
     px = np.empty(w * h * 4, np.float32)
     img.pixels.foreach_get(px)  # a loaded PNG: sRGB values
     bpy.data.images.remove(img)
-    c = px.reshape(h, w, 4)[..., :3]
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    return lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    from facedet3d.imaging.color import REC709_LUMA, srgb_to_linear
+
+    return srgb_to_linear(px.reshape(h, w, 4)[..., :3]) @ np.asarray(REC709_LUMA, np.float32)
 
 
 def test_cavity_darkens_only_the_change_from_the_photos_detail(face, tmp_path):

@@ -1,6 +1,6 @@
 """The cavity term on real subjects (issue 11, "visible"): one row per subject.
 
-    python scripts/cavity_figure.py --bump DIR0 --cavity DIR1 -o docs/fold_cavity.jpg [SUBJECT ...]
+    PYTHONPATH=backend python scripts/cavity_figure.py --bump DIR0 --cavity DIR1 -o docs/fold_cavity.jpg [SUBJECT ...]
 
 DIR0 / DIR1 are two ``personal_renders.py`` outputs of the same subjects, rendered with
 ``--cavity 0`` (bump and displacement only) and the default ``--cavity 1``. Columns: real
@@ -22,9 +22,10 @@ TILE = 320
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
-    c = img[..., ::-1].astype(np.float32) / 255.0
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    return lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    """Linear-light luminance of an 8-bit sRGB (BGR) image."""
+    from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
+
+    return SRGB8_TO_LINEAR[img[..., ::-1]] @ np.asarray(REC709_LUMA, np.float32)
 
 
 def row(bump: Path, cav: Path) -> np.ndarray:
