@@ -4,7 +4,10 @@ UV, Normal and alpha passes twice through a camera framing the face as the pass 
 modifier and material bump: the detailed geometry) and once off (the proxy geometry). The
 backend turns the two into a neural frame with and without details
 (``facedet3d.neural.passes``); they are written as ``neural/####.png`` and
-``neural_proxy/####.png`` beside the engine's ``frames/``.
+``neural_proxy/####.png`` beside the engine's ``frames/``. When the face material has the
+cavity term, its exponent comes along as a Value AOV (``CAVITY_PASS``) and the backend darkens
+the detailed frame by it, as the material darkens the Cycles frame (0 in the proxy passes,
+where ``details_off`` sets the term to 1).
 
 The pass must be fitted to the subject first (minutes; ``fit`` does it once, the weights
 stay in the FaceAsset folder).
@@ -20,7 +23,7 @@ import bpy
 import numpy as np
 
 from . import render
-from .adapters import camera as camera_ad, displacement
+from .adapters import camera as camera_ad, displacement, material
 from .client import T
 
 CAMERA = "FaceDet3D Neural Camera"
@@ -64,10 +67,12 @@ def neural_camera(scene, obj, info) -> bpy.types.Object:
 
 
 @contextmanager
-def _pass_settings(scene, cam, size: int):
+def _pass_settings(scene, cam, size: int, cavity: bool = False):
     """Cycles, one sample without pixel filter (exact UVs and normals per pixel), UV and
-    Normal passes, transparent film, ``cam`` at size²; everything restored afterwards."""
+    Normal passes (and with ``cavity`` the cavity AOV), transparent film, ``cam`` at size²;
+    everything restored afterwards."""
     r, vl, st = scene.render, scene.view_layers[0], scene.render.image_settings
+    aov = None
     saved = (r.engine, scene.camera, r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent,
              vl.use_pass_uv, vl.use_pass_normal)
     saved_file = {k: getattr(st, k) for k in ("media_type", "file_format", "color_mode", "color_depth") if hasattr(st, k)}
@@ -80,8 +85,13 @@ def _pass_settings(scene, cam, size: int):
         vl.use_pass_uv = vl.use_pass_normal = True
         c = scene.cycles
         c.samples, c.filter_width, c.use_denoising, c.use_adaptive_sampling, c.device = 1, 0.01, False, False, "CPU"
+        if cavity and T.CAVITY_PASS not in vl.aovs:
+            aov = vl.aovs.add()
+            aov.name, aov.type = T.CAVITY_PASS, "VALUE"
         yield
     finally:
+        if aov is not None:
+            vl.aovs.remove(aov)
         (r.engine, scene.camera, r.resolution_x, r.resolution_y, r.resolution_percentage, r.film_transparent,
          vl.use_pass_uv, vl.use_pass_normal) = saved
         c = scene.cycles
@@ -122,7 +132,8 @@ def render_frames(context, obj, client, out_dir: str, frames=None, info=None, pr
     os.makedirs(ndir, exist_ok=True)
     os.makedirs(pdir, exist_ok=True)
     out = {"frames": [], "proxy": [], "backend_ms": 0.0, "info": info}
-    with tempfile.TemporaryDirectory(prefix="facedet3d_passes_") as tmp, _pass_settings(scene, cam, info.size):
+    cavity = material.has_cavity_pass(obj.active_material)
+    with tempfile.TemporaryDirectory(prefix="facedet3d_passes_") as tmp, _pass_settings(scene, cam, info.size, cavity):
         det_exr, prx_exr = os.path.join(tmp, "detailed.exr"), os.path.join(tmp, "proxy.exr")
 
         def one(f):

@@ -89,3 +89,37 @@ def test_neural_info_says_whether_the_perceptual_term_was_used(session_client, t
     info = session_client.neural_fit(T.NeuralFitCall(asset_dir=str(tiny_pass_dir)))
     assert isinstance(info.perceptual_used, bool) and info.perceptual
     assert info.perceptual_used == info.perceptual.startswith("perceptual loss on")
+
+
+def test_neural_frame_carries_the_cavity_term(face, tiny_pass_dir, session_client, tmp_path):
+    """The material's cavity exponent reaches the neural pass as a Value AOV: a detail map
+    0.2 mm deeper than the rest map (slopes unchanged) darkens the neural frame by about
+    exp(-0.2) in linear light against the same frame with the sidebar's Cavity at 0; the
+    view layer's AOVs come back as they were."""
+    from facedet3d.imaging.color import srgb_to_linear
+
+    disp, live, neural = mod("adapters.displacement"), mod("live"), mod("neural")
+    scene = bpy.context.scene
+    face.facedet3d.asset_dir = str(tiny_pass_dir)
+    for part in face.children:
+        part.hide_render = True
+    assert mod("adapters.material").has_cavity_pass(face.active_material)
+    rest = disp.get_pixels(face.active_material.node_tree.nodes[mod("adapters.material").REST].image)
+    frames = {}
+    with live.quiet():
+        disp.set_pixels(disp.image(face), rest - 2e-4)
+        for amount in (0.0, 1.0):
+            face.facedet3d.detail_cavity = amount
+            out = tmp_path / f"c{amount:g}"
+            neural.render_frames(bpy.context, face, session_client, str(out), frames=[1])
+            frames[amount] = cv2.imread(str(out / "neural" / "0001.png"))[..., ::-1].astype(np.float32) / 255
+            proxy = cv2.imread(str(out / "neural_proxy" / "0001.png"))[..., ::-1].astype(np.float32) / 255
+            frames[f"proxy{amount:g}"] = proxy
+    assert len(scene.view_layers[0].aovs) == 0
+    lin0, lin1 = srgb_to_linear(frames[0.0]), srgb_to_linear(frames[1.0])
+    face_px = (np.abs(frames[0.0] - 0.16).max(-1) > 0.02)[..., None] & (lin0 > 0.03) & (lin0 < 0.9)
+    assert face_px.sum() > 0.2 * SIZE * SIZE
+    ratio = float(lin1[face_px].sum() / lin0[face_px].sum())
+    print("neural cavity ratio", round(ratio, 3))
+    assert abs(ratio - np.exp(-0.2)) < 0.03, ratio
+    assert np.abs(frames["proxy1"] - frames["proxy0"]).max() < 2 / 255  # the proxy frame: no cavity

@@ -41,42 +41,43 @@ def uv_log_change(on: Path, base: Path, passes: Path) -> tuple[np.ndarray, np.nd
         return np.log(np.maximum(lin @ np.asarray(REC709_LUMA, np.float32), 1e-3))
 
     pf = read_passes(passes)
-    d = logy(on) - logy(base)
-    sel = pf.mask
-    col = np.clip((pf.uv[..., 0] * S).astype(int), 0, S - 1)[sel]
-    row = np.clip(((1.0 - pf.uv[..., 1]) * S).astype(int), 0, S - 1)[sel]
+    return uv_splat(logy(on) - logy(base), pf.uv, pf.mask)
+
+
+def uv_splat(d: np.ndarray, uv: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) mean of the image ``d`` per UV texel (``uv`` (H, W, 2), v = 1 at the top) over
+    the pixels ``sel``, and the texel pixel counts."""
+    col = np.clip((uv[..., 0] * S).astype(int), 0, S - 1)[sel]
+    row = np.clip(((1.0 - uv[..., 1]) * S).astype(int), 0, S - 1)[sel]
     idx = row * S + col
     cnt = np.bincount(idx, minlength=S * S).astype(np.float32)
     tot = np.bincount(idx, weights=d[sel], minlength=S * S).astype(np.float32)
     return (tot / np.maximum(cnt, 1)).reshape(S, S), cnt.reshape(S, S)
 
 
-def measure(sub: Path, preset: str | None = None) -> dict:
+def photo_and_preset_aus(asset, preset: str) -> tuple[dict, dict]:
+    from facedet3d.rig.facs import AU_IDS, normalise_aus, preset_aus
+
+    x = normalise_aus({int(k): float(v) for k, v in (asset.meta.aus or {}).items()})
+    return x, normalise_aus({a: float(v) for a, v in zip(AU_IDS, preset_aus(preset))})
+
+
+def contrast(r_map: np.ndarray, cnt: np.ndarray, asset, preset: str) -> dict:
+    """Per region: r(R, P), gain <R,P>/<P,P>, per-octave gains and both RMS for the rendered
+    log-luminance change ``r_map`` (UV, with texel counts ``cnt``) of the folds of ``asset``."""
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail import personal
-    from facedet3d.fit import faceasset
     from facedet3d.fit.detail_input import METRES_PER_LOG_UNIT
-    from facedet3d.rig.facs import normalise_aus, preset_aus, AU_IDS
 
-    preset = preset or sub.name.rsplit("_", 1)[1]
-    asset = faceasset.read(sub / "folds" / "asset")
     folds = personal.from_arrays(asset.folds)
-    x = normalise_aus({int(k): float(v) for k, v in (asset.meta.aus or {}).items()})
-    y = normalise_aus({a: float(v) for a, v in zip(AU_IDS, preset_aus(preset))})
-    f = sorted((sub / "folds" / "frames").glob("*.png"))[-1].name
-    r_map, cnt = uv_log_change(sub / "folds" / "frames" / f, sub / "detp" / "frames" / f,
-                               sub / "folds" / "passes" / f.replace(".png", ".exr"))
+    x, y = photo_and_preset_aus(asset, preset)
     w = ((cnt > 0) & folds.seen).astype(np.float32)
     R = ev.bandpass(r_map, w, personal.BAND)
     p_m = folds.change(x, y) / METRES_PER_LOG_UNIT
     P = ev.bandpass(p_m, w, personal.BAND)
     octs = personal.octaves(p_m)
-    regs = ev.regions(S)
-    fold_reg = np.zeros((S, S), bool)
-    for k in ("crows_feet", "nasolabial", "forehead", "glabella"):
-        fold_reg |= regs[k]
     out = {}
-    for name, m in list(regs.items()) + [("fold_regions", fold_reg)]:
+    for name, m in fold_regions().items():
         sel = m & (w > 0) & (np.abs(P) > 0)
         if sel.sum() < 200:
             continue
@@ -89,6 +90,28 @@ def measure(sub: Path, preset: str | None = None) -> dict:
                      "rms_real_log": round(float(np.sqrt((p ** 2).mean())), 5),
                      "rms_render_log": round(float(np.sqrt((r ** 2).mean())), 5)}
     return out
+
+
+def fold_regions() -> dict:
+    """The evaluation's UV regions (S²) plus their union, "fold_regions"."""
+    from facedet3d.detail import evaluate as ev
+
+    regs = dict(ev.regions(S))
+    regs["fold_regions"] = np.zeros((S, S), bool)
+    for k in ("crows_feet", "nasolabial", "forehead", "glabella"):
+        regs["fold_regions"] |= regs[k]
+    return regs
+
+
+def measure(sub: Path, preset: str | None = None) -> dict:
+    from facedet3d.fit import faceasset
+
+    preset = preset or sub.name.rsplit("_", 1)[1]
+    asset = faceasset.read(sub / "folds" / "asset")
+    f = sorted((sub / "folds" / "frames").glob("*.png"))[-1].name
+    r_map, cnt = uv_log_change(sub / "folds" / "frames" / f, sub / "detp" / "frames" / f,
+                               sub / "folds" / "passes" / f.replace(".png", ".exr"))
+    return contrast(r_map, cnt, asset, preset)
 
 
 def main(argv=None) -> int:

@@ -256,9 +256,81 @@ def test_read_passes_from_a_multilayer_exr(tmp_path):
     OpenEXR.File(parts).write(str(path))
     pf = read_passes(path)
     assert np.allclose(pf.uv, uv) and np.array_equal(pf.mask, alpha > 0.5)
+    assert pf.cavity is None  # no cavity AOV in the file: the frame gets no cavity term
     assert np.allclose(pf.normal, n / np.linalg.norm(n, axis=-1, keepdims=True), atol=1e-6)
     with pytest.raises(NeuralInputError, match="no such"):
         read_passes(tmp_path / "missing.exr")
     OpenEXR.File(parts[:1]).write(str(tmp_path / "n.exr"))
     with pytest.raises(NeuralInputError, match="UV.U"):
         read_passes(tmp_path / "n.exr")
+
+
+def test_cavity_log_is_the_materials_term():
+    from facedet3d.api.types import DETAIL_CAVITY_CLAMP
+
+    d = np.full((32, 32), -3e-4, np.float32)
+    rest = np.full((16, 16), -1e-4, np.float32)  # resampled to the detail's size
+    assert np.allclose(geo.cavity_log(d, rest), -0.2, atol=1e-6)  # 0.2 mm deeper -> exp(-0.2)
+    assert np.allclose(geo.cavity_log(d, rest, 0.5), -0.1, atol=1e-6)
+    assert np.allclose(geo.cavity_log(rest * 0, rest), 0.1, atol=1e-6)  # shallower than the photo: brighter
+    assert np.allclose(geo.cavity_log(d - 5e-3, rest), -DETAIL_CAVITY_CLAMP)
+    assert not np.any(geo.cavity_log(d, rest, 0.0))
+
+
+def _write_passes(path, pf, cavity=None):
+    """``pf`` as the multilayer EXR Cycles writes (with the cavity AOV when given)."""
+    import OpenEXR
+
+    from facedet3d.api.types import CAVITY_PASS
+
+    layers = [("Normal", "XYZ", pf.normal), ("UV", "UV", pf.uv), ("Combined", "A", pf.mask[..., None].astype(np.float32))]
+    if cavity is not None:
+        layers.append((CAVITY_PASS, "X", cavity[..., None]))
+    parts = [OpenEXR.Part({"type": OpenEXR.scanlineimage},
+                          {f"ViewLayer.{n}.{c}": np.ascontiguousarray(v[..., i], np.float32) for i, c in enumerate(chans)},
+                          name=f"ViewLayer.{n}") for n, chans, v in layers]
+    OpenEXR.File(parts).write(str(path))
+
+
+def test_cavity_darkens_the_neural_frame_as_the_material(fitted, subject_dir, tmp_path):
+    """The cavity term in the neural frame: none at the rest map; a map 0.2 mm deeper than the
+    rest darkens the face by exp(-0.2) in linear light; the renderer's passes (with the cavity
+    AOV the material writes) give the raster path's frame."""
+    from facedet3d.fit.faceasset import read
+    from facedet3d.imaging.color import srgb_to_linear
+    from facedet3d.neural.passes import render_from_passes
+    from facedet3d.neural.render import composite, load_cached, render_arrays
+
+    net, subject, _, faces, uv = load_cached(subject_dir, "cpu")
+    a = read(subject_dir)
+    view = view_projection(a.meta.pose.projection, a.meta.box, 64, centre_units=geo.units_from_metres(a.vertices).mean(0))
+    d = np.zeros((S, S), np.float32)
+    d[20:26, 18:46] = -4e-4
+    rows = (net, subject, faces, uv, a.vertices, [None, d], view, 64)
+    plain = render_arrays(*rows)
+    assert np.allclose(render_arrays(*rows, rest=d)["image"], plain["image"], atol=1e-5)  # the photo's own detail
+    assert np.array_equal(render_arrays(*rows, rest=d + 2e-4, cavity=0.0)["image"], plain["image"])
+    rest = d + 2e-4
+    deeper = render_arrays(*rows, rest=rest)
+    assert np.array_equal(deeper["image"][0], plain["image"][0])  # the proxy row has no cavity
+    lin0, lin1 = srgb_to_linear(plain["image"][1]), srgb_to_linear(deeper["image"][1])
+    ok = plain["mask"][..., None] & (lin0 > 0.02) & (lin0 < 0.9)
+    assert ok.sum() > 500
+    assert np.allclose(lin1[ok] / lin0[ok], np.exp(-0.2), rtol=0.01)
+
+    vr = geo.view_raster(geo.units_from_metres(a.vertices), a.faces, a.uv, view, 64, 64)
+    g = geo.uv_geometry(a.vertices, a.faces, subject.uv_size)
+
+    def world(normals_uv):
+        n = vr.sample(normals_uv)
+        return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+
+    det, prx = tmp_path / "detailed.exr", tmp_path / "proxy.exr"
+    _write_passes(det, _passes_like_blender(vr, world(geo.detailed_normals(g, d))), vr.sample(geo.cavity_log(d, rest)))
+    _write_passes(prx, _passes_like_blender(vr, world(g.normal)), np.zeros((64, 64), np.float32))
+    with_d, without = render_from_passes(subject_dir, det, prx, vr.rotation, device="cpu")
+    assert np.abs(with_d.astype(int) - composite(deeper["image"][1], vr.mask)).max() <= 1
+    assert np.abs(without.astype(int) - composite(plain["image"][0], vr.mask)).max() <= 1
+    _write_passes(det, _passes_like_blender(vr, world(geo.detailed_normals(g, d))))  # no cavity pass: none applied
+    with_d, _ = render_from_passes(subject_dir, det, prx, vr.rotation, device="cpu")
+    assert np.abs(with_d.astype(int) - composite(plain["image"][1], vr.mask)).max() <= 1

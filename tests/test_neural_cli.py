@@ -36,3 +36,21 @@ def test_neural_cli(fitted_dir, photos, tmp_path, capsys):
     assert img.shape == (64, 64, 3)
     assert main(["neural-render", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert main(["neural-render", str(d), "--size", "50", "-o", str(out)]) == 2
+    # the cavity term: a map 0.2 mm deeper than the rest the face was built with darkens the frame
+    import numpy as np
+
+    det, rest = tmp_path / "d.npy", tmp_path / "rest.npy"
+    np.save(det, np.full((64, 64), -3e-4, np.float32))
+    np.save(rest, np.full((64, 64), -1e-4, np.float32))
+    frames = {}
+    for amount in ("0", "1"):
+        o = tmp_path / f"cav{amount}.png"
+        assert main(["neural-render", str(d), "--size", "64", "--detail", str(det), "--rest", str(rest),
+                     "--cavity", amount, "-o", str(o)]) == 0
+        frames[amount] = cv2.imread(str(o)).astype(float)
+    assert "cavity 1" in capsys.readouterr().out
+    face = np.abs(frames["0"] - 0.16 * 255).max(-1) > 8
+    assert face.mean() > 0.2
+    assert frames["1"][face].mean() < frames["0"][face].mean() - 5  # darker with the cavity
+    assert main(["neural-render", str(d), "--size", "64", "--rest", str(rest), "-o", str(out)]) == 2  # --rest alone
+    assert main(["neural-render", str(d), "--size", "64", "--detail", str(det), "--cavity", "nan", "-o", str(out)]) == 2

@@ -13,8 +13,10 @@ own AUs, which the live path returns there, or the photo's D(I)), k = cavity x d
 strength. A fold the expression deepens by 0.2 mm darkens by exp(-0.2) = 0.82, as dark as
 the photo would have had to be for the estimator to read that depth; a fold the photo had
 and the expression smooths brightens back.
-The exponent is clamped to +-``CAVITY_CLAMP`` (0.5x .. 2x). At the photo's own expression
-the term is exactly 1, so the face looks as the photo did.
+The exponent is clamped to +-``DETAIL_CAVITY_CLAMP`` (0.5x .. 2x). At the photo's own expression
+the term is exactly 1, so the face looks as the photo did. The clamped exponent is also written
+to the view-layer AOV ``CAVITY_PASS`` (log units), so the neural pass darkens its frame by the
+same factor (``addon/neural.py``, ``facedet3d.neural.passes``).
 """
 
 from contextlib import contextmanager
@@ -22,12 +24,12 @@ from contextlib import contextmanager
 import bpy
 import numpy as np
 
-from .._api.types import DETAIL_METRES_PER_LOG_UNIT
+from .._api.types import CAVITY_PASS, DETAIL_CAVITY_CLAMP, DETAIL_METRES_PER_LOG_UNIT
 
 CAVITY = "FaceDet3D Cavity"  # the Math node whose value is k / METRES_PER_LOG_UNIT
 CAVITY_MIX = "FaceDet3D Cavity Mix"
 REST = "FaceDet3D Detail Rest"
-CAVITY_CLAMP = 0.7  # log units: the cavity term stays within 0.5x .. 2x of the photo's colour
+CAVITY_AOV = "FaceDet3D Cavity AOV"  # AOV Output node: the clamped exponent, for the neural pass
 
 
 def new_texture_image(name: str, texture: np.ndarray) -> bpy.types.Image:
@@ -108,14 +110,19 @@ def _add_cavity(nt, uv, col, det, rest_img, bsdf) -> None:
     k.location = (-120, -450)
     links.new(sub.outputs[0], k.inputs[0])
     clamp = nodes.new("ShaderNodeClamp")
-    clamp.inputs["Min"].default_value = -CAVITY_CLAMP
-    clamp.inputs["Max"].default_value = CAVITY_CLAMP
+    clamp.inputs["Min"].default_value = -DETAIL_CAVITY_CLAMP
+    clamp.inputs["Max"].default_value = DETAIL_CAVITY_CLAMP
     clamp.location = (60, -450)
     links.new(k.outputs[0], clamp.inputs["Value"])
     exp = nodes.new("ShaderNodeMath")
     exp.operation = "EXPONENT"
     exp.location = (240, -450)
     links.new(clamp.outputs[0], exp.inputs[0])
+    aov = nodes.new("ShaderNodeOutputAOV")
+    aov.name = aov.label = CAVITY_AOV
+    aov.aov_name = CAVITY_PASS
+    aov.location = (240, -600)
+    links.new(clamp.outputs[0], aov.inputs["Value"])
     mix = nodes.new("ShaderNodeMix")
     mix.name = mix.label = CAVITY_MIX
     mix.data_type = "RGBA"
@@ -142,6 +149,11 @@ def set_cavity(mat, strength: float, cavity: float) -> None:
     node = mat.node_tree.nodes.get(CAVITY) if mat and mat.node_tree else None
     if node is not None:
         node.inputs[1].default_value = float(strength) * float(cavity) / DETAIL_METRES_PER_LOG_UNIT
+
+
+def has_cavity_pass(mat) -> bool:
+    """Whether ``mat`` writes the cavity AOV (faces built before it do not)."""
+    return bool(mat and mat.node_tree and mat.node_tree.nodes.get(CAVITY_AOV) is not None)
 
 
 @contextmanager

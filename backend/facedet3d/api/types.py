@@ -33,6 +33,12 @@ DETAIL_SIZES = (256, 1024, 4096)
 # surroundings reads as -0.29 mm). The estimator (fit/detail_input) and the add-on's cavity
 # term (which darkens the texture by the inverse of the same mapping) share it.
 DETAIL_METRES_PER_LOG_UNIT = 1.0e-3
+# The cavity term's exponent stays within +-0.7 log units (0.5x .. 2x of the photo's colour),
+# in the face material and in the neural pass alike.
+DETAIL_CAVITY_CLAMP = 0.7
+# The view-layer AOV (Value) that carries the material's cavity exponent, in log units, to the
+# neural pass (``neural/passes.py``); 0 where a material does not write it (no darkening).
+CAVITY_PASS = "FaceDet3DCavity"
 
 
 @dataclass

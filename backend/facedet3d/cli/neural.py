@@ -36,6 +36,11 @@ def add_parser(sub) -> None:
     r.add_argument("--size", type=int, default=256, help="output side in pixels, multiple of 16")
     r.add_argument("--no-details", action="store_true", help="proxy geometry only (detail map 0)")
     r.add_argument("--detail", help="detail map to use (.npy / .exr, metres); default: DetP for the AUs")
+    r.add_argument("--cavity", type=float, default=1.0,
+                   help="cavity term, as the sidebar's Cavity: the colour darkens by exp(X (detail - rest) / 1 mm); "
+                        "0 = bump only (default 1)")
+    r.add_argument("--rest", help="with --detail: the map the face was built with (.npy / .exr, metres), the "
+                                  "cavity's zero; with DetP it is DetP at the photo's own AUs")
     r.add_argument("-o", "--out", required=True, help="OUT.png")
     r.set_defaults(func=render_handler)
 
@@ -98,17 +103,24 @@ def render_handler(args: argparse.Namespace) -> int:
         raise NeuralCliError(f"-o must end in .png, not {out.name!r}")
     if args.size < 64 or args.size % 16:
         raise NeuralCliError("--size must be a multiple of 16, at least 64")
+    if not np.isfinite(args.cavity) or args.cavity < 0:
+        raise NeuralCliError(f"--cavity must be a finite number >= 0, not {args.cavity}")
+    if args.rest and not args.detail:
+        raise NeuralCliError("--rest goes with --detail (with DetP the rest is DetP at the photo's AUs)")
     asset = read_asset(args.subject)
     aus, sides = target_aus(args.au, args.preset)
     verts = posed_vertices(asset, aus, sides)
-    detail, note = None, "no details"
+    detail, rest, note = None, None, "no details"
     if args.detail:
         detail, note = _read_detail(args.detail), f"details from {args.detail}"
+        rest = _read_detail(args.rest) if args.rest else None
     elif not args.no_details:
         try:
             from facedet3d.detail.infer import shared_predictor
 
-            detail = shared_predictor().for_asset(asset, aus, sides=sides)
+            pred = shared_predictor()
+            detail = pred.for_asset(asset, aus, sides=sides)
+            rest = pred.for_asset(asset, {int(k): float(v) for k, v in (asset.meta.aus or {}).items()})
             note = "details from DetP"
         except (FaceDet3DError, ImportError, OSError) as exc:  # no quiet stand-in for DetP's map
             raise NeuralCliError(f"the detail network is unavailable ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
@@ -120,7 +132,9 @@ def render_handler(args: argparse.Namespace) -> int:
     from facedet3d.neural.fit import cpu_threads
 
     torch.set_num_threads(cpu_threads())
-    rgb = neural_render(args.subject, verts, detail, view, args.size)
+    rgb = neural_render(args.subject, verts, detail, view, args.size, rest=rest, cavity=args.cavity)
+    if detail is not None:
+        note += f", cavity {args.cavity:g}" if rest is not None and args.cavity > 0 else ", no cavity term"
     import cv2
 
     out.parent.mkdir(parents=True, exist_ok=True)

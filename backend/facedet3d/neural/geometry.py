@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facedet3d.api.types import FACE_MARGIN, face_square
+from facedet3d.api.types import DETAIL_CAVITY_CLAMP, DETAIL_METRES_PER_LOG_UNIT, FACE_MARGIN, face_square
 from facedet3d.assets.bfm import METRES_PER_UNIT
 from facedet3d.fit.camera import decompose
 from facedet3d.fit.texture import uv_layout
@@ -134,6 +134,17 @@ def detailed_normals(geo: UVGeometry, detail_m: np.ndarray | None) -> np.ndarray
     # Only where the whole 3x3 neighbourhood lies on the chart (no cross-seam differences).
     ok = cv2.erode(geo.chart.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (l0[..., 0] > 0)
     return _normalise(geo.normal + delta * ok[..., None])
+
+
+def cavity_log(detail_m: np.ndarray, rest_m: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """(S, S) exponent of the face material's cavity term (``addon/adapters/material.py``), log
+    units: clip(amount (d - d_rest) / DETAIL_METRES_PER_LOG_UNIT, +-DETAIL_CAVITY_CLAMP), the rest
+    map resampled to the detail's size S. exp() of it multiplies the albedo: a fold 0.2 mm
+    deeper than in the photo darkens by exp(-0.2)."""
+    d = np.asarray(detail_m, np.float32)
+    r = resize_square(np.asarray(rest_m, np.float32), d.shape[0])
+    k = float(amount) / DETAIL_METRES_PER_LOG_UNIT
+    return np.clip(k * (d - r), -DETAIL_CAVITY_CLAMP, DETAIL_CAVITY_CLAMP).astype(np.float32)
 
 
 @dataclass

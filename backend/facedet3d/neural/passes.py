@@ -11,6 +11,11 @@ Pass conventions (Blender/Cycles, multilayer EXR as ``addon/render.py`` writes i
   values are exact, not averaged across edges); v = 1 at the top of the texture;
 - ``Normal.X/Y/Z``: world-space unit shading normals (bump included);
 - ``Combined.A``: coverage (film transparent), > 0.5 = the face;
+- ``FaceDet3DCavity.X`` (``api.types.CAVITY_PASS``, optional): the face material's cavity
+  exponent, log units (0 where no material writes it). When the detailed passes carry it, the
+  detailed frame is darkened by exp() of it in linear light (``render.apply_cavity``), as the
+  material darkens the albedo in the Cycles frame; without it the frame has no cavity term
+  (faces built before the term, or another renderer).
 - EXR rows run top to bottom, like every image here.
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedet3d.api.types import CAVITY_PASS
 from facedet3d.neural import geometry as geo
 from facedet3d.neural.scene import NeuralInputError, SubjectData
 
@@ -30,11 +36,13 @@ _CHANNELS = {"uv": ("UV.U", "UV.V"), "normal": ("Normal.X", "Normal.Y", "Normal.
 @dataclass
 class PassFrame:
     """One render's passes. uv (H, W, 2) float32 [0, 1]; normal (H, W, 3) float32 unit,
-    world space; mask (H, W) bool."""
+    world space; mask (H, W) bool; cavity (H, W) float32 log units, or None when the file has
+    no cavity pass."""
 
     uv: np.ndarray
     normal: np.ndarray
     mask: np.ndarray
+    cavity: np.ndarray | None = None
 
 
 def read_passes(path) -> PassFrame:
@@ -61,7 +69,10 @@ def read_passes(path) -> PassFrame:
     n = np.stack([chans[c] for c in _CHANNELS["normal"]], -1)
     mask = chans["Combined.A"] > 0.5
     n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-8)
-    return PassFrame(uv, n.astype(np.float32), mask & np.isfinite(uv).all(-1) & np.isfinite(n).all(-1))
+    cav = chans.get(f"{CAVITY_PASS}.X")
+    if cav is not None:
+        cav = np.where(np.isfinite(cav), cav, 0.0).astype(np.float32)
+    return PassFrame(uv, n.astype(np.float32), mask & np.isfinite(uv).all(-1) & np.isfinite(n).all(-1), cav)
 
 
 def pass_inputs(subject: SubjectData, detailed: PassFrame, proxy: PassFrame, world_to_camera: np.ndarray,
@@ -98,11 +109,13 @@ def pass_inputs(subject: SubjectData, detailed: PassFrame, proxy: PassFrame, wor
 def render_from_passes(asset_dir, detailed_exr, proxy_exr, world_to_camera, sh=None, device=None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(with details, without details): two (H, W, 3) uint8 sRGB neural frames of a fitted
-    subject from the renderer's passes files (see the module docstring)."""
-    from facedet3d.neural.render import composite, load_cached, run_network
+    subject from the renderer's passes files (see the module docstring; the detailed frame
+    carries the cavity term when its passes do)."""
+    from facedet3d.neural.render import apply_cavity, composite, load_cached, run_network
 
     net, subject, _, _, _ = load_cached(asset_dir, device)
     d, p = read_passes(detailed_exr), read_passes(proxy_exr)
     inp = pass_inputs(subject, d, p, world_to_camera, sh)
     images = run_network(net, subject, inp)
-    return composite(images[0], p.mask), composite(images[1], p.mask)
+    detailed = images[0] if d.cavity is None else apply_cavity(images[0], np.where(p.mask, d.cavity, 0.0))
+    return composite(detailed, p.mask), composite(images[1], p.mask)

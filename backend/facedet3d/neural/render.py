@@ -41,11 +41,23 @@ def load_cached(asset_dir, device: str | None = None):
     return _loaded(str(p), mt, str(device or default_device()))
 
 
+def apply_cavity(image_srgb: np.ndarray, log_factor: np.ndarray) -> np.ndarray:
+    """(H, W, 3) sRGB [0, 1] image darkened by exp(log_factor) (H, W) in linear light: the
+    cavity term multiplies the albedo, and a diffuse surface's radiance scales with its albedo,
+    so this is the frame the network would give for the darker colour."""
+    lin = srgb_to_linear(np.clip(image_srgb, 0, 1)) * np.exp(np.asarray(log_factor, np.float32))[..., None]
+    return np.clip(linear_to_srgb(lin), 0, 1).astype(np.float32)
+
+
 @torch.no_grad()
 def render_arrays(net: NeuralPass, subject: SubjectData, faces, uv, vertices_m: np.ndarray,
-                  details: list[np.ndarray | None], view: np.ndarray, size, sh=None) -> dict[str, np.ndarray]:
+                  details: list[np.ndarray | None], view: np.ndarray, size, sh=None,
+                  rest: np.ndarray | None = None, cavity: float = 1.0) -> dict[str, np.ndarray]:
     """Float renders of one posed mesh under several detail maps (batch rows):
-    image / lr / det (B, H, W, 3) sRGB, mask (H, W) bool, shading_p (H, W), shading_d (B, H, W)."""
+    image / lr / det (B, H, W, 3) sRGB, mask (H, W) bool, shading_p (H, W), shading_d (B, H, W).
+    With ``rest`` (the map the face was built with, metres) and ``cavity`` > 0, each row's
+    ``image`` carries the material's cavity term for its map (``geometry.cavity_log``);
+    ``lr`` and ``det`` stay the network's own branches."""
     H, W = (size, size) if np.isscalar(size) else map(int, size)
     v = np.asarray(vertices_m, np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] != len(uv) or not np.isfinite(v).all():
@@ -62,6 +74,12 @@ def render_arrays(net: NeuralPass, subject: SubjectData, faces, uv, vertices_m: 
     g = geo.uv_geometry(v, faces, subject.uv_size)
     inp = view_inputs(subject, vr, g, list(details), sh)
     image, lr, det = run_network(net, subject, inp, parts=True)
+    if rest is not None and cavity > 0:
+        if np.ndim(rest) != 2 or rest.shape[0] != rest.shape[1] or not np.isfinite(rest).all():
+            raise NeuralInputError(f"rest must be a finite square (S, S) map in metres, got shape {np.shape(rest)}")
+        for i, d in enumerate(details):
+            if d is not None:
+                image[i] = apply_cavity(image[i], vr.sample(geo.cavity_log(d, rest, cavity)))
     return {"image": image, "lr": lr, "det": det, "mask": vr.mask,
             "shading_p": inp["shading_p"][0, 0], "shading_d": inp["shading_d"][:, 0]}
 
@@ -91,7 +109,8 @@ def composite(image: np.ndarray, mask: np.ndarray, background=BACKGROUND) -> np.
 
 
 def neural_render(asset_dir, vertices_m: np.ndarray, detail: np.ndarray | None, view: np.ndarray, size,
-                  sh: np.ndarray | None = None, device: str | None = None) -> np.ndarray:
+                  sh: np.ndarray | None = None, device: str | None = None, rest: np.ndarray | None = None,
+                  cavity: float = 1.0) -> np.ndarray:
     """Neural frame of a fitted subject.
 
     asset_dir:  FaceAsset folder holding ``neural.safetensors`` (``facedet3d neural-fit``).
@@ -102,10 +121,13 @@ def neural_render(asset_dir, vertices_m: np.ndarray, detail: np.ndarray | None, 
                 camera] (``geometry.view_projection`` builds one around the face box).
     size:       output side (int) or (H, W); multiples of 16.
     sh:         optional (9,) SH lighting (the pass's parameter; default: the photo's).
+    rest:       optional (S, S) map the face was built with (metres; DetP at the photo's own
+                AUs): with it the frame carries the material's cavity term, ``cavity`` x
+                (detail - rest) / 1 mm in log luminance, as the add-on's frames do.
     Returns (H, W, 3) uint8 sRGB, the face over a dark grey background.
     """
     net, subject, _, faces, uv = load_cached(asset_dir, device)
-    r = render_arrays(net, subject, faces, uv, vertices_m, [detail], view, size, sh)
+    r = render_arrays(net, subject, faces, uv, vertices_m, [detail], view, size, sh, rest, cavity)
     return composite(r["image"][0], r["mask"])
 
 
