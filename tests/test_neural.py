@@ -317,6 +317,10 @@ def test_cavity_darkens_the_neural_frame_as_the_material(fitted, subject_dir, tm
     ok = plain["mask"][..., None] & (lin0 > 0.02) & (lin0 < 0.9)
     assert ok.sum() > 500
     assert np.allclose(lin1[ok] / lin0[ok], np.exp(-0.2), rtol=0.01)
+    from facedet3d.neural.scene import NeuralInputError
+
+    with pytest.raises(NeuralInputError, match="rest must be"):
+        render_arrays(*rows, rest=np.zeros((8, 4), np.float32))
 
     vr = geo.view_raster(geo.units_from_metres(a.vertices), a.faces, a.uv, view, 64, 64)
     g = geo.uv_geometry(a.vertices, a.faces, subject.uv_size)

@@ -75,7 +75,8 @@ def render_arrays(net: NeuralPass, subject: SubjectData, faces, uv, vertices_m: 
     inp = view_inputs(subject, vr, g, list(details), sh)
     image, lr, det = run_network(net, subject, inp, parts=True)
     if rest is not None and cavity > 0:
-        if np.ndim(rest) != 2 or rest.shape[0] != rest.shape[1] or not np.isfinite(rest).all():
+        rest = np.asarray(rest, np.float32)
+        if rest.ndim != 2 or rest.shape[0] != rest.shape[1] or not np.isfinite(rest).all():
             raise NeuralInputError(f"rest must be a finite square (S, S) map in metres, got shape {np.shape(rest)}")
         for i, d in enumerate(details):
             if d is not None:
