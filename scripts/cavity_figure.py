@@ -18,14 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fold_contrast import luma8 as _luma  # noqa: E402
+
 TILE = 320
-
-
-def _luma(img: np.ndarray) -> np.ndarray:
-    """Linear-light luminance of an 8-bit sRGB (BGR) image."""
-    from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
-
-    return SRGB8_TO_LINEAR[img[..., ::-1]] @ np.asarray(REC709_LUMA, np.float32)
 
 
 def row(bump: Path, cav: Path) -> np.ndarray:

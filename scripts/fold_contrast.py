@@ -30,15 +30,19 @@ import numpy as np
 S = 256
 
 
+def luma8(bgr: np.ndarray) -> np.ndarray:
+    """Linear-light luminance of an 8-bit sRGB image in OpenCV's BGR order."""
+    from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
+
+    return SRGB8_TO_LINEAR[bgr[..., ::-1]] @ np.asarray(REC709_LUMA, np.float32)
+
+
 def uv_log_change(on: Path, base: Path, passes: Path) -> tuple[np.ndarray, np.ndarray]:
     """(S, S) mean log-luminance difference (linear light) per UV texel, and texel pixel counts."""
-    from facedet3d.imaging.color import REC709_LUMA, SRGB8_TO_LINEAR
     from facedet3d.neural.passes import read_passes
 
     def logy(p):
-        im = cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1]
-        lin = SRGB8_TO_LINEAR[im]
-        return np.log(np.maximum(lin @ np.asarray(REC709_LUMA, np.float32), 1e-3))
+        return np.log(np.maximum(luma8(cv2.imread(str(p), cv2.IMREAD_COLOR)), 1e-3))
 
     pf = read_passes(passes)
     return uv_splat(logy(on) - logy(base), pf.uv, pf.mask)
