@@ -124,3 +124,35 @@ def test_sides_are_the_subjects(reader):
     # she winks with the eye on the image's right: her left eye (a camera, not a mirror)
     assert gap_img_right < 0.6 * gap_img_left
     assert r.blendshapes["eyeBlinkLeft"] > r.blendshapes["eyeBlinkRight"] + 0.2
+
+
+_GC_IN_SUBMIT = """
+import gc, weakref
+import concurrent.futures.thread as cft
+from facedet3d.expression import reader as rd
+rd.FaceReader("video").close()  # mediapipe imported
+r = rd.FaceReader("video")
+w = weakref.ref(r)
+r._cycle = r  # garbage that only the cycle collector frees, without close()
+del r
+with cft._global_shutdown_lock:  # what submit() holds while it allocates: the collector can run there
+    gc.collect()
+assert w() is None and len(rd._PENDING) == 1
+rd.FaceReader("video").close()  # the next safe point closes it
+assert not rd._PENDING
+print("closed")
+"""
+
+
+def test_a_reader_the_collector_frees_is_closed_later_not_inside_a_lock():
+    """A FaceReader freed by the garbage collector without close() is not closed from the
+    collector: that can run inside concurrent.futures' submit(), whose global lock MediaPipe's
+    close() takes again (the suite hung there twice). Run in a child with a time limit, so a
+    regression fails instead of hanging the suite."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "backend"))
+    r = subprocess.run([sys.executable, "-c", _GC_IN_SUBMIT], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and r.stdout.strip().endswith("closed"), r.stderr[-2000:]

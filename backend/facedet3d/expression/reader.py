@@ -98,6 +98,23 @@ def _close_quietly(landmarker) -> None:
         pass
 
 
+# Landmarkers of readers the garbage collector freed without close(), closed at the next safe
+# point. The collector runs at any allocation, also inside concurrent.futures' submit(), which
+# holds that module's global lock; MediaPipe's close() dispatches through submit() again, so
+# closing from the collector deadlocks the thread (reproduced: tests/test_expression.py).
+# The collector only appends here (list.append takes no lock).
+_PENDING: list = []
+
+
+def _defer_close(landmarker) -> None:
+    _PENDING.append(landmarker)
+
+
+def _close_pending() -> None:
+    while _PENDING:
+        _close_quietly(_PENDING.pop())
+
+
 def _import_mediapipe():
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
@@ -124,6 +141,7 @@ class FaceReader:
     def __init__(self, mode: str = "image", num_faces: int = 2):
         if mode not in ("image", "video"):
             raise ValueError("mode is 'image' or 'video'")
+        _close_pending()
         mp, BaseOptions, vision = _import_mediapipe()
         self._mp, self.mode = mp, mode
         running = vision.RunningMode.IMAGE if mode == "image" else vision.RunningMode.VIDEO
@@ -135,21 +153,24 @@ class FaceReader:
             self._lm = vision.FaceLandmarker.create_from_options(opts)
         self._last_ms = -1
         self._first = True
-        # Close when collected, and at exit before the thread pool mediapipe dispatches through
-        # shuts down (threading's exit hooks run last-registered first; closing later, or in
-        # mediapipe's own __del__ at teardown, raises "cannot schedule new futures").
-        self._finalizer = weakref.finalize(self, _close_quietly, self._lm)
+        # Closed after collection at the next safe point (``_PENDING``), and at exit before the
+        # thread pool mediapipe dispatches through shuts down (threading's exit hooks run
+        # last-registered first; closing later, or in mediapipe's own __del__ at teardown,
+        # raises "cannot schedule new futures").
+        self._finalizer = weakref.finalize(self, _defer_close, self._lm)
         self._finalizer.atexit = False
         ref = weakref.ref(self)
         try:
-            threading._register_atexit(lambda: ref() is not None and ref().close())
+            threading._register_atexit(lambda: (ref() is not None and ref().close(), _close_pending()))
         except (AttributeError, RuntimeError):  # private API gone, or already shutting down
             self._finalizer.atexit = True
 
     def close(self) -> None:
         if self._lm is not None:
-            self._finalizer()
+            self._finalizer.detach()
+            _close_quietly(self._lm)
             self._lm = None
+        _close_pending()
 
     def __enter__(self):
         return self
