@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     ap.add_argument("corpus")
     ap.add_argument("--out", default=None)
     ap.add_argument("--ridge", type=float, default=None, help="ridge weight (default detail.personal.RIDGE)")
+    ap.add_argument("--enrol-select", type=float, default=None,
+                    help="enrol only on the frames the greedy AU-change selection keeps (L1 >= this, "
+                         "at most 60: what ``facedet3d corpus --min-change`` keeps); default all enrol-half frames")
     ap.add_argument("--gap", type=int, default=12, help="video frames left out around the split")
     ap.add_argument("--no-detp", action="store_true")
     ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default personal.BAND)")
@@ -117,6 +120,11 @@ def main(argv=None) -> int:
         split = np.median(frames)
         enrol = np.where(frames < split - a.gap / 2)[0]
         test = np.where(frames > split + a.gap / 2)[0]
+        if a.enrol_select is not None:  # the sparse selection, within the same registered frames
+            from facedet3d.detail.real_corpus import _select
+
+            keep = set(_select([(int(k), aus[k]) for k in enrol], a.enrol_select, 60))
+            enrol = np.array([k for k in enrol if int(k) in keep], int)
         if len(enrol) < 6 or len(test) < 3:
             print(f"{clip}: too few frames ({len(enrol)} enrol, {len(test)} test), skipped")
             continue
