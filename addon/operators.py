@@ -102,6 +102,8 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
         "only, no expression wrinkles; see Backend status)"
     if hidden:
         note += f"; hid {', '.join(hidden)} (it blocked the camera)"
+    for warning in face.warnings:  # the fit's own notes: a small face, an unusable colour profile
+        note += f"; {warning}"
     return f"Imported {obj.name}{note}{engine_note}"
 
 

@@ -16,13 +16,16 @@ from conftest import PHOTO, FakeDetailClient, mod, use_client
 class SlowClient(FakeDetailClient):
     """Fake details; fits through the real (cached) backend after ``fit_delay_s``."""
 
-    def __init__(self, inner, fit_delay_s=0.0, delay_s=0.0):
+    def __init__(self, inner, fit_delay_s=0.0, delay_s=0.0, warning=None):
         super().__init__(inner, delay_s=delay_s)
-        self.fit_delay_s = fit_delay_s
+        self.fit_delay_s, self.warning = fit_delay_s, warning
 
     def fit(self, call):
         time.sleep(self.fit_delay_s)
-        return self.inner.fit(call)
+        face = self.inner.fit(call)
+        if self.warning:  # as the backend sends a FaceAsset's meta.warnings
+            face.warnings = [*face.warnings, self.warning]
+        return face
 
 
 def _tick_until(task, pred=lambda t: False, budget_s=0.01, limit_s=120.0):
@@ -41,7 +44,8 @@ def _tick_until(task, pred=lambda t: False, budget_s=0.01, limit_s=120.0):
 
 def test_import_ticks_with_progress_and_never_waits_on_the_backend(scene, session_client, tmp_path):
     jobs, ops = mod("jobs"), mod("operators")
-    client = SlowClient(session_client, fit_delay_s=0.5)
+    warning = "sRGB assumed: the embedded colour profile is unreadable (test)"
+    client = SlowClient(session_client, fit_delay_s=0.5, warning=warning)
     steps = ops.import_steps(str(PHOTO), str(PHOTO), str(tmp_path / "asset"), 512, lambda: client)
     task = jobs.Task("Import Photo", steps).start()
     waits = _tick_until(task)
@@ -49,6 +53,7 @@ def test_import_ticks_with_progress_and_never_waits_on_the_backend(scene, sessio
     assert len(waits) >= 10 and max(waits) < 0.05  # the fit ran in a worker, ticks came back at once
     assert task.messages[:3] == ["starting the backend", "fitting the photo", "predicting details"]
     assert "building the face" in task.messages and task.result.startswith("Imported")
+    assert warning in task.result  # the fit's warnings reach the user in the import's report
     assert mod("operators").face_object(bpy.context) is not None and task not in jobs.active()
 
 

@@ -15,6 +15,10 @@ personal prediction nor DetP's shares the estimator noise of its input D_a. Pred
   fit scores from its freedom alone; mean of N_SHUFFLES permutations);
 - other person: each other clip's enrolled folds on this clip's pairs, r averaged (a null
   for person-specificity: generic fold positions of the BFM chart);
+- population: per AU, the mean of every other clip's fold map (where that AU varied there):
+  a fixed-position prior learnt from real faces, what a photo without a video could get;
+  ``--pop-sizes 2,4,8`` also scores means over random subsets of that many other clips
+  (POP_DRAWS each), to see how the prior improves with the number of people;
 - DetP: the shipped network's change DetP(D_a, AU_b) - DetP(D_a, AU_a) (procedural weights);
 - product: what ``DetailPredictor.for_asset`` predicts for an enrolled asset: DetP's change
   plus the personal folds' change;
@@ -60,6 +64,22 @@ def _stats(p, o, sel, noise=None):
 
 
 N_SHUFFLES = 5  # null models per clip (the enrolment AUs permuted), averaged
+# clips of one person (or possibly one: LivePortrait d9, d12, d13 look alike) never stand in
+# for "other people" of each other; every other clip is its own person (looked at: frame 10
+# of every clip side by side)
+SAME_PERSON = {"MEAD_M003_level_1_disgusted_015": "M003", "MEAD_M003_level_1_happy_024": "M003",
+               "driving_d9": "d9/d12/d13", "driving_d12": "d9/d12/d13", "driving_d13": "d9/d12/d13"}
+POP_DRAWS = 3  # random subsets of other clips per population size (``--pop-sizes``)
+
+
+def _population(folds: list) -> np.ndarray:
+    """(17, S, S): per AU, the mean of the maps of the clips where that AU varied."""
+    pop = np.zeros_like(folds[0].basis)
+    for k in range(pop.shape[0]):
+        mk = [f.basis[k] for f in folds if k in f.active]
+        if mk:
+            pop[k] = np.mean(mk, 0)
+    return pop
 
 
 def _partial(p, o, c, sel) -> float:
@@ -81,6 +101,7 @@ def main(argv=None) -> int:
                          "at most 60: what ``facedet3d corpus --min-change`` keeps); default all enrol-half frames")
     ap.add_argument("--gap", type=int, default=12, help="video frames left out around the split")
     ap.add_argument("--no-detp", action="store_true")
+    ap.add_argument("--pop-sizes", default="", help="also score population priors from this many other clips, e.g. 2,4,8")
     ap.add_argument("--band", default=None, help="DoG sigmas LO,HI in texels at 256² (default personal.BAND)")
     a = ap.parse_args(argv)
 
@@ -106,6 +127,7 @@ def main(argv=None) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = {}
+    sizes = [int(v) for v in a.pop_sizes.split(",") if v]
     rng = np.random.default_rng(0)
     kw = {} if a.ridge is None else {"ridge": a.ridge}
     cache = {}
@@ -135,7 +157,14 @@ def main(argv=None) -> int:
     for clip, (det, msk, aus, frames, bp, enrol, test, folds) in cache.items():
         # another person's folds on this person's pairs (both in the BFM chart): what generic,
         # not personal, fold positions score
-        others = [v[-1] for o, v in cache.items() if o != clip]
+        others = [v[-1] for o, v in cache.items()
+                  if SAME_PERSON.get(o, o) != SAME_PERSON.get(clip, clip)]
+        # the population's folds (a fixed-position prior learnt from real faces), from all the
+        # other clips and from random subsets of them; its own rng keeps the main draws unchanged
+        pop = _population(others)
+        prng = np.random.default_rng(len(clip))
+        pops = {n: [_population([others[q] for q in prng.choice(len(others), n, replace=False)])
+                    for _ in range(POP_DRAWS)] for n in sizes if n < len(others)}
         shufs = [personal.fit_folds(bp[enrol], msk[enrol], aus[enrol][rng.permutation(len(enrol))], **kw)
                  for _ in range(N_SHUFFLES)]
         for f in shufs:  # as ``personal.enrol``: no folds on eyes, brows, lips, nostrils
@@ -158,9 +187,11 @@ def main(argv=None) -> int:
         for i, j, c in pairs:
             seen = msk[i] & msk[j] & msk[c] & folds.seen
             obs = bp[j] - bp[c]
-            cand = {"personal": folds.change(aus[i], aus[j])}
+            cand = {"personal": folds.change(aus[i], aus[j]),
+                    "population": np.tensordot(aus[j] - aus[i], pop, axes=1).astype(np.float32)}
             shuffled = [f.change(aus[i], aus[j]) for f in shufs]
             other = [f.change(aus[i], aus[j]) for f in others]
+            subsets = {n: [np.tensordot(aus[j] - aus[i], q, axes=1) for q in qs] for n, qs in pops.items()}
             if pred is not None:
                 da = cv2.resize(det[i], (256, 256))
                 pa = pred(da, aus[i], aus[i])
@@ -184,6 +215,9 @@ def main(argv=None) -> int:
                 st["shuffled"] = ({k: float(np.mean([x[k] for x in sh])) for k in sh[0]} if sh else None)
                 ot = [x for x in (_stats(p, obs, sel) for p in other) if x]
                 st["other person"] = ({k: float(np.mean([x[k] for x in ot])) for k in ot[0]} if ot else None)
+                for n, ps in subsets.items():
+                    xs = [x for x in (_stats(p, obs, sel) for p in ps) if x]
+                    st[f"population n={n}"] = ({k: float(np.mean([x[k] for x in xs])) for k in xs[0]} if xs else None)
                 for m, p in cand.items():
                     if st[m]:
                         st[m]["r_partial"] = _partial(p, obs, static, sel)
@@ -196,13 +230,33 @@ def main(argv=None) -> int:
             _panel(out / f"{clip}.png", folds, bp, pairs[0])
     if out:
         (out / "results.json").write_text(json.dumps(results, indent=1))
+        if cache:
+            _population_panel(out / "population.png", [v[-1] for v in cache.values()])
     print(table(results))
+    if sizes:
+        print(pop_table(results, sizes))
     return 0
+
+
+def pop_table(results: dict, sizes) -> str:
+    """Mean r over the moved cells of the population prior against the number of other clips
+    averaged (1 = "other person", all = "population")."""
+    cols = ["other person"] + [f"population n={n}" for n in sizes] + ["population"]
+    lines = ["| region | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for reg in list(MOVES) + ["all"]:
+        cells = [c["regions"][g] for r in results.values() for c in r["pairs"] for g in c["regions"]
+                 if (reg == "all" or g == reg) and c["regions"][g]["moved"]]
+        row = []
+        for m in cols:
+            rs = [c[m]["r"] for c in cells if c.get(m)]
+            row.append(f"{np.mean(rs):+.3f} ({len(rs)})" if rs else "")
+        lines.append(f"| {reg} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:
     """Means over (pair, moved region) cells: r, share of r < 0, median gain and RMS ratio."""
-    methods = ("personal", "shuffled", "other person", "detp", "product", "replace")
+    methods = ("personal", "population", "shuffled", "other person", "detp", "product", "replace")
     lines = ["| region | cells | " + " | ".join(f"{m}: r (neg) [partial] / gain / rms" for m in methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for reg in list(MOVES) + ["all"]:
@@ -270,6 +324,25 @@ def _panel(path: Path, folds, bp, pair) -> None:
     for t, label in zip(tiles, ("AU12 map", "AU1+2 map", "AU4 map", "a test pair's change")):
         cv2.putText(t, label, (4, 250), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
     cv2.putText(tiles[0], path.stem[:34], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 200, 255), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), np.concatenate(tiles, 1))
+
+
+def _population_panel(path: Path, folds: list) -> None:
+    """The population prior's AU6, AU12, AU1+2 and AU4 maps from every clip's enrolment half
+    (mid grey = 0, darker = into the skin, each scaled to its own 99th percentile; the label
+    says from how many clips)."""
+    from facedet3d.rig.facs import AU_IDS
+
+    pop = _population(folds)
+    tiles = []
+    for ids in ((6,), (12,), (1, 2), (4,)):
+        m = sum(pop[AU_IDS.index(k)] for k in ids)
+        s = np.percentile(np.abs(m), 99) + 1e-12
+        t = cv2.cvtColor(np.clip(128 + 127 * m / s, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        n = max(sum(AU_IDS.index(k) in f.active for f in folds) for k in ids)
+        label = "AU" + "+".join(map(str, ids)) + f": {n} clips, {s * 1e6:.0f} um"
+        cv2.putText(t, label, (4, 250), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 200, 255), 1, cv2.LINE_AA)
+        tiles.append(t)
     cv2.imwrite(str(path), np.concatenate(tiles, 1))
 
 

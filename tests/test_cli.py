@@ -122,3 +122,14 @@ def test_failed_refit_keeps_the_previous_asset(photos, tmp_path, capsys):
     Image.new("RGB", (300, 300), (90, 90, 90)).save(blank)
     assert _fit([blank, "-o", out], capsys)[0] != 0
     assert (out / "meta.json").read_text() == before
+
+
+def test_an_ignored_colour_profile_is_a_warning_in_the_asset(photos, tmp_path, capsys):
+    """A photo whose embedded ICC profile cannot be read still fits; meta.json says its colours
+    were taken as sRGB (``fit.colour_profile``)."""
+    src = tmp_path / "bad_profile.png"
+    Image.open(photos["JianzhuGuo"]).convert("RGB").save(src, icc_profile=b"not a colour profile")
+    code, _, err = _fit([src, "-o", tmp_path / "out"], capsys)
+    assert code == 0, err
+    warnings = json.loads((tmp_path / "out" / "meta.json").read_text())["warnings"]
+    assert any(w.startswith("sRGB assumed: the embedded colour profile is unreadable") for w in warnings), warnings

@@ -201,3 +201,36 @@ def test_enrol_from_a_real_smile_clip(backend, tmp_path, capsys):
     assert main(["folds", "--remove", "--asset", str(asset)]) == 0
     assert not (asset / personal.FILE).exists()
     assert np.allclose(pred.for_asset(asset, {12: 1.0, 6: 0.6}), before)
+
+
+def _script(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_population_prior_averages_each_au_over_the_people_who_showed_it():
+    """``scripts/personal_folds.py``'s population prior: per AU, the mean of the maps of the
+    clips where that AU varied. A fold every person shares comes out of the average clearer
+    than from any one person; a person whose video never moved the AU does not dilute it."""
+    pf = _script("personal_folds")
+    rng = np.random.default_rng(3)
+    _, _, _, shared, _ = _clip()
+    people = []
+    for p in range(8):
+        own = rng.normal(0, 1e-4, (S, S)).astype(np.float32)  # each person's own folds
+        basis = np.zeros((17, S, S), np.float32)
+        basis[K12] = shared + own
+        people.append(personal.PersonalFolds(tuple(AU_IDS), basis, np.ones((S, S), bool), (K12,), 30))
+    still = np.zeros((17, S, S), np.float32)  # a clip with no smile: AU12 not active, map 0
+    people.append(personal.PersonalFolds(tuple(AU_IDS), still, np.ones((S, S), bool), (K1,), 30))
+    pop = pf._population(people)
+    sel = np.ones((S, S), bool)
+    assert _r(pop[K12], shared, sel) > max(_r(f.basis[K12], shared, sel) for f in people[:8]) + 0.2
+    # the still clip is left out of AU12's mean, not averaged in as a zero map
+    np.testing.assert_allclose(pop[K12], np.mean([f.basis[K12] for f in people[:8]], 0), atol=1e-9)
+    assert not pop[K1].any()  # AU1 varied only in the still clip, whose map is zero

@@ -179,7 +179,7 @@ class BackendAdapter:
             detail=np.asarray(asset.detail_input, np.float32), blendshapes=shapes, names=names,
             au_to_blendshape=a2b, photo_aus=photo_aus, camera=cam, photo=asset.meta.photo,
             detail_source="detp" if self._detail_predictor() is not None else "unavailable", timings_ms=timings,
-            head=head_parts(asset.head, names))
+            head=head_parts(asset.head, names), warnings=[str(w) for w in (asset.meta.warnings or [])])
 
     @staticmethod
     def _rig_arrays(asset):

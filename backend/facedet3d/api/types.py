@@ -26,8 +26,8 @@ import numpy as np
 
 from .expressions import AU_IDS, clamp_aus  # noqa: F401  (the one vocabulary; the add-on ships a copy of both)
 
-API_VERSION = 4  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts);
-#                 4: FoldsCall / FoldsPoll / FoldsState (personal folds)
+API_VERSION = 5  # 2: DetailRequest.sides, BackendStatus.detail_error; 3: TrackCall / TrackPoll / TrackState and FaceData.head (HeadParts);
+#                 4: FoldsCall / FoldsPoll / FoldsState (personal folds); 5: FaceData.warnings
 DETAIL_SIZES = (256, 1024, 4096)
 # D(I)'s scale: metres of depth per unit of log luminance ratio (a crease 25 % darker than its
 # surroundings reads as -0.29 mm). The estimator (fit/detail_input) and the add-on's cavity
@@ -149,6 +149,8 @@ class FaceData:
     camera: the photo's camera. photo: photo file name. detail_source: "detp" or
       "detail_input" (no detail predictor available: maps do not change with AUs).
     head: the parts around the face (None: a FaceAsset fitted before they existed).
+    warnings: one-line notes from the fit that the user should see (a small face, a photo
+      colour profile that could not be applied): the FaceAsset's ``meta.warnings``.
     """
 
     subject_id: str
@@ -167,6 +169,7 @@ class FaceData:
     detail_source: str = "detail_input"
     timings_ms: dict = field(default_factory=dict)
     head: HeadParts | None = None
+    warnings: list = field(default_factory=list)
 
 
 @dataclass

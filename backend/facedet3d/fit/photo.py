@@ -18,8 +18,13 @@ Decoding paths (chosen from the header, which Pillow reads lazily and cheaply):
   (Pillow keeps only the high byte), then ``round(v / 257)``.
 * Everything else -> Pillow, then a per-mode conversion to RGB.
 
-Colour: values are passed through as sRGB; embedded ICC profiles are not applied (CMYK goes
-through Pillow's simple conversion, which gives roughly right colours).
+Colour: an embedded RGB ICC profile other than sRGB (Display P3 from phones, Adobe RGB from
+cameras, a monitor's own profile) is applied: the pixels are converted to sRGB by LittleCMS
+(Pillow's ImageCms), relative colorimetric intent, as browsers and image viewers show them.
+Without it a P3 photo's skin reads less saturated than it looks. ``Photo.colour`` says what
+was done; an embedded profile that cannot be read or applied leaves the values as sRGB and
+says so there (the fit copies it into the FaceAsset's warnings). Grey and CMYK profiles are not
+applied (CMYK goes through Pillow's simple conversion, which gives roughly right colours).
 
 Alpha is composited over mid-grey (128, 128, 128), not white: grey is the colour with the least
 contrast against every skin tone, so where the fitted mesh's silhouette overshoots a cut-out
@@ -44,6 +49,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from facedet3d.errors import BadImage
+from facedet3d.fit import colour_profile
 
 MIN_SIDE = 32
 """Smallest accepted image side in pixels."""
@@ -71,12 +77,20 @@ class Photo:
     path: the file it came from.
     original_mode: Pillow's mode of the file as stored (e.g. "RGB", "L", "I;16", "CMYK", "P").
     size: (W, H) of ``rgb``, i.e. after orientation (so W and H swap for orientations 5-8).
+    colour: what the embedded colour profile did: "sRGB" (none, or sRGB), "converted to sRGB
+        from '<profile>'", or a sentence starting "sRGB assumed" when a profile was ignored.
     """
 
     rgb: np.ndarray
     path: Path
     original_mode: str
     size: tuple[int, int]
+    colour: str = "sRGB"
+
+    @property
+    def colour_warning(self) -> str | None:
+        """The ``colour`` note when an embedded profile was ignored, else None."""
+        return self.colour if self.colour.startswith("sRGB assumed") else None
 
     @property
     def width(self) -> int:
@@ -123,6 +137,7 @@ def load_photo(path: str | os.PathLike) -> Photo:
                        f"{MAX_PIXELS // 1_000_000} MP limit; downscale it and try again")
 
     mode = im.mode
+    icc = im.info.get("icc_profile")  # from the header: Pillow has not decoded pixels yet
     try:
         rgb, orientation = _decode(im, data)
     except BadImage:
@@ -135,8 +150,9 @@ def load_photo(path: str | os.PathLike) -> Photo:
     finally:
         im.close()
 
+    rgb, colour = colour_profile.to_srgb(rgb, icc)
     rgb = apply_orientation(rgb, orientation)
-    return Photo(rgb=rgb, path=path, original_mode=mode, size=(rgb.shape[1], rgb.shape[0]))
+    return Photo(rgb=rgb, path=path, original_mode=mode, size=(rgb.shape[1], rgb.shape[0]), colour=colour)
 
 
 def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -147,7 +147,7 @@ class Backend:
             photo=str(Path(req.photo).name),
             photo_path=str(Path(req.photo).resolve()),
             face_px=round(float(min(det.width, det.height)), 1),
-            warnings=[w for w in (small_face_warning(det),) if w],
+            warnings=[w for w in (small_face_warning(det), ph.colour_warning) if w],
             image_size=[int(w), int(h)],
             box=[float(v) for v in det.box],
             box_source="detector" if det.landmarks5 is not None else "user",
