@@ -209,8 +209,8 @@ def test_sr_real_patches_and_held_out_figures(tmp_path):
 
 
 def test_resumed_build_keeps_its_settings(tmp_path):
-    """A resumed corpus build refuses another D(I) coarse cut (or label source) than the stored
-    clips were made with: the maps would mix bands."""
+    """A resumed corpus build refuses another D(I) coarse cut (or label source, or clips made
+    before occluders were removed) than the stored clips were made with: the maps would mix."""
     import cv2
 
     from facedet3d.detail import real_corpus
@@ -219,6 +219,7 @@ def test_resumed_build_keeps_its_settings(tmp_path):
 
     out = tmp_path / "corpus"
     _fake_corpus(out, [{}, {12: 1.0}, {}])  # clip "c_x", already built
+    (out / "occluders.txt").write_text("removed\n")  # ... by a build that takes occluders out
     (tmp_path / "c").mkdir()
     cv2.imwrite(str(tmp_path / "c" / "x.png"), np.zeros((8, 8, 3), np.uint8))  # its input: skipped as done
     inputs = [str(tmp_path / "c" / "x.png")]
@@ -228,3 +229,33 @@ def test_resumed_build_keeps_its_settings(tmp_path):
         real_corpus.build(inputs, out, progress=lambda m: None, detail_params=DetailParams(coarse_sigma=0.03))
     with pytest.raises(BadRequest, match="AU labels"):
         real_corpus.build(inputs, out, progress=lambda m: None, labels_name="mediapipe")
+    (out / "occluders.txt").unlink()  # clips from before frames had occluders removed
+    with pytest.raises(BadRequest, match="before frames had occluders removed"):
+        real_corpus.build(inputs, out, progress=lambda m: None)
+
+
+def test_frame_fit_takes_glasses_out_as_the_photo_fit_does(backend):
+    """``FrameFitter.fit`` removes occluders from each frame's unwrap (``fit.occluders``), as
+    the photo fit does: dark spectacle rims painted around a real frame's eyes leave the
+    observation mask, and D(I) there is no longer measured (a rim the cheek pushes up with a
+    smile would otherwise be learnt as a fold)."""
+    import cv2
+    from facedet3d.detail.frames import FrameFitter, read_video
+
+    rgb = read_video(CLIP, frames=[0])[0]
+    ff = FrameFitter(512, backend=backend)
+    clean = ff.fit(rgb)
+    lm = clean.verts_img[backend.bfm.landmarks, :2]
+    worn = rgb.copy()
+    for a, b in ((36, 39), (42, 45)):  # eye corners -> a rim around and below each eye
+        c = (lm[a] + lm[b]) / 2
+        half = np.linalg.norm(lm[b] - lm[a])
+        cv2.ellipse(worn, (int(c[0]), int(c[1] + 0.1 * half)), (int(0.85 * half), int(0.6 * half)), 0, 0, 360,
+                    (30, 28, 28), max(2, int(0.08 * half)))
+    cv2.line(worn, tuple(int(v) for v in lm[39]), tuple(int(v) for v in lm[42]), (30, 28, 28), max(2, int(0.05 * half)))
+    glasses = ff.fit(worn, shape=clean.shape, box=clean.box)
+    assert glasses.occluded_fraction > clean.occluded_fraction + 0.004, (clean.occluded_fraction, glasses.occluded_fraction)
+    lost = (clean.mask > 127) & (glasses.mask <= 127)  # texels the rims took out of the observation
+    assert lost.sum() > 0.5 * glasses.occluded_fraction * lost.size
+    # D(I) fades out where the frame is no longer observed: the painted rims are not bumps
+    assert np.abs(glasses.detail[lost]).mean() < 0.5 * np.abs(clean.detail[lost]).mean()

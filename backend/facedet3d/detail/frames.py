@@ -49,6 +49,7 @@ class FrameFit:
     # not run (FrameFitter(guide=False)), [] = it ran and found no face in this frame
     landmark_targets: list | None = None
     reading: object | None = None  # the reader's ``Reading`` of this face (None: none)
+    occluded_fraction: float = 0.0  # share of the UV chart taken out as occluders (glasses, hair)
 
     @property
     def observed_fraction(self) -> float:
@@ -221,7 +222,7 @@ class FrameFitter:
     def fit(self, rgb: np.ndarray, shape: np.ndarray | None = None, box=None) -> FrameFit:
         """Fit one RGB frame. ``shape``: the clip's identity to hold fixed (None = free).
         ``box``: optional (x0, y0, x1, y1) hint (the previous frame's) to pick the face."""
-        from facedet3d.fit import camera, detail_input, mp68, texture
+        from facedet3d.fit import camera, detail_input, mp68, occluders, texture
         from facedet3d.fit.select import select_face
         from facedet3d.geometry import raster
         from facedet3d.rig import facs
@@ -252,6 +253,10 @@ class FrameFitter:
         target = facs.project(model_v[b.bfm.landmarks], rot, scale, t)
         aus = facs.fit_photo_aus(target, neutral, b.rig, rot, scale, t, subject_deltas=self._deltas[key])
         tex, mask = texture.unwrap(rgb, img_v, b.bfm.faces, self.layout)
+        # glasses and hair out of the frame's unwrap, as the photo fit does: a rim that the
+        # cheek pushes up with a smile would otherwise be learnt as a fold (personal folds)
+        occ = occluders.detect(tex, mask, self.layout, b.bfm, b.rig.openings)
+        tex, mask = occluders.remove(tex, mask, occ, self.layout, b.bfm, b.rig.openings)
         normals = raster.vertex_normals(model_v @ rot.T, b.bfm.faces)
         detail = detail_input.estimate_detail(tex, mask, self.layout, normals, self.detail_params)
         x0, y0, x1, y1 = (float(v) for v in det.box)
@@ -261,7 +266,7 @@ class FrameFitter:
                         aus={int(k): float(v) for k, v in aus.items()}, landmark_rms_px=rms,
                         yaw_deg=pose["yaw_deg"], face_px=float(np.ptp(img_v[b.bfm.landmarks, 0])),
                         landmark_targets=(list(mp68.FIT_REGIONS) if guide is not None else []) if self.guide else None,
-                        reading=reading)
+                        reading=reading, occluded_fraction=float(occ.mean()))
 
     def fit_clip(self, frames: dict[int, np.ndarray], neutral: int) -> dict[int, FrameFit]:
         """Fit ``frames`` with the identity of frame ``neutral`` held fixed for all of them."""

@@ -260,6 +260,11 @@ def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, prog
     # a resumed build keeps the settings every stored clip was made with
     _pin(out / "labels_source.txt", labels_name, "AU labels from")
     _pin(out / "coarse_sigma.txt", repr((detail_params or DetailParams()).coarse_sigma), "D(I)'s coarse cut")
+    # frames have had occluders (glasses, hair) taken out of their unwrap since stop 22; a
+    # corpus from before holds clips without, which a resumed build must not mix with new ones
+    if any((out / "clips").glob("*.npz")) and not (out / "occluders.txt").is_file():
+        raise BadRequest(f"{out} was built before frames had occluders removed: build into a new folder")
+    _pin(out / "occluders.txt", "removed", "occluders")
     fitter = None
     for p in paths:
         cid = clip_id(p)
