@@ -47,6 +47,8 @@ def test_build_resume_and_pairs(short_clip, tmp_path):
     assert max(au12.values()) > au12.get(0, 0.0) + 0.2, au12
     for e in entries:
         assert 0.0 < e["quality"] <= 1.0 and e["observed_fraction"] > 0.3
+        assert 0.0 <= e["occluded_fraction"] < 0.1  # d0 wears no glasses: a little hair at the edges at most
+    assert any("occluders" in m and "% of the chart" in m for m in msgs)  # the build says how much went
     clip = entries[0]["clip"]
     with np.load(out / "clips" / f"{clip}.npz") as z:
         d = z["detail"].astype(np.float32) * index["unit_m"]

@@ -18,7 +18,7 @@ leaves complete clips only, and a rerun skips them — resumable):
     CORPUS/clips/<clip>.json   the clip's entries (below) and its cost
     CORPUS/index.json          all entries: {"clip", "subject", "source", "frame", "row", "aus"
                                {AU: v}, "age" (years or null), "quality", "observed_fraction",
-                               "yaw_deg", "face_px", "flow_px", "flow_px_aligned"} + per clip {"frames_scanned", "seconds",
+                               "occluded_fraction" (of the UV chart, taken out as glasses or hair), "yaw_deg", "face_px", "flow_px", "flow_px_aligned"} + per clip {"frames_scanned", "seconds",
                                "seconds_per_frame"}
 
 quality in [0, 1]: min(face width / 250 px, 1) x observed fraction of the UV chart / 0.6
@@ -186,7 +186,8 @@ def build_clip(fitter, path: Path, out: Path, labels=None, stride: int = 3, per_
         entries.append({"clip": cid, "subject": cid, "source": str(path), "frame": int(i), "row": r,
                         "aus": {str(a): round(float(v), 4) for a, v in zip(AU_IDS, aus[r]) if v >= 1e-4},
                         "age": age, "quality": round(quality(f), 4),
-                        "observed_fraction": round(f.observed_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
+                        "observed_fraction": round(f.observed_fraction, 4),
+                        "occluded_fraction": round(f.occluded_fraction, 4), "yaw_deg": round(f.yaw_deg, 2),
                         "face_px": round(f.face_px, 1), "landmark_targets": f.landmark_targets,
                         "twin_of": twin_of.get(i), "flow_px": round(flows.get(i, (0.0,))[0], 3),
                         "flow_px_aligned": round(flows.get(i, (0.0, 0.0))[1], 3)})
@@ -277,8 +278,9 @@ def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, prog
         except (NoFace, FaceDet3DError) as exc:
             progress(f"{cid}: skipped ({exc})")
             continue
+        occ = np.mean([e["occluded_fraction"] for e in rec["entries"]]) if rec["entries"] else 0.0
         progress(f"{cid}: {rec['frames_kept']} of {rec['frames_scanned']} frames kept, "
-                 f"{rec['seconds_per_frame'] * 1000:.0f} ms per frame")
+                 f"{rec['seconds_per_frame'] * 1000:.0f} ms per frame, occluders {100 * occ:.1f} % of the chart")
     return write_index(out)
 
 
