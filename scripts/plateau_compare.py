@@ -33,6 +33,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fold_contrast import fold_regions  # noqa: E402
+
 EXPRESSIONS = {"smile": (12,), "brow raise": (1, 2), "frown": (4,)}
 HIGH, LOW = 0.4, 0.15  # AU score of the expressive plateau, and ceiling of the neutral one
 MIN_FRAMES = 3  # per plateau
@@ -50,7 +53,7 @@ def _r(a, b, sel) -> float:
     return float(np.corrcoef(a[sel], b[sel])[0, 1]) if sel.sum() > 50 else float("nan")
 
 
-def compare(det, msk, aus, frames, skin, regs, au_ids) -> list[dict]:
+def compare(det, msk, aus, frames, skin, fold_sel, au_ids) -> list[dict]:
     """Per expression with both plateaus in the held-out half: r, gain, RMS and the maps."""
     from facedet3d.detail import evaluate as ev
     from facedet3d.detail import personal
@@ -60,13 +63,11 @@ def compare(det, msk, aus, frames, skin, regs, au_ids) -> list[dict]:
     enrol, test = np.where(frames < split - GAP / 2)[0], np.where(frames > split + GAP / 2)[0]
     if len(enrol) < 6 or len(test) < 2 * MIN_FRAMES:
         return []
+    # band-passed D(I) in log-luminance units (the folds are fitted on the same, in any unit)
     bp = np.stack([ev.bandpass(d, m.astype(np.float32), personal.BAND) for d, m in zip(det, msk)])
     bp /= METRES_PER_LOG_UNIT
-    folds = personal.fit_folds(bp[enrol] * METRES_PER_LOG_UNIT, msk[enrol], aus[enrol])
+    folds = personal.fit_folds(bp[enrol], msk[enrol], aus[enrol])
     folds.basis *= skin[None]
-    fold_sel = np.zeros_like(skin, bool)
-    for k in ("crows_feet", "nasolabial", "forehead", "glabella"):
-        fold_sel |= regs[k]
     out = []
     for name, ids in EXPRESSIONS.items():
         cols = [au_ids.index(k) for k in ids]
@@ -77,7 +78,7 @@ def compare(det, msk, aus, frames, skin, regs, au_ids) -> list[dict]:
         me, se = _mean(bp, msk, expr)
         mn, sn = _mean(bp, msk, neutral)
         obs = me - mn
-        pred = folds.change(aus[neutral].mean(0), aus[expr].mean(0)) / METRES_PER_LOG_UNIT
+        pred = folds.change(aus[neutral].mean(0), aus[expr].mean(0))
         sel = se & sn & folds.seen & fold_sel & (skin > 0.5)
         # split-half reliability of the averaged observation
         ke, kn = len(expr) // 2, len(neutral) // 2
@@ -125,21 +126,20 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
-    from facedet3d.detail import evaluate as ev
     from facedet3d.fit.skin_regions import skin_weight
     from facedet3d.rig.facs import AU_IDS
 
     root = Path(a.corpus)
     index = json.loads((root / "index.json").read_text())
     unit = float(index.get("unit_m", 1e-4))
-    skin, regs, au_ids = skin_weight(256), ev.regions(256), list(AU_IDS)
+    skin, fold_sel, au_ids = skin_weight(256), fold_regions()["fold_regions"], list(AU_IDS)
     rows, res = [], {}
     for clip in sorted(index["clips"]):
         with np.load(root / "clips" / f"{clip}.npz") as z:
             det, msk = z["detail"].astype(np.float32) * unit, z["mask"] > 127
             aus, frames = z["aus"].astype(np.float32), z["frames"]
         order = np.argsort(frames)
-        cs = compare(det[order], msk[order], aus[order], frames[order], skin, regs, au_ids)
+        cs = compare(det[order], msk[order], aus[order], frames[order], skin, fold_sel, au_ids)
         res[clip] = [{k: v for k, v in c.items() if k != "_maps"} for c in cs]
         rows += [(clip, c) for c in cs]
         for c in res[clip]:

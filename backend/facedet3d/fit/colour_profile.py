@@ -61,4 +61,6 @@ def _transform(icc: bytes):
 
 
 def _short(exc: BaseException) -> str:
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:120]
+    from facedet3d.fit.photo import _short as short  # photo imports this module: import when needed
+
+    return short(exc)
