@@ -77,6 +77,8 @@ def parse(argv):
     ap.add_argument("--no-details", action="store_true", help="render with Displace and bump off")
     ap.add_argument("--cavity", type=float, default=1.0,
                     help="texture darkening by the detail's change from the photo's (1 = default, 0 = bump only)")
+    ap.add_argument("--light", default="key", choices=("key", "front"),
+                    help="the sun added with the face: key (grazing, shows relief) or front (as a front-lit photo)")
     ap.add_argument("--fbx", action="store_true")
     ap.add_argument("--gltf", action="store_true")
     ap.add_argument("--neural", action="store_true", help="also neural frames (fits the neural pass first)")
@@ -214,7 +216,8 @@ def run(args) -> int:
         rest_req = client_mod.T.DetailRequest(face.subject_id, face.asset_dir, np.asarray(face.photo_aus, np.float32)[None],
                                               float(args.age), int(args.detail_size))
         rest = client.detail(rest_req).maps[0]
-        obj, cam = build.build_face(ctx, face, rest, resolution=args.detail_size, render_height=args.resolution)
+        obj, cam = build.build_face(ctx, face, rest, resolution=args.detail_size, render_height=args.resolution,
+                                  light=args.light)
         if args.framing == "face":
             camera.frame_face(scene, cam, args.resolution)
         obj.facedet3d.age = args.age

@@ -52,10 +52,11 @@ def prepare(face) -> dict:
 
 
 def build_face(context, face, detail_map=None, name: str = "", resolution: int = 256,
-               render_height: int = 512):
+               render_height: int = 512, light: str = "key"):
     """Build and link the face for an ``api_types.FaceData`` here and now; returns (face
-    object, camera). detail_map: (S,S) metres for the initial detail image (default ``face.detail``)."""
-    gen = build_steps(context, face, detail_map, name, resolution, render_height)
+    object, camera). detail_map: (S,S) metres for the initial detail image (default ``face.detail``).
+    light: the style of the light added when the scene has none (``LIGHTS``)."""
+    gen = build_steps(context, face, detail_map, name, resolution, render_height, light=light)
     while True:
         try:
             next(gen)
@@ -64,7 +65,7 @@ def build_face(context, face, detail_map=None, name: str = "", resolution: int =
 
 
 def build_steps(context, face, detail_map=None, name: str = "", resolution: int = 256,
-                render_height: int = 512, prepared: dict | None = None):
+                render_height: int = 512, prepared: dict | None = None, light: str = "key"):
     """``build_face`` as a step generator (``jobs``): the mesh, its shape keys 8 at a time,
     the drivers and images, each head part, then the link, so the UI is never busy for
     long. ``prepared``: ``prepare(face)``, computed in a worker (else here). On an error or a
@@ -109,7 +110,7 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
             yield "building the face: seams"
         part_objs = (yield from parts_ad.build_parts_steps(obj, head, face.names)) if head is not None else []
         cam = camera_ad.build_camera(f"{name} camera", face.camera)
-        light = key_light(f"{name} key", cam) if not any(o.type == "LIGHT" for o in scene.objects) else None
+        light = key_light(f"{name} key", cam, light) if not any(o.type == "LIGHT" for o in scene.objects) else None
         # all built: link
         coll = scene.collection
         coll.objects.link(obj)
@@ -134,17 +135,30 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
     return obj, cam
 
 
-def key_light(name, cam):
-    """A soft key light from above the camera (wrinkles need grazing light to read)."""
+# The sun that a face gets when the scene has no light: (rotation about the camera's x and y
+# axes in radians, strength W/m², angular diameter in radians).
+# key:   ~55 degrees above and ~20 to the side of the view axis: grazing enough that sub-mm
+#        folds (forehead lines, crow's feet, the nasolabial fold) cast visible shading.
+# front: a broad light from the camera, as a front-lit photo or video is lit. The photo texture
+#        already holds the photo's own shading, so this adds only the change in how the face
+#        turns toward the viewer; a render then compares with real frames (a smile's raised
+#        cheek does not catch an overhead light that the frames never had). Its strength gives
+#        a surface facing the camera the key's light on it (4 x cos 55 degrees).
+LIGHTS = {"key": (-0.95, 0.35, 4.0, 0.35), "front": (0.0, 0.0, 2.3, 0.9)}
+
+
+def key_light(name, cam, style: str = "key"):
+    """The face's sun, aimed relative to ``cam`` (``LIGHTS[style]``)."""
     from mathutils import Euler
 
+    if style not in LIGHTS:
+        raise ValueError(f"light {style!r}: choose one of {', '.join(LIGHTS)}")
+    rx, ry, energy, angle = LIGHTS[style]
     data = bpy.data.lights.new(name, "SUN")
-    data.energy = 4.0
-    data.angle = 0.35
+    data.energy = energy
+    data.angle = angle
     obj = bpy.data.objects.new(name, data)
-    # ~55 degrees above and ~20 to the side of the view axis: grazing enough that sub-mm
-    # folds (forehead lines, crow's feet, the nasolabial fold) cast visible shading
-    rot = cam.matrix_world.to_3x3() @ Euler((-0.95, 0.35, 0.0)).to_matrix()
+    rot = cam.matrix_world.to_3x3() @ Euler((rx, ry, 0.0)).to_matrix()
     obj.matrix_world = rot.to_4x4()
     return obj
 

@@ -79,7 +79,8 @@ def import_steps(filepath: str, photo: str, asset_dir: str, texture_size: int, c
     try:  # in steps (mesh, shape keys, drivers, parts): the UI is never busy for long
         prepared = yield Background("preparing the face", lambda: build.prepare(face), 0.85)
         yield ("building the face", 0.9)
-        obj, cam = yield from build.build_steps(context, face, detail, prepared=prepared)
+        obj, cam = yield from build.build_steps(context, face, detail, prepared=prepared,
+                                                light=context.scene.facedet3d.light)
     except Exception as exc:  # noqa: BLE001 - nothing is left half-built
         raise RuntimeError(f"Could not build the face: {exc}") from None
     context.scene.facedet3d.photo = filepath

@@ -22,6 +22,7 @@ class FACEDET3D_PT_face(bpy.types.Panel):
         row = col.row(align=True)
         row.operator("facedet3d.import_photo", icon="IMAGE_DATA").filepath = ss.photo
         row.prop(ss, "texture_size", text="")
+        col.prop(ss, "light", text="")
         for job in jobs.active():
             row = layout.row()
             row.label(text=job.message, icon="TIME")

@@ -85,6 +85,11 @@ class FaceDet3DScene(bpy.types.PropertyGroup):
     texture_size: bpy.props.EnumProperty(name="Texture", items=(("512", "512", ""), ("1024", "1024", ""),
                                                                 ("2048", "2048", "")), default="1024")
     preset: bpy.props.EnumProperty(name="Preset", items=[(p, p.title(), f"EMFACS {p}") for p in PRESETS])
+    # the sun Import Photo adds when the scene has no light (``build.LIGHTS``)
+    light: bpy.props.EnumProperty(name="Light", default="key", items=(
+        ("key", "Key light", "a sun 55 degrees above the view: grazing, so wrinkles and relief show"),
+        ("front", "Front light", "a broad sun from the camera, as a front-lit photo: the render looks like "
+                                 "the photo and an expression shades as in front-lit video")))
     engine: bpy.props.EnumProperty(name="Engine", items=(("BLENDER_EEVEE", "Eevee", ""), ("CYCLES", "Cycles", ""),
                                                          ("BLENDER_WORKBENCH", "Workbench", "")), default="BLENDER_EEVEE")
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="//facedet3d_render/")

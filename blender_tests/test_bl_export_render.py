@@ -106,3 +106,19 @@ def test_one_small_frame_per_engine(face, saved_blend, engine, tmp_path):
         assert exr[:4] == b"\x76\x2f\x31\x01"  # OpenEXR magic
         for name in (b"UV", b"Normal", b"Depth", b"Diffuse", b"Position"):
             assert name in exr[:20000], name
+
+
+def test_the_front_light_shines_from_the_camera_and_the_key_from_above(scene):
+    from mathutils import Euler, Vector
+
+    build = mod("build")
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    cam.matrix_world = Euler((1.2, 0.1, 0.4)).to_matrix().to_4x4()  # any orientation
+    view = cam.matrix_world.to_3x3() @ Vector((0, 0, -1))  # where the camera looks
+    up = cam.matrix_world.to_3x3() @ Vector((0, 1, 0))
+    shines = {s: build.key_light(f"light {s}", cam, s).matrix_world.to_3x3() @ Vector((0, 0, -1)) for s in build.LIGHTS}
+    assert shines["front"].angle(view) < 1e-4  # a sun shines along its -Z: here, where the camera looks
+    assert 50 < np.degrees(shines["key"].angle(view)) < 65  # grazing, ...
+    assert shines["key"].dot(up) < -0.5  # ... and from above (it shines downward in the view)
+    with pytest.raises(ValueError, match="light 'rim'"):
+        build.key_light("light rim", cam, "rim")

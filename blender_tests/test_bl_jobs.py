@@ -227,3 +227,19 @@ def test_check_backend_runs_as_a_task_and_shows_failures(scene, session_client):
     with pytest.raises(RuntimeError, match="not reachable"):
         bpy.ops.facedet3d.backend_status()
     assert scene.facedet3d.status.startswith("unavailable: backend server")
+
+
+def test_import_adds_the_light_the_sidebar_chose(scene, session_client, tmp_path):
+    from mathutils import Vector
+
+    jobs, ops = mod("jobs"), mod("operators")
+    scene.facedet3d.light = "front"
+    task = jobs.Task("Import Photo", ops.import_steps(str(PHOTO), str(PHOTO), str(tmp_path / "asset"), 512,
+                                                     session_client)).start()
+    _tick_until(task)
+    assert task.state == "done", task.error
+    suns = [o for o in scene.objects if o.type == "LIGHT"]
+    assert len(suns) == 1 and abs(suns[0].data.energy - mod("build").LIGHTS["front"][2]) < 1e-5
+    cam = mod("operators").face_object(bpy.context).facedet3d.camera  # the photo's camera
+    view = cam.matrix_world.to_3x3() @ Vector((0, 0, -1))
+    assert (suns[0].matrix_world.to_3x3() @ Vector((0, 0, -1))).angle(view) < 1e-3  # shines from the camera

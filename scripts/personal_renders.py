@@ -1,7 +1,7 @@
 """Real subjects rendered with their own folds (``render --folds``) next to the real frames (issue 11).
 
     PYTHONPATH=backend python scripts/personal_renders.py --out OUT [--data ../shared/data/faces] \
-        [--addon addon] [--resolution 512] [--samples 64] [--gap 15] [SUBJECT ...]
+        [--addon addon] [--resolution 512] [--samples 64] [--gap 15] [--light key|front] [SUBJECT ...]
 
 SUBJECT is CLIP@NEUTRAL:EXPRESSIVE=PRESET (default: ``real_renders.DEFAULT``). For each, the
 neutral frame is imported as the photo and rendered at the preset (Cycles, frame 2) three

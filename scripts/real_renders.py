@@ -1,10 +1,11 @@
 """Real subjects rendered with and without DetP's wrinkles, next to their real frames (issue 11).
 
     PYTHONPATH=backend python scripts/real_renders.py --out OUT [--data ../shared/data/faces] \
-        [--addon addon] [--resolution 512] [--samples 64] [SUBJECT ...]
+        [--addon addon] [--resolution 512] [--samples 64] [--light key|front] [SUBJECT ...]
 
 SUBJECT is CLIP@NEUTRAL:EXPRESSIVE=PRESET (default: three held-out clips: d0 smile, d13 smile,
-d3 surprise). For each: the neutral frame is imported as the photo (``facedet3d render
+d3 surprise); PRESET "frame" renders the expressive frame's own AUs as the photo fit reads
+them (``frame_aus``) instead of a preset, so that the render and the real frame show one expression. For each: the neutral frame is imported as the photo (``facedet3d render
 --preset PRESET --frames 2``: frame 1 the photo's own expression, frame 2 the preset), with
 Cycles at RESOLUTION², once with the details and once with ``--no-details``; UV passes map
 every pixel to the face's UV so the fold regions of ``detail.evaluate.regions`` (crow's
@@ -58,11 +59,27 @@ def region_change(on: Path, off: Path, passes: Path) -> dict:
     return out
 
 
+def frame_aus(sub: Path) -> list[str]:
+    """``--au`` arguments for the real expressive frame's own AUs: the photo fit's reading of
+    ``real_expr.png`` (MediaPipe, as Import Photo reads a photo), fitted once into sub/expr_fit."""
+    fit = sub / "expr_fit"
+    if not (fit / "meta.json").is_file():
+        r = subprocess.run([sys.executable, "-m", "facedet3d.cli.app", "fit", str(sub / "real_expr.png"), "-o", str(fit)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"fit failed for {sub / 'real_expr.png'}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    aus = json.loads((fit / "meta.json").read_text())["aus"]
+    return [a for k, v in sorted(aus.items(), key=lambda kv: int(kv[0])) for a in ("--au", f"{k}={float(v):.4f}")]
+
+
 def render(photo: Path, preset: str, out: Path, args, details: bool, extra=()) -> Path:
-    cmd = [sys.executable, "-m", "facedet3d.cli.app", "render", str(photo), "--preset", preset, "--frames", "2",
+    """Frame 1 the photo's own expression, frame 2 ``preset`` ("frame": the real expressive
+    frame's AUs, ``frame_aus``)."""
+    target = frame_aus(photo.parent) if preset == "frame" else ["--preset", preset]
+    cmd = [sys.executable, "-m", "facedet3d.cli.app", "render", str(photo), *target, "--frames", "2",
            "--engine", "cycles", "--resolution", str(args.resolution), "--samples", str(args.samples),
            "--passes", "--addon", args.addon, "-o", str(out), "--cavity", str(args.cavity)]
-    cmd += ([] if details else ["--no-details"]) + list(extra)
+    cmd += ([] if details else ["--no-details"]) + (["--light", args.light] if args.light != "key" else []) + list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"render failed for {photo} ({preset}): {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
@@ -108,6 +125,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--cavity", type=float, default=1.0, help="render --cavity (0 = bump and displacement only)")
+    ap.add_argument("--light", choices=("key", "front"), default="key", help="render --light")
     return ap
 
 

@@ -282,3 +282,14 @@ def test_render_passes_the_cavity_amount_to_the_batch(tmp_path):
     assert "--cavity" not in render.batch_argv(build_parser().parse_args(["render", "p.jpg", "-o", str(tmp_path / "r")]))
     with pytest.raises(FaceDet3DError, match="--cavity"):
         render.batch_argv(build_parser().parse_args(["render", "p.jpg", "--cavity", "nan", "-o", str(tmp_path / "r")]))
+
+
+def test_render_passes_the_light_to_the_batch(tmp_path):
+    from facedet3d.cli import render
+    from facedet3d.cli.app import build_parser
+
+    argv = render.batch_argv(build_parser().parse_args(["render", "p.jpg", "--light", "front", "-o", str(tmp_path / "r")]))
+    assert argv[argv.index("--light") + 1] == "front"
+    assert "--light" not in render.batch_argv(build_parser().parse_args(["render", "p.jpg", "-o", str(tmp_path / "r")]))
+    with pytest.raises(SystemExit):  # argparse: not a light this build knows
+        build_parser().parse_args(["render", "p.jpg", "--light", "rim", "-o", str(tmp_path / "r")])

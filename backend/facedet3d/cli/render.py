@@ -68,6 +68,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cavity", type=float, default=1.0,
                    help="how much the texture darkens where the detail goes deeper than the photo's own "
                         "(1 = the photo's own scale, the default; 0 = bump and displacement only)")
+    p.add_argument("--light", choices=("key", "front"), default="key",
+                   help="the sun: key (55 degrees above the view, grazing: shows relief) or front (from the camera, "
+                        "as a front-lit photo or video: compare with real frames)")
     p.add_argument("--fbx", action="store_true", help="also export OUTDIR/face.fbx")
     p.add_argument("--gltf", action="store_true", help="also export OUTDIR/face.glb")
     p.add_argument("--neural", action="store_true",
@@ -98,6 +101,8 @@ def batch_argv(args) -> list[str]:
         raise FaceDet3DError(f"--cavity must be a finite number >= 0, got {cavity}")
     if cavity != 1.0:
         out += ["--cavity", str(cavity)]
+    if getattr(args, "light", "key") != "key":
+        out += ["--light", args.light]
     if getattr(args, "drive", None):
         out += ["--drive", str(Path(args.drive).resolve())]
     if getattr(args, "folds", None):
