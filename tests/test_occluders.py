@@ -175,3 +175,60 @@ def test_no_spectacles_no_lines(bfm, setup):
     occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
     assert occ.any() and not (occ & (bar | arms)).any()
     assert (occ & (wrinkle > 0)).sum() < 0.3 * (wrinkle > 0).sum()
+
+
+LIGHT = (235, 192, 168)  # 11 L above the skin with its hue: no colour test finds it, only lightness
+
+
+def _light_rims(bfm, layout, tex, colour=LIGHT):
+    """Thin light (metal) rims around both eyes, as ``_spectacles`` places its dark ones;
+    returns their pixels."""
+    lm = bfm.landmarks
+    rims = np.zeros(tex.shape[:2], np.uint8)
+    for a, b in ((36, 39), (42, 45)):
+        (x1, y1), (x2, y2) = _uv_px(bfm, layout, lm[a]), _uv_px(bfm, layout, lm[b])
+        c = ((x1 + x2) // 2, (y1 + y2) // 2 + 4)
+        cv2.ellipse(rims, c, (int(abs(x2 - x1) * 1.05), int(abs(x2 - x1) * 0.75)), 0, 0, 360, 1, 2)
+    tex[rims > 0] = colour
+    return rims > 0
+
+
+def test_light_metal_rims_go(bfm, setup):
+    """Metal rims are neither dark nor coloured: found as thin light lines that make rims at
+    both eyes. Their lower halves (where a smile pushes them up the cheek) go; the eyes stay."""
+    from facedet3d.fit import occluders
+
+    layout, rig, tex0, mask = setup
+    tex = tex0.copy()
+    rims = _light_rims(bfm, layout, tex)
+    occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
+    assert occ.any()
+    lm = bfm.landmarks
+    eye_y = max(_uv_px(bfm, layout, lm[i])[1] for i in (40, 41, 46, 47))
+    lower = rims & (np.arange(rims.shape[0])[:, None] > eye_y)
+    assert (occ & lower).sum() / lower.sum() > 0.8
+    for vid in lm[np.r_[36:48]]:
+        x, y = _uv_px(bfm, layout, vid)
+        assert not occ[y, x]
+
+
+def test_light_lines_without_rims_stay(bfm, setup):
+    """Light lines that are the face: a highlight along the nose ridge, an eye-wide flat one
+    under each eye, short light ridges between crow's feet. None spans the eye's width under
+    it and rises beside it, so none is a rim and nothing goes."""
+    from facedet3d.fit import occluders
+
+    layout, rig, tex0, mask = setup
+    tex = tex0.copy()
+    lm = bfm.landmarks
+    light = LIGHT
+    (x0, y0), (_, y1) = _uv_px(bfm, layout, lm[27]), _uv_px(bfm, layout, lm[30])
+    cv2.line(tex, (x0, y0), (x0, y1), light, 2)
+    for a, b, lo, out in ((36, 39, 41, -1), (42, 45, 46, 1)):
+        (x1, _), (x2, _), (_, y) = (_uv_px(bfm, layout, lm[i]) for i in (a, b, lo))
+        cv2.line(tex, (min(x1, x2), y + 7), (max(x1, x2), y + 7), light, 2)
+        end = max(x1, x2) if out > 0 else min(x1, x2)
+        for k in range(3):  # crow's-feet ridges fanning out of the eye corner
+            cv2.line(tex, (end + out * 6, y - 6 + 4 * k), (end + out * 16, y - 10 + 6 * k), light, 1)
+    occ = occluders.detect(tex, mask, layout, bfm, rig.openings)
+    assert occ.sum() < 0.002 * layout.chart.sum()

@@ -221,7 +221,7 @@ def test_resumed_build_keeps_its_settings(tmp_path):
 
     out = tmp_path / "corpus"
     _fake_corpus(out, [{}, {12: 1.0}, {}])  # clip "c_x", already built
-    (out / "occluders.txt").write_text("removed\n")  # ... by a build that takes occluders out
+    (out / "occluders.txt").write_text(real_corpus.OCCLUDERS + "\n")  # ... by this build's occluder removal
     (tmp_path / "c").mkdir()
     cv2.imwrite(str(tmp_path / "c" / "x.png"), np.zeros((8, 8, 3), np.uint8))  # its input: skipped as done
     inputs = [str(tmp_path / "c" / "x.png")]
@@ -231,6 +231,9 @@ def test_resumed_build_keeps_its_settings(tmp_path):
         real_corpus.build(inputs, out, progress=lambda m: None, detail_params=DetailParams(coarse_sigma=0.03))
     with pytest.raises(BadRequest, match="AU labels"):
         real_corpus.build(inputs, out, progress=lambda m: None, labels_name="mediapipe")
+    (out / "occluders.txt").write_text("removed\n")  # stop 22's removal, which missed light rims
+    with pytest.raises(BadRequest, match="occluders 'removed'"):
+        real_corpus.build(inputs, out, progress=lambda m: None)
     (out / "occluders.txt").unlink()  # clips from before frames had occluders removed
     with pytest.raises(BadRequest, match="before frames had occluders removed"):
         real_corpus.build(inputs, out, progress=lambda m: None)
@@ -258,6 +261,22 @@ def test_frame_fit_takes_glasses_out_as_the_photo_fit_does(backend):
     glasses = ff.fit(worn, shape=clean.shape, box=clean.box)
     assert glasses.occluded_fraction > clean.occluded_fraction + 0.004, (clean.occluded_fraction, glasses.occluded_fraction)
     lost = (clean.mask > 127) & (glasses.mask <= 127)  # texels the rims took out of the observation
-    assert lost.sum() > 0.5 * glasses.occluded_fraction * lost.size
+    assert lost.sum() > 0.5 * glasses.occluded_fraction * ff.layout.chart.sum()  # a share of the chart
     # D(I) fades out where the frame is no longer observed: the painted rims are not bumps
     assert np.abs(glasses.detail[lost]).mean() < 0.5 * np.abs(clean.detail[lost]).mean()
+
+
+def test_frame_fit_takes_light_metal_rims_out(backend, monkeypatch):
+    """LivePortrait d9 wears thin silver rims, neither dark nor coloured: only the light-line
+    rims (``occluders.LIGHT_LINE_L``) find them. With them, a frame loses its rims under both
+    eyes; without, the frame fit took little more than his hair at the temples."""
+    from facedet3d.detail.frames import FrameFitter, read_video
+    from facedet3d.fit import occluders
+
+    rgb = read_video(CLIP.with_name("d9.mp4"), frames=[10])[10]
+    ff = FrameFitter(512, backend=backend)
+    with_light = ff.fit(rgb)
+    monkeypatch.setattr(occluders, "LIGHT_LINE_L", float("inf"))
+    dark_only = ff.fit(rgb, shape=with_light.shape, box=with_light.box)
+    assert with_light.occluded_fraction > dark_only.occluded_fraction + 0.02, \
+        (dark_only.occluded_fraction, with_light.occluded_fraction)

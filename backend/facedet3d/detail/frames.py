@@ -266,7 +266,7 @@ class FrameFitter:
                         aus={int(k): float(v) for k, v in aus.items()}, landmark_rms_px=rms,
                         yaw_deg=pose["yaw_deg"], face_px=float(np.ptp(img_v[b.bfm.landmarks, 0])),
                         landmark_targets=(list(mp68.FIT_REGIONS) if guide is not None else []) if self.guide else None,
-                        reading=reading, occluded_fraction=float(occ.mean()))
+                        reading=reading, occluded_fraction=float(occ.sum() / max(int(self.layout.chart.sum()), 1)))
 
     def fit_clip(self, frames: dict[int, np.ndarray], neutral: int) -> dict[int, FrameFit]:
         """Fit ``frames`` with the identity of frame ``neutral`` held fixed for all of them."""

@@ -42,6 +42,9 @@ from facedet3d.errors import BadRequest, FaceDet3DError, NoFace
 VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 PHOTO_EXT = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 EV_SIZE = 256  # texel unit of the recorded flows
+# what the frames' occluder removal takes (``fit.occluders``), pinned per corpus: "removed" (stop
+# 22) missed light metal rims, so its clips do not mix with later ones
+OCCLUDERS = "removed, light rims too"
 UNIT_M = 1e-4  # stored detail unit (DETAIL_SCALE_M): float16 keeps ~3 digits at O(1)
 
 
@@ -265,7 +268,7 @@ def build(inputs: list[str], out: str | Path, labels=None, size: int = 512, prog
     # corpus from before holds clips without, which a resumed build must not mix with new ones
     if any((out / "clips").glob("*.npz")) and not (out / "occluders.txt").is_file():
         raise BadRequest(f"{out} was built before frames had occluders removed: build into a new folder")
-    _pin(out / "occluders.txt", "removed", "occluders")
+    _pin(out / "occluders.txt", OCCLUDERS, "occluders")
     fitter = None
     for p in paths:
         cid = clip_id(p)

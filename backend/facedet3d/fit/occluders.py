@@ -29,6 +29,13 @@ is available offline here):
    no such rims (a lid-corner or nose shadow is short, an under-eye shadow or crease is no
    wider than the eye and flat), so nothing grows there and its brows, lid creases and wrinkles stay.
    The frame so found takes a margin of ``FRAME_GROW_PX`` (the lens bevel's glint).
+   Thin metal rims (silver, gold, rimless bevels) are neither dark nor coloured: they are
+   thin LIGHT lines, found as the dark ones with a top-hat instead of the black-hat
+   (``LIGHT_LINE_L`` lighter than the line opening). When steps 2-3 found no rims, light
+   lines that pass the same rim test at both eyes are the rims; either way light lines that
+   connect to the rims belong to the frame. A face without glasses has light lines too (the
+   nose ridge, a lid crease's highlight, the skin between crow's feet), but none spans the
+   eye's width under it and rises beside it, so nothing is taken there.
 5. Clean-up: an opening removes isolated texels (pores, moles), a dilation takes the
    occluder's soft edge and cast shadow (``GROW_PX`` at 1024²).
 
@@ -64,6 +71,11 @@ LINE_LEN_PX = 31  # a line persists along ~7 mm straight at 1024 texels
 LINE_HAT_L = 6.0  # Lab L units darker than the line closing, along the whole run
 ARM_LEN_PX = 61  # temple arms: the rim black-hat opened along ~14 mm straight runs at 1024 texels
 ARM_HAT_L = 8.0  # ... and this much darker than the closing all along (arms are lighter than rims)
+LIGHT_LINE_L = 6.0  # Lab L units lighter than the line opening, along the whole run: a metal rim's glint
+LIGHT_RIM_SPAN = 1.1  # a light rim's span under the eye (eye widths): its glint breaks where the rim curves up
+LIGHT_RIM_RISE = 0.8  # ... and its rise (eye widths): up around the eye, not a highlight joined to crow's feet
+LIGHT_GAP_PX = 9  # at 1024 texels (~2.7 mm): gaps in a light rim's glint that a closing bridges
+NOSE_RIDGE_UM = 7_000.0  # the nose's ridge below the inner eye corners (half-width): skin, however light
 GREY_C = 6.0  # Lab chroma below the skin's: a grey frame part (temple arms), ...
 GREY_DL = 5.0  # ... and at least this much darker (Lab L)
 FRAME_GROW_PX = 10  # at 1024 texels (~2.3 mm): the frame's margin (lens bevel glints, soft edge)
@@ -108,6 +120,7 @@ class _Regions:
     mirror: np.ndarray
     upper_box: tuple  # (row0, row1, col0, col1) texels holding the upper-face texels
     under_eye: np.ndarray  # (K,) int8: 1 / 2 under the left / right eye (where a lower rim runs), else 0
+    nose_ridge: np.ndarray  # (K,) bool: the nose's ridge below the inner eye corners
     x_um: np.ndarray  # (K,) float32 BFM-mean x of each chart texel
     y_um: np.ndarray  # (K,) float32 BFM-mean y of each chart texel
     eye_width_um: float
@@ -154,8 +167,9 @@ def _build_regions(layout, bfm, openings: dict) -> _Regions:
         x0, x1 = sorted((lm[a, 0], lm[b, 0]))
         under[(pts[:, 0] > x0 - 5_000) & (pts[:, 0] < x1 + 5_000) & (y < lm[lo, 1].min()) & (y > lm[30, 1])] = side
     width = float(np.mean([np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])]))
+    ridge = (np.abs(pts[:, 0]) < NOSE_RIDGE_UM) & (y < lm[[39, 42], 1].mean()) & (y > lm[33, 1])
     return _Regions(band, near_eye | brow | lips | nostrils, near_eye | lips | nostrils, upper,
-                    mirror_texels(layout, mean, bfm.uv), box, under, pts[:, 0].astype(np.float32),
+                    mirror_texels(layout, mean, bfm.uv), box, under, ridge, pts[:, 0].astype(np.float32),
                     pts[:, 1].astype(np.float32), width)
 
 
@@ -196,9 +210,25 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     out = out.reshape(s, s)
     out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     strong = _rims(out, layout, reg)
+    # thin light lines (metal rims): seeds of their own when no dark or coloured rim was found
+    # at half resolution from 1024² on (the lines are >= 4 texels wide there): 4x less work
+    f = 2 if s >= 1024 else 1
+    bright_img = np.zeros((s, s), np.float32)
+    bright_img[r0:r1, c0:c1] = _at_scale(lambda x: line_response(x, s // f, dark=False), box, f)
+    # not in the brows or lid creases (the skin between a brow and a dark top bar is a light
+    # line), nor on the nose's ridge: a light rim's upper half there stays
+    bright = (bright_img.reshape(-1)[flat] > LIGHT_LINE_L) & obs & upper & ~natural & ~reg.nose_ridge
+    if strong is None:
+        seeds = np.zeros(s * s, np.uint8)
+        seeds[flat[bright]] = 255
+        g = max(int(round(LIGHT_GAP_PX * s / 1024)), 1)
+        closed = cv2.morphologyEx(seeds.reshape(s, s), cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1)))
+        strong = _rims(closed, layout, reg, LIGHT_RIM_SPAN, LIGHT_RIM_RISE)
+        if strong is not None:
+            strong &= seeds.reshape(s, s) > 0  # the glint itself, not the bridged gaps
+            out[strong] = 255
     if strong is not None:  # spectacles: complete the frame (step 4), only texels the photo saw
-        # at half resolution from 1024² on (the lines are >= 4 texels wide there): 4x less work
-        f = 2 if s >= 1024 else 1
         line_img = np.zeros((s, s), np.float32)
         line_img[r0:r1, c0:c1] = _at_scale(lambda x: line_response(x, s // f), box, f)
         arm_img = np.zeros((s, s), np.float32)
@@ -212,6 +242,7 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
         grey = (chroma < np.hypot(med[1], med[2]) - GREY_C) & (lab[:, 0] < med[0] - GREY_DL) & ~natural
         cand = np.zeros(s * s, np.uint8)
         cand[flat[obs & upper & (thin | wide | grey)]] = 255
+        cand[flat[bright]] = 255
         out, frame = _grow(out, strong, cand.reshape(s, s))
         # a lens bevel glints next to the rims: the frame takes a wider margin
         g = max(int(round(FRAME_GROW_PX * s / 1024)), 1)
@@ -227,13 +258,14 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     return full.reshape(s, s)
 
 
-def line_response(light: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) float32 Lab-L units: how much darker than its surroundings each texel is along
-    a thin straight-ish dark line (see step 4 of the module docstring): the black-hat of the
-    lightness ``light`` with a ``LINE_HAT_PX`` disc, opened with line segments of
-    ``LINE_LEN_PX`` in 12 directions (max over directions). ``size``: the texture's side."""
+def line_response(light: np.ndarray, size: int, dark: bool = True) -> np.ndarray:
+    """(H, W) float32 Lab-L units: how much darker (``dark``; else lighter) than its
+    surroundings each texel is along a thin straight-ish line (see step 4 of the module
+    docstring): the black-hat (top-hat) of the lightness ``light`` with a ``LINE_HAT_PX`` disc,
+    opened with line segments of ``LINE_LEN_PX`` in 12 directions (max over directions).
+    ``size``: the texture's side."""
     k = max(int(round(LINE_HAT_PX * size / 1024)) | 1, 3)
-    hat = cv2.morphologyEx(np.ascontiguousarray(light, np.float32), cv2.MORPH_BLACKHAT,
+    hat = cv2.morphologyEx(np.ascontiguousarray(light, np.float32), cv2.MORPH_BLACKHAT if dark else cv2.MORPH_TOPHAT,
                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     return _open_lines(hat, max(int(round(LINE_LEN_PX * size / 1024)) | 1, 5))
 
@@ -260,9 +292,10 @@ def _open_lines(hat: np.ndarray, n: int) -> np.ndarray:
     return best
 
 
-def _rims(seeds: np.ndarray, layout, reg: _Regions) -> np.ndarray | None:
-    """(S, S) bool: the seed components that are spectacle rims (each spans ``RIM_SPAN`` of
-    the eye width under an eye and rises ``RIM_RISE`` of it), or None unless there are such
+def _rims(seeds: np.ndarray, layout, reg: _Regions, span: float = RIM_SPAN,
+          rise: float = RIM_RISE) -> np.ndarray | None:
+    """(S, S) bool: the seed components that are spectacle rims (each spans ``span`` of
+    the eye width under an eye and rises ``rise`` of it), or None unless there are such
     rims at both eyes."""
     n, lab = cv2.connectedComponents((seeds > 0).astype(np.uint8), connectivity=8)
     lab_k = lab.reshape(-1)[layout.texel_index]
@@ -271,14 +304,14 @@ def _rims(seeds: np.ndarray, layout, reg: _Regions) -> np.ndarray | None:
     ylo, yhi = np.full(n, np.inf), np.full(n, -np.inf)
     np.minimum.at(ylo, lab_k[on], reg.y_um[on])
     np.maximum.at(yhi, lab_k[on], reg.y_um[on])
-    rises = (yhi - ylo) >= RIM_RISE * reg.eye_width_um
+    rises = (yhi - ylo) >= rise * reg.eye_width_um
     for side in (1, 2):
         sel = (reg.under_eye == side) & (lab_k > 0)
         lo = np.full(n, np.inf)
         hi = np.full(n, -np.inf)
         np.minimum.at(lo, lab_k[sel], reg.x_um[sel])
         np.maximum.at(hi, lab_k[sel], reg.x_um[sel])
-        ok = ((hi - lo) >= RIM_SPAN * reg.eye_width_um) & rises
+        ok = ((hi - lo) >= span * reg.eye_width_um) & rises
         if not ok.any():
             return None  # no rim under this eye: no spectacles to complete
         rim |= ok
