@@ -35,6 +35,17 @@ def row(bump: Path, cav: Path) -> np.ndarray:
     return np.concatenate([cv2.resize(t, (TILE, TILE), interpolation=cv2.INTER_AREA) for t in tiles], 1)
 
 
+def write_figure(names: list[str], row_of, out: str) -> None:
+    """One labelled row per subject name (``row_of(name)`` -> BGR image), stacked into a JPEG."""
+    rows = []
+    for n in names:
+        r = row_of(n)
+        cv2.putText(r, n.split("_level")[0].split("_")[0], (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        rows.append(r)
+    cv2.imwrite(out, np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("subjects", nargs="*")
@@ -43,13 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     names = args.subjects or sorted(p.name for p in Path(args.cavity).iterdir() if (p / "folds").is_dir())
-    rows = []
-    for n in names:
-        r = row(Path(args.bump) / n, Path(args.cavity) / n)
-        cv2.putText(r, n.split("_level")[0].split("_")[0], (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2,
-                    cv2.LINE_AA)
-        rows.append(r)
-    cv2.imwrite(args.out, np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    write_figure(names, lambda n: row(Path(args.bump) / n, Path(args.cavity) / n), args.out)
     return 0
 
 

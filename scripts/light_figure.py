@@ -18,6 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cavity_figure import write_figure  # noqa: E402
+
 TILE = 320
 
 
@@ -45,13 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     names = args.subjects or sorted(p.name for p in Path(args.front).iterdir() if (p / "folds" / "frames").is_dir())
-    rows = []
-    for n in names:
-        r = row(Path(args.key) / n, Path(args.front) / n)
-        cv2.putText(r, n.split("_level")[0].split("_")[0], (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2,
-                    cv2.LINE_AA)
-        rows.append(r)
-    cv2.imwrite(args.out, np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    write_figure(names, lambda n: row(Path(args.key) / n, Path(args.front) / n), args.out)
     return 0
 
 
