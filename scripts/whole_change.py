@@ -85,12 +85,6 @@ def render_change(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.where(seen, b - a, 0.0).astype(np.float32), seen
 
 
-def band(d: np.ndarray, w: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    from facedet3d.detail import evaluate as ev
-
-    return ev.bandpass(d, w, (lo, hi))
-
-
 def _stats(real: np.ndarray, ren: np.ndarray) -> dict:
     real, ren = real.astype(np.float64), ren.astype(np.float64)
     return {"rms": round(float(np.sqrt((ren ** 2).mean())), 5), "p99": round(float(np.percentile(np.abs(ren), 99)), 5),
@@ -99,6 +93,7 @@ def _stats(real: np.ndarray, ren: np.ndarray) -> dict:
 
 
 def measure(sub: Path) -> tuple[dict, dict]:
+    from facedet3d.detail import evaluate as ev
     from facedet3d.fit import skin_regions
 
     real, seen = real_change(sub)
@@ -111,8 +106,8 @@ def measure(sub: Path) -> tuple[dict, dict]:
     out, maps = {}, {}
     for lo, hi in list(zip(OCTAVES[:-1], OCTAVES[1:])) + [FINE, COARSE]:
         key = f"{lo:g}-{hi:g}"
-        rb = band(real, wf, lo, hi)
-        bands = {k: band(v, wf, lo, hi) for k, (v, _) in rens.items()}
+        rb = ev.bandpass(real, wf, (lo, hi))
+        bands = {k: ev.bandpass(v, wf, (lo, hi)) for k, (v, _) in rens.items()}
         bands["details"] = bands["folds"] - bands["off"]  # what DetP + the folds add to the geometry's change
         maps[key] = (rb, bands["folds"], bands["off"])
         out[key] = {}
