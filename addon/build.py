@@ -145,22 +145,36 @@ def build_steps(context, face, detail_map=None, name: str = "", resolution: int 
 #        cheek does not catch an overhead light that the frames never had). Its strength gives
 #        a surface facing the camera the key's light on it (4 x cos 55 degrees).
 LIGHTS = {"key": (-0.95, 0.35, 4.0, 0.35), "front": (0.0, 0.0, 2.3, 0.9)}
+LIGHT_PROP = "facedet3d_light"  # custom property on the sun a face brought: its style
 
 
 def key_light(name, cam, style: str = "key"):
     """The face's sun, aimed relative to ``cam`` (``LIGHTS[style]``)."""
-    from mathutils import Euler
-
     if style not in LIGHTS:
         raise ValueError(f"light {style!r}: choose one of {', '.join(LIGHTS)}")
-    rx, ry, energy, angle = LIGHTS[style]
-    data = bpy.data.lights.new(name, "SUN")
-    data.energy = energy
-    data.angle = angle
-    obj = bpy.data.objects.new(name, data)
-    rot = cam.matrix_world.to_3x3() @ Euler((rx, ry, 0.0)).to_matrix()
-    obj.matrix_world = rot.to_4x4()
+    obj = bpy.data.objects.new(name, bpy.data.lights.new(name, "SUN"))
+    aim_light(obj, cam, style)
     return obj
+
+
+def aim_light(obj, cam, style: str) -> None:
+    """Give the sun ``obj`` the strength, size and direction (relative to ``cam``) of ``style``."""
+    from mathutils import Euler
+
+    rx, ry, energy, angle = LIGHTS[style]
+    obj.data.energy = energy
+    obj.data.angle = angle
+    obj.matrix_world = (cam.matrix_world.to_3x3() @ Euler((rx, ry, 0.0)).to_matrix()).to_4x4()
+    obj[LIGHT_PROP] = style
+
+
+def restyle_lights(scene, cam, style: str) -> int:
+    """Re-aim every sun a face brought into ``scene`` (``LIGHT_PROP``) as ``style``; lights the
+    user added stay as they are. Returns how many."""
+    suns = [o for o in scene.objects if o.type == "LIGHT" and LIGHT_PROP in o]
+    for o in suns:
+        aim_light(o, cam, style)
+    return len(suns)
 
 
 def ensure_world(scene) -> None:

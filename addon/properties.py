@@ -33,6 +33,16 @@ def _cavity_changed(self, context):
     material.set_cavity(self.id_data.active_material, self.detail_strength, self.detail_cavity)
 
 
+def _light_changed(self, context):
+    """The Light menu re-aims the sun a face brought (not lights the user added)."""
+    from . import build, operators
+
+    face = operators.face_object(context)
+    cam = face.facedet3d.camera if face is not None and face.facedet3d.camera else context.scene.camera
+    if cam is not None:
+        build.restyle_lights(context.scene, cam, self.light)
+
+
 def _face_annotations():
     ann = {}
     for au in AU_IDS:
@@ -85,8 +95,9 @@ class FaceDet3DScene(bpy.types.PropertyGroup):
     texture_size: bpy.props.EnumProperty(name="Texture", items=(("512", "512", ""), ("1024", "1024", ""),
                                                                 ("2048", "2048", "")), default="1024")
     preset: bpy.props.EnumProperty(name="Preset", items=[(p, p.title(), f"EMFACS {p}") for p in PRESETS])
-    # the sun Import Photo adds when the scene has no light (``build.LIGHTS``)
-    light: bpy.props.EnumProperty(name="Light", default="key", items=(
+    # the sun Import Photo adds when the scene has no light (``build.LIGHTS``); changing it
+    # re-aims the sun a face brought
+    light: bpy.props.EnumProperty(name="Light", default="key", update=_light_changed, items=(
         ("key", "Key light", "a sun 55 degrees above the view: grazing, so wrinkles and relief show"),
         ("front", "Front light", "a broad sun from the camera, as a front-lit photo: the render looks like "
                                  "the photo and an expression shades as in front-lit video")))

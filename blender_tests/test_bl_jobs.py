@@ -243,3 +243,13 @@ def test_import_adds_the_light_the_sidebar_chose(scene, session_client, tmp_path
     cam = mod("operators").face_object(bpy.context).facedet3d.camera  # the photo's camera
     view = cam.matrix_world.to_3x3() @ Vector((0, 0, -1))
     assert (suns[0].matrix_world.to_3x3() @ Vector((0, 0, -1))).angle(view) < 1e-3  # shines from the camera
+    # the menu re-aims the face's own sun (55 degrees above the view for the key) ...
+    scene.facedet3d.light = "key"
+    key_dir = suns[0].matrix_world.to_3x3() @ Vector((0, 0, -1))
+    assert 50 < np.degrees(key_dir.angle(view)) < 65 and suns[0]["facedet3d_light"] == "key"
+    # ... and leaves a light the user added alone
+    mine = bpy.data.objects.new("my lamp", bpy.data.lights.new("my lamp", "POINT"))
+    scene.collection.objects.link(mine)
+    scene.facedet3d.light = "front"
+    assert mine.matrix_world == mine.matrix_world.Identity(4)
+    assert (suns[0].matrix_world.to_3x3() @ Vector((0, 0, -1))).angle(view) < 1e-3
