@@ -27,6 +27,7 @@ render's change (folds) at one grey scale, fine (sigma < 5.6 texels) and coarse 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -48,21 +49,27 @@ def _logy_rgb(tex: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(luma8(np.ascontiguousarray(tex[..., ::-1])), 1e-3))
 
 
+@functools.lru_cache(maxsize=1)
+def _fitter(size: int):
+    from facedet3d.detail.frames import FrameFitter
+
+    return FrameFitter(size)  # the models load once for all subjects
+
+
 def real_change(sub: Path, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(S, S) real log-luminance change (expressive - neutral unwrap, both registered to the
     photo's unwrap) and the texels seen in both, skin only."""
     from facedet3d.detail import evaluate as ev
-    from facedet3d.detail.frames import FrameFitter
     from facedet3d.fit import faceasset
 
     asset = faceasset.read(sub / "folds" / "asset")
     ref = SimpleNamespace(texture=cv2.resize(asset.texture, (size, size), interpolation=cv2.INTER_AREA),
                           mask=cv2.resize(asset.texture_mask, (size, size), interpolation=cv2.INTER_NEAREST))
     rgb_n, rgb_e = (cv2.imread(str(sub / n))[..., ::-1].copy() for n in ("real_neutral.png", "real_expr.png"))
-    fitter = FrameFitter(size)
-    first = fitter.fit(rgb_n)
-    fn = fitter.fit(rgb_n, shape=first.shape)
-    fe = fitter.fit(rgb_e, shape=first.shape, box=fn.box)
+    fits = _fitter(size).fit_clip({0: rgb_n, 1: rgb_e}, neutral=0)  # the neutral frame's identity held
+    if 1 not in fits:
+        raise SystemExit(f"{sub / 'real_expr.png'}: no face found")
+    fn, fe = fits[0], fits[1]
     (an, _), (ae, _) = ev.align_to(ref, fn), ev.align_to(ref, fe)
     seen = (an.mask > 127) & (ae.mask > 127)
     d = np.where(seen, _logy_rgb(ae.texture) - _logy_rgb(an.texture), 0.0).astype(np.float32)

@@ -210,9 +210,10 @@ def detect(texture: np.ndarray, mask: np.ndarray, layout, bfm, openings: dict) -
     out = out.reshape(s, s)
     out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     strong = _rims(out, layout, reg)
-    # thin light lines (metal rims): seeds of their own when no dark or coloured rim was found
-    # at half resolution from 1024² on (the lines are >= 4 texels wide there): 4x less work
+    # the line responses run at half resolution from 1024² on (the lines are >= 4 texels wide
+    # there): 4x less work
     f = 2 if s >= 1024 else 1
+    # thin light lines (metal rims): seeds of their own when no dark or coloured rim was found
     bright_img = np.zeros((s, s), np.float32)
     bright_img[r0:r1, c0:c1] = _at_scale(lambda x: line_response(x, s // f, dark=False), box, f)
     # not in the brows or lid creases (the skin between a brow and a dark top bar is a light
