@@ -47,7 +47,7 @@ def nearest(a):
 def span_rest(p, t0, t1):
     rows = [np.concatenate([v[:NB], v[G:]]) for t, v in raw[p] if t0 <= t <= t1 and v is not None]
     med = np.median(np.stack(rows), 0)
-    return {**{n: float(x) for n, x in zip(au.MP_NAMES, med)}, "_glabella": float(med[-1])}
+    return {**{n: float(x) for n, x in zip(au.MP_NAMES, med)}, "_glabella": float(med[NB])}
 
 print("glabella ratio per clip: median, p10, p90, first 0.4 s median")
 for p in raw:
