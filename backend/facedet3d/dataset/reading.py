@@ -20,10 +20,10 @@ What a sample gets (``KEY.json`` fields ``landmarks478``, ``blendshapes``, ``rea
   ``lm_residual`` is that mean key-point distance over the fit's inter-ocular distance.
 
 Known limits of the reader itself, stated in the card for every sample: cheekSquint and
-cheekPuff read 0.00 on every face tried and noseSneer on every MEAD clip, so AU9 and AU6 are landmark cues (the glabella's
-drop while the upper lip rises; the eye's narrowing while the lip corners pull, up to AU12)
-against the population's rest, which a person's own brow height and eye opening shift
-(``expression.au`` steps 4 and 5).
+cheekPuff read 0.00 on every face tried and noseSneer on every MEAD clip, so AU9 is a landmark
+cue (the glabella's drop while the upper lip rises) and AU6 a rule (eye narrowing read as
+squint while the lip corners pull: min of AU7 and AU12), not a measurement of the cheek
+(``expression.au``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ PAIRS_68 = (36, 45, 30, 48, 54)
 PAIRS_478 = (33, 263, 1, 61, 291)
 AGREE_MAX = 0.15  # x inter-ocular distance: above it the reader's face and the fit's differ
 KNOWN_LIMITS = ("cheekSquint and cheekPuff read 0.00 on every face tried and noseSneer on every MEAD clip, so "
-                "AU9 and AU6 are landmark cues (the glabella's drop while the upper lip rises; the eye's "
-                "narrowing while the lip corners pull, up to AU12) against the population's rest, which a "
-                "person's own brow height and eye opening shift")
+                "AU9 is a landmark cue (the glabella's drop while the upper lip rises) and AU6 a rule (eye "
+                "narrowing read as squint while the lip corners pull: min of AU7 and AU12), not a measurement "
+                "of the cheek")
 
 
 def key_point_residual(lm478: np.ndarray, lm68: np.ndarray) -> float:

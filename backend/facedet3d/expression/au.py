@@ -38,18 +38,10 @@ poses the face with), so reading a face and posing the rig with the result agree
    only as far as it is matched by AU10: ``AU9 = min(cue, AU10)``; and the brow lowering that
    comes with it is AU9's (FACS: AU9 lowers the medial brows), ``AU4 -= AU9``. Measured (MEAD
    confusion before and after, false cues on stills): docs/nose_wrinkle.md.
-5. Cheek raising from the eye's narrowing (AU6). Step 3's squint is a weak witness: over 12
-   smiling clips against each person's own rest, eyeSquint rose by a median 0.06 and fell on
-   four, and a render of the rig posed at AU6 1 + AU12 1 reads back as AU6 0.28-0.55. What
-   does follow the cheek raise is the eye's opening (``eye_aperture``, lid to lid over the
-   eye's width): the rig at AU6 1 narrows it by 0.050 as MediaPipe reads its render, AU12 by
-   0.012 (``APERTURE_PER_AU``), and smiles narrow it by 0.03-0.10 on 10 of the 12 clips. So
-   the narrowing below rest (``eye_narrowing``: the person's rest, else the population's past
-   its spread), less what the AUs already read would narrow it by on the rig (AU6, 7, 10, 12,
-   45), is read as further cheek raise, capped by AU12 as in step 3: the rig, posed with the
-   result, closes the eye as far as the face did. docs/cheek_raise.md.
-6. cheekSquint, where a capture carries it (ARKit on a phone; a track of this reader, which
-   writes its AU6 there), is AU6 itself: ``AU6 = max(AU6, cheekSquint)``.
+5. cheekSquint, where a capture carries it (ARKit on a phone; MediaPipe's is always 0), is
+   AU6 itself: ``AU6 = max(AU6, cheekSquint)``. A landmark cue for AU6 (the eye's narrowing)
+   was measured and not adopted: the reading above already narrows the rig's eye about as
+   much as real smiles narrow theirs (docs/cheek_raise.md).
 
 Left/right: MediaPipe's ``...Left`` / ``...Right`` are ARKit's (the subject's left and right),
 the rig's ``_L`` / ``_R``: on LivePortrait d3's wink (the subject's left eye shut, on the
@@ -122,48 +114,6 @@ def nose_wrinkle(ratio: float, rest: float | None = None) -> float:
     return float(np.clip((rest - dead - float(ratio)) / GLABELLA_SPAN, 0.0, 1.0))
 
 
-# AU6 cue (step 5): the eye's opening, lid to lid over the eye's width (3D), mean of both eyes.
-# (upper-lid point, lower-lid point) pairs across the middle of each lid, and the corners.
-APERTURE_LIDS = (((160, 144), (159, 145), (158, 153)), ((387, 373), (386, 374), (385, 380)))
-APERTURE_CORNERS = ((33, 133), (263, 362))
-POPULATION_APERTURE = 0.330  # median over the 40 studio neutral faces (as POPULATION_NEUTRAL)
-APERTURE_SPREAD = 0.026  # its standard deviation across those people
-APERTURE_NOISE = 0.007  # its standard deviation on a still face (LivePortrait d0, first 0.6 s)
-# How much the rig's pose narrows the opening as MediaPipe reads it, per unit AU: Cycles
-# renders of four imported faces (LivePortrait d0, d13; MEAD W036, W040) posed at each AU
-# alone, read back (scripts/au_roundtrip.py, docs/cheek_raise.md). AU6 (cheekSquint) narrows
-# it by 0.041-0.056 (mean 0.050); the others' narrowing is what the cue must not count as AU6
-# (AU45 measured at 0.5, where the blink scores of smiling faces lie; it closes faster above).
-APERTURE_PER_AU = {6: 0.050, 7: 0.046, 12: 0.012, 10: 0.011, 45: 0.11}
-
-
-def eye_aperture(landmarks: np.ndarray) -> float:
-    """Mean opening of both eyes over their widths, from MediaPipe's (478, 3) landmarks (3D)."""
-    lm = np.asarray(landmarks, np.float64)
-    if lm.shape[0] < 468 or not np.isfinite(lm).all():
-        raise ValueError("eye_aperture needs MediaPipe's 478 finite landmarks")
-    out = []
-    for lids, (a, b) in zip(APERTURE_LIDS, APERTURE_CORNERS):
-        width = np.linalg.norm(lm[a] - lm[b])
-        if width <= 0:
-            raise ValueError("eye_aperture: an eye's corners coincide")
-        out.append(np.mean([np.linalg.norm(lm[u] - lm[d]) for u, d in lids]) / width)
-    return float(np.mean(out))
-
-
-def eye_narrowing(aperture: float, rest: float | None = None) -> float:
-    """The AU6 cue of step 5 before the other AUs' share comes off: how far ``aperture``
-    (``eye_aperture``) is below the resting level, past a dead zone (the population's spread
-    without a personal ``rest``; the still-face noise with one), in aperture units. One noise
-    width, not AU9's two: the cue counts only while the lip corners pull (step 5), and every
-    0.007 of dead zone drops 0.14 of a posed cheek raise read back (scripts/cheek_raise.py)."""
-    if rest is None:
-        rest, dead = POPULATION_APERTURE, APERTURE_SPREAD
-    else:
-        dead = APERTURE_NOISE
-    return float(max(rest - dead - float(aperture), 0.0))
-
-
 # ARKit names that end in Left/Right but are single shapes (movement to one side), not sides.
 _UNSIDED = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
 
@@ -219,16 +169,13 @@ def above_rest(scores: Mapping[str, float], neutral: Mapping[str, float] | None 
 
 
 def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None,
-                         calibrated: bool = False, wrinkle: float | None = None,
-                         narrowing: float | None = None) -> dict[int, float]:
+                         calibrated: bool = False, wrinkle: float | None = None) -> dict[int, float]:
     """The 17 AUs (AU number -> 0..1) from MediaPipe/ARKit blendshape scores.
 
     ``neutral``: a person's resting scores (else the population's); ``calibrated=True`` means
     ``scores`` are already above rest (step 1 done, e.g. a calibrated track) and are used as is.
     ``wrinkle``: the landmark nose-wrinkle cue (``nose_wrinkle``, step 4), or None where no
     landmarks were read (a Live Link Face capture): AU9 then comes from noseSneer alone.
-    ``narrowing``: the landmark eye-narrowing cue (``eye_narrowing``, step 5), or None: AU6
-    then comes from the squint rule (step 3) and cheekSquint (step 6) alone.
     """
     from scipy.optimize import nnls
 
@@ -241,10 +188,7 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
     cheek = min(a[_AU7], a[_AU12])  # step 3
     a[_AU6], a[_AU7] = max(a[_AU6], cheek), a[_AU7] - cheek
     carried = np.clip([b.get("cheekSquintLeft", 0.0), b.get("cheekSquintRight", 0.0)], 0.0, 1.0)
-    a[_AU6] = max(a[_AU6], float(np.mean(carried)))  # step 6
-    if narrowing is not None:  # step 5
-        others = sum(APERTURE_PER_AU[au] * a[facs.AU_IDS.index(au)] for au in (6, 7, 12, 10, 45))
-        a[_AU6] = max(a[_AU6], min((float(narrowing) - others) / APERTURE_PER_AU[6] + a[_AU6], a[_AU12]))
+    a[_AU6] = max(a[_AU6], float(np.mean(carried)))  # step 5
     if wrinkle is not None:  # step 4
         nose = min(float(wrinkle), a[_AU10])
         if nose > a[_AU9]:
@@ -256,8 +200,7 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
 def aus_of_reading(reading) -> dict[int, float]:
     """The AUs of one photo or frame read by ``reader.FaceReader`` (blendshapes + the AU9
     landmark cue against the population's rest): what the fit and the real corpus use."""
-    return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(reading.landmarks)),
-                                narrowing=eye_narrowing(eye_aperture(reading.landmarks)))
+    return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(reading.landmarks)))
 
 
 def aus_vector(aus: Mapping[int, float]) -> np.ndarray:
