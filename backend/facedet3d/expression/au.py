@@ -42,6 +42,15 @@ poses the face with), so reading a face and posing the rig with the result agree
    AU6 itself: ``AU6 = max(AU6, cheekSquint)``. A landmark cue for AU6 (the eye's narrowing)
    was measured and not adopted: the reading above already narrows the rig's eye about as
    much as real smiles narrow theirs (docs/cheek_raise.md).
+6. Upper lip raising (AU10) no further than the lip rose. MediaPipe's mouthUpperUp can sit
+   high on a resting face (0.6 on MEAD W040), and a smile then reads AU10 0.67 though her upper
+   lip does not rise toward the nose at all; the rig, posed so, lifts it and shades a band
+   above the lip. So AU10 is capped where the rig, posed at the AUs read, would lift the lip
+   (``lip_ratio``: upper lip to nose base over the eye corners) further than the face did
+   (``lip_rise``: the person's rest, else the population's, plus its noise or spread as a
+   tolerance); the other AUs' share of the lift (AU12's smile, AU9's sneer from noseSneer)
+   comes off first, at the rig's own rates (``LIP_PER_AU``). It only lowers AU10, before
+   step 4. docs/cheek_raise.md.
 
 Left/right: MediaPipe's ``...Left`` / ``...Right`` are ARKit's (the subject's left and right),
 the rig's ``_L`` / ``_R``: on LivePortrait d3's wink (the subject's left eye shut, on the
@@ -114,6 +123,40 @@ def nose_wrinkle(ratio: float, rest: float | None = None) -> float:
     return float(np.clip((rest - dead - float(ratio)) / GLABELLA_SPAN, 0.0, 1.0))
 
 
+# AU10 cap (step 6): the upper lip's top (0) to the nose's base (2) over the outer eye corners'
+# distance (33-263), 3D, MediaPipe's canonical mesh indices.
+UPPER_LIP, NOSE_BASE, EYE_CORNERS = 0, 2, (33, 263)
+POPULATION_LIP = 0.187  # median over the 40 studio neutral faces (as POPULATION_NEUTRAL)
+LIP_SPREAD = 0.023  # its standard deviation across those people
+LIP_NOISE = 0.004  # its standard deviation on a still face (LivePortrait d0, first 0.6 s)
+# How far the rig's pose moves that ratio per unit AU (negative: the lip rises toward the nose),
+# from the rig's own mesh (iBUG 51 to 33 over 36-45, 3D; mean of four imported faces, d0, d13,
+# W036, W040; linear within 1.5 % for combined AUs). Measured on the mesh, not on MediaPipe's
+# reading of a render: MediaPipe reads rendered lids at half their motion (docs/cheek_raise.md).
+LIP_PER_AU = {1: 0.003, 6: -0.002, 9: -0.042, 10: -0.055, 12: -0.031, 15: 0.004, 17: -0.013, 20: 0.005,
+              23: -0.003, 25: 0.003, 26: 0.009, 45: 0.002}
+
+
+def lip_ratio(landmarks: np.ndarray) -> float:
+    """|upper lip - nose base| / |outer eye corners| of MediaPipe's (478, 3) landmarks (3D)."""
+    lm = np.asarray(landmarks, np.float64)
+    eyes = np.linalg.norm(lm[EYE_CORNERS[0]] - lm[EYE_CORNERS[1]])
+    if lm.shape[0] < 468 or not np.isfinite(lm).all() or eyes <= 0:
+        raise ValueError("lip_ratio needs MediaPipe's 478 finite landmarks")
+    return float(np.linalg.norm(lm[UPPER_LIP] - lm[NOSE_BASE]) / eyes)
+
+
+def lip_rise(ratio: float, rest: float | None = None) -> float:
+    """The AU10 cap's evidence (step 6): how far the upper lip may have risen toward the nose,
+    ``rest - ratio`` plus a tolerance (the population's spread without a personal ``rest``; the
+    still-face noise with one), in ratio units. Negative where the lip moved away."""
+    if rest is None:
+        rest, tol = POPULATION_LIP, LIP_SPREAD
+    else:
+        tol = LIP_NOISE
+    return float(rest - float(ratio) + tol)
+
+
 # ARKit names that end in Left/Right but are single shapes (movement to one side), not sides.
 _UNSIDED = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
 
@@ -169,13 +212,15 @@ def above_rest(scores: Mapping[str, float], neutral: Mapping[str, float] | None 
 
 
 def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, float] | None = None,
-                         calibrated: bool = False, wrinkle: float | None = None) -> dict[int, float]:
+                         calibrated: bool = False, wrinkle: float | None = None,
+                         lip: float | None = None) -> dict[int, float]:
     """The 17 AUs (AU number -> 0..1) from MediaPipe/ARKit blendshape scores.
 
     ``neutral``: a person's resting scores (else the population's); ``calibrated=True`` means
     ``scores`` are already above rest (step 1 done, e.g. a calibrated track) and are used as is.
     ``wrinkle``: the landmark nose-wrinkle cue (``nose_wrinkle``, step 4), or None where no
     landmarks were read (a Live Link Face capture): AU9 then comes from noseSneer alone.
+    ``lip``: the upper lip's measured rise (``lip_rise``, step 6), or None: AU10 uncapped.
     """
     from scipy.optimize import nnls
 
@@ -189,6 +234,9 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
     a[_AU6], a[_AU7] = max(a[_AU6], cheek), a[_AU7] - cheek
     carried = np.clip([b.get("cheekSquintLeft", 0.0), b.get("cheekSquintRight", 0.0)], 0.0, 1.0)
     a[_AU6] = max(a[_AU6], float(np.mean(carried)))  # step 5
+    if lip is not None:  # step 6 (before step 4, whose AU9 follows AU10)
+        others = sum(LIP_PER_AU[k] * a[facs.AU_IDS.index(k)] for k in LIP_PER_AU if k != 10)
+        a[_AU10] = min(a[_AU10], max((others + float(lip)) / -LIP_PER_AU[10], 0.0))
     if wrinkle is not None:  # step 4
         nose = min(float(wrinkle), a[_AU10])
         if nose > a[_AU9]:
@@ -200,7 +248,9 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
 def aus_of_reading(reading) -> dict[int, float]:
     """The AUs of one photo or frame read by ``reader.FaceReader`` (blendshapes + the AU9
     landmark cue against the population's rest): what the fit and the real corpus use."""
-    return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(reading.landmarks)))
+    lm = reading.landmarks
+    return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(lm)),
+                                lip=lip_rise(lip_ratio(lm)))
 
 
 def aus_vector(aus: Mapping[int, float]) -> np.ndarray:

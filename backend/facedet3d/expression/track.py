@@ -37,6 +37,7 @@ HEAD_KEYS = ("yaw", "pitch", "roll")
 MAX_GAP_S = 0.25
 _NB = len(au_mod.MP_NAMES)
 _GLABELLA = _NB + 6  # index of the glabella ratio in a frame's channel vector
+_LIP = _NB + 7  # index of the lip ratio (``au.lip_ratio``, the AU10 cap)
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ def frames(path, max_frames: int | None = None) -> Iterator[tuple[float, np.ndar
 
 
 def _read_frames(path, opts: TrackOptions, reader: FaceReader) -> Iterator[tuple[float, np.ndarray | None]]:
-    """(time, raw channel vector or None): 51 blendshapes, yaw/pitch/roll deg, x/y/z cm, and
-    the glabella ratio (``au.glabella_ratio``, the AU9 cue)."""
+    """(time, raw channel vector or None): 51 blendshapes, yaw/pitch/roll deg, x/y/z cm, the
+    glabella ratio (``au.glabella_ratio``, the AU9 cue) and the lip ratio (``au.lip_ratio``,
+    the AU10 cap)."""
     prev_box = None
     for t, rgb in frames(path, opts.max_frames):
         h, w = rgb.shape[:2]
@@ -118,7 +120,8 @@ def _read_frames(path, opts: TrackOptions, reader: FaceReader) -> Iterator[tuple
             continue
         prev_box = r.box
         vec = [r.blendshapes.get(n, 0.0) for n in au_mod.MP_NAMES] + [r.head[k] for k in HEAD_KEYS]
-        yield t, np.array(vec + list(r.translation) + [au_mod.glabella_ratio(r.landmarks)], np.float64)
+        cues = [au_mod.glabella_ratio(r.landmarks), au_mod.lip_ratio(r.landmarks)]
+        yield t, np.array(vec + list(r.translation) + cues, np.float64)
 
 
 def _fill_gaps(stream, fps: float, max_gap_s: float):
@@ -149,7 +152,8 @@ def _fill_gaps(stream, fps: float, max_gap_s: float):
 
 def neutral_level(path, span: tuple[float, float], box=None) -> dict[str, float]:
     """Median raw blendshapes over ``span`` seconds of the video (the resting face), and the
-    median glabella ratio under ``"_glabella"`` (the AU9 cue's personal rest)."""
+    median glabella and lip ratios under ``"_glabella"`` and ``"_lip"`` (the AU9 cue's and the
+    AU10 cap's personal rests)."""
     start, end = span
     if not (0 <= start < end):
         raise BadRequest("--neutral takes START:END seconds with START < END")
@@ -163,13 +167,14 @@ def neutral_level(path, span: tuple[float, float], box=None) -> dict[str, float]
     if not rows:
         raise NoFace(f"{Path(path).name}: no face in the neutral stretch {start:g}-{end:g} s")
     med = np.median(np.stack(rows), 0)
-    return {**{n: float(x) for n, x in zip(au_mod.MP_NAMES, med)}, "_glabella": float(med[-1])}
+    return {**{n: float(x) for n, x in zip(au_mod.MP_NAMES, med)}, "_glabella": float(med[_NB]),
+            "_lip": float(med[_NB + 1])}
 
 
 def track_frames(path, opts: TrackOptions = TrackOptions(), neutral: dict | None = None,
                  fps: float | None = None) -> Iterator[dict]:
     """Frames as the track JSON has them, streamed."""
-    params = [smooth.SCORE_PARAMS] * _NB + [smooth.HEAD_PARAMS] * 6 + [smooth.SCORE_PARAMS]
+    params = [smooth.SCORE_PARAMS] * _NB + [smooth.HEAD_PARAMS] * 6 + [smooth.SCORE_PARAMS] * 2
     filt = smooth.OneEuro(params) if opts.smoothing == "one-euro" else None
     rest = np.array([neutral.get(n, 0.0) for n in au_mod.MP_NAMES]) if neutral else None
     with FaceReader("video") as reader:
@@ -186,7 +191,8 @@ def track_frames(path, opts: TrackOptions = TrackOptions(), neutral: dict | None
                 b = np.clip((b - rest) / (1.0 - np.minimum(rest, 0.95)), 0.0, 1.0)
             shapes = dict(zip(au_mod.MP_NAMES, b.tolist()))
             wrinkle = au_mod.nose_wrinkle(v[_GLABELLA], neutral.get("_glabella") if neutral else None)
-            aus = au_mod.aus_from_blendshapes(shapes, calibrated=rest is not None, wrinkle=wrinkle)
+            lip = au_mod.lip_rise(v[_LIP], neutral.get("_lip") if neutral else None)
+            aus = au_mod.aus_from_blendshapes(shapes, calibrated=rest is not None, wrinkle=wrinkle, lip=lip)
             fr = {"time": round(t, 4), "found": state == "found"}
             if state == "interpolated":
                 fr["interpolated"] = True
