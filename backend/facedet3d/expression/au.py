@@ -246,8 +246,9 @@ def aus_from_blendshapes(scores: Mapping[str, float], neutral: Mapping[str, floa
 
 
 def aus_of_reading(reading) -> dict[int, float]:
-    """The AUs of one photo or frame read by ``reader.FaceReader`` (blendshapes + the AU9
-    landmark cue against the population's rest): what the fit and the real corpus use."""
+    """The AUs of one photo or frame read by ``reader.FaceReader`` (blendshapes, the AU9
+    landmark cue and the AU10 cap, against the population's rest): what the fit and the real
+    corpus use."""
     lm = reading.landmarks
     return aus_from_blendshapes(reading.blendshapes, wrinkle=nose_wrinkle(glabella_ratio(lm)),
                                 lip=lip_rise(lip_ratio(lm)))
