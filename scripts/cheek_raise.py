@@ -86,7 +86,7 @@ def mp_lids(lm: np.ndarray) -> np.ndarray:
                        [[d for _, d in e] for e in LIDS], y_up=False)  # image rows grow downwards
 
 
-def lip_rise(p: np.ndarray, nose: int, top: int, eyes) -> float:
+def lip_gap(p: np.ndarray, nose: int, top: int, eyes) -> float:
     """Upper lip's top to the nose's base over the outer eye corners' distance (front view)."""
     return float(np.linalg.norm(p[top, :2] - p[nose, :2]) / np.linalg.norm(p[eyes[0], :2] - p[eyes[1], :2]))
 
@@ -112,7 +112,7 @@ class Rig:
 
     def lip(self, aus) -> float:
         p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
-        return lip_rise(p, 33, 51, (36, 45))  # iBUG subnasale, upper lip top, outer eye corners
+        return lip_gap(p, 33, 51, (36, 45))  # iBUG subnasale, upper lip top, outer eye corners
 
     def aperture(self, aus) -> float:
         """iBUG 37-41, 38-40 (and 43-47, 44-46) over 36-39 (42-45), mean of both eyes."""
@@ -178,14 +178,14 @@ def roundtrip(folders: list[Path]) -> dict:
 
 
 def clip_rows(path: Path):
-    """Per frame with a face: (scores, eye opening, lids, lip rise front view, ``au.lip_ratio``)."""
+    """Per frame with a face: (scores, eye opening, lids, ``lip_gap`` front view, ``au.lip_ratio``)."""
     rows = []
     with R.FaceReader("video") as fr:
         for t, rgb in frames(path, None):
             r = R.pick(fr.read(rgb, t), rgb.shape[1::-1])
             if r is not None:
                 lm = np.asarray(r.landmarks)
-                rows.append((r.blendshapes, eye_aperture(lm), mp_lids(lm), lip_rise(lm, 2, 0, (33, 263)), au.lip_ratio(lm)))
+                rows.append((r.blendshapes, eye_aperture(lm), mp_lids(lm), lip_gap(lm, 2, 0, (33, 263)), au.lip_ratio(lm)))
     return rows
 
 
