@@ -98,7 +98,7 @@ def eye_aperture(lm: np.ndarray) -> float:
 
 
 class Rig:
-    """The lid vertices of one imported face's rig (a render folder's ``asset``)."""
+    """The 68 landmark vertices of one imported face's rig (a render folder's ``asset``)."""
 
     def __init__(self, folder: Path):
         r, m = np.load(folder / "asset" / "rig.npz"), np.load(folder / "asset" / "mesh.npz")
@@ -106,17 +106,21 @@ class Rig:
         self.names = [str(n) for n in r["names"]]
         self.rest, self.delta = m["vertices"][lm].astype(np.float64), r["blendshapes"][:, lm].astype(np.float64)
 
+    def posed(self, aus) -> np.ndarray:
+        """(68, 3) landmark vertices with the shape keys at ``aus``."""
+        return self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+
     def lids(self, aus) -> np.ndarray:
-        p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+        p = self.posed(aus)
         return lid_heights(p, ((36, 39), (42, 45)), ((37, 38), (43, 44)), ((40, 41), (46, 47)), y_up=True)
 
     def lip(self, aus) -> float:
-        p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+        p = self.posed(aus)
         return lip_gap(p, 33, 51, (36, 45))  # iBUG subnasale, upper lip top, outer eye corners
 
     def aperture(self, aus) -> float:
         """iBUG 37-41, 38-40 (and 43-47, 44-46) over 36-39 (42-45), mean of both eyes."""
-        p = self.rest + np.tensordot(facs.blendshape_weights(aus, self.names), self.delta, 1)
+        p = self.posed(aus)
         return float(np.mean([(np.linalg.norm(p[a] - p[f]) + np.linalg.norm(p[b] - p[e])) / 2 / np.linalg.norm(p[c] - p[d])
                               for c, a, b, e, f, d in ((36, 37, 38, 40, 41, 39), (42, 43, 44, 46, 47, 45))]))
 
