@@ -9,8 +9,12 @@ Method (shape-from-shading in spirit, deliberately conservative), the steps of
 2. Per-texel smooth normals of the fitted mesh in camera orientation, the observed texels
    (the unwrap mask, not its symmetric fill) and a head-on weight from the normal's n_z.
 3. Skin weight: attenuate where the local chroma (log R/G, log B/G, intensity invariant)
-   departs from the skin's median chroma (hair, eyebrows, lips, make-up) or where it is
-   very dark (nostrils, deep shadow).
+   departs from the chroma of the skin around it (hair, eyebrows, lips, make-up, moles) by
+   more than this face's own chroma noise, or where it is very dark (nostrils, deep
+   shadow). The reference is local because skin's chroma drifts across a face (shadowed
+   skin is redder; on the darker skin of X-Portrait's clip log R/G spans 0.6 over the face,
+   five times the tolerance): a single median kept 2 % of that face's skin, and 27-52 % of
+   the sample photos', in blotches that followed video codec blocks.
 4. Smooth shading: Y ~ albedo * SH9(n) fitted by iteratively reweighted least squares on
    observed skin texels, with a linear albedo gradient across the face
    (``geometry.lighting``).
@@ -65,8 +69,13 @@ class DetailParams:
     min_texels: int = 50            # fewer such texels: no detail at all rather than noise
     # 3. Skin weight.
     eps_lin: float = 2e-3           # linear-light floor: keeps logs of near-black texels finite and calm
-    chroma_blur: float = 1.5        # texels@1024: a crease (same chroma, darker) keeps its chroma
-    chroma_tau: float = 0.12        # chroma distance (log units) at which detail is ~37 % kept
+    chroma_blur: float = 4.0        # texels@1024 (~1.2 mm): a crease keeps its chroma; codec chroma noise averages out
+    chroma_ref: float = 0.04        # fraction of the map side (~12 mm): sigma of the surrounding skin's chroma;
+                                    # 0: one median for the face (the cue before stop 25, with blur 1.5, tau_noise 0)
+    chroma_iters: int = 2           # reweightings of that reference (hair and brows stop pulling it)
+    chroma_tau: float = 0.12        # chroma distance (log units) at which detail is ~37 % kept, at least
+    chroma_tau_noise: float = 2.0   # ... or this many times the face's median distance (its chroma noise)
+    chroma_global: float = 4.0      # x tau: a colour this far from the face's median skin is never skin
     skin_core: float = 0.5          # skin weight above which a texel counts as skin
     dark_blur: float = 2.0          # texels@1024, luminance blur before the darkness ramp
     dark_ramp: tuple[float, float] = (0.1, 0.3)  # x median skin luminance: attenuated below, kept above
@@ -149,16 +158,31 @@ def _chroma(r, g, b, sigma: float, eps: float) -> np.ndarray:
 
 def _skin_weight(chroma: np.ndarray, lum: np.ndarray, sel: np.ndarray, k: float, p: DetailParams):
     """Step 3b: (skin weight (S, S) in [0, 1], median skin luminance). ``sel``: the texels
-    that set the median chroma."""
-    cr, cb = chroma[..., 0], chroma[..., 1]
-    d2 = (cr - _median(cr[sel])) ** 2 + (cb - _median(cb[sel])) ** 2
-    skin = np.exp(-d2 / p.chroma_tau ** 2)
+    that set the skin's chroma. Each texel is compared with a normalised-convolution mean of
+    the skin's chroma around it (``chroma_ref``), reweighted ``chroma_iters`` times so that
+    hair, brows and lips stop pulling it, with a tolerance of max(``chroma_tau``,
+    ``chroma_tau_noise`` x the face's median distance): a noisier video keeps its skin."""
+    S = chroma.shape[0]
+    g2 = ((chroma - np.array([_median(chroma[..., 0][sel]), _median(chroma[..., 1][sel])], np.float32)) ** 2).sum(-1)
+    d2 = g2
+    if p.chroma_ref > 0:
+        w = (sel * np.exp(-g2 / (p.chroma_global * p.chroma_tau) ** 2)).astype(np.float32)
+        for _ in range(max(1, p.chroma_iters)):
+            ref = np.stack([_nblur(np.ascontiguousarray(chroma[..., c]), w, p.chroma_ref * S) for c in (0, 1)], -1)
+            d2 = ((chroma - ref) ** 2).sum(-1)
+            w = (sel * np.exp(-d2 / p.chroma_tau ** 2)).astype(np.float32)
+    tau = p.chroma_tau
+    if p.chroma_tau_noise > 0 and sel.any():
+        tau = max(tau, p.chroma_tau_noise * _median(np.sqrt(d2[sel])))
+    skin = np.exp(-d2 / tau ** 2)
+    if p.chroma_ref > 0:  # a colour far from all of this face's skin is never skin
+        skin = skin * np.exp(-g2 / (p.chroma_global * tau) ** 2)
     core_skin = sel & (skin > p.skin_core)
     med_lum = _median(lum[core_skin]) if core_skin.any() else _median(lum[sel])
     # Very dark texels (hair, nostrils, deep shadow) carry no usable shading detail.
     lo, hi = p.dark_ramp
     skin *= smoothstep(_blur(lum, p.dark_blur * k), lo * med_lum, hi * med_lum)
-    return skin, med_lum
+    return skin.astype(np.float32), med_lum
 
 
 def _smooth_shading(lum: np.ndarray, layout: UVLayout, normals, fit_texels: np.ndarray, med_lum: float,
