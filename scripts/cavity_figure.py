@@ -46,16 +46,24 @@ def write_figure(names: list[str], row_of, out: str) -> None:
     cv2.imwrite(out, np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def two_dir_main(argv, doc: str, first: str, second: str, row_of) -> int:
+    """The command line of the figure scripts that put two ``personal_renders.py`` outputs of the
+    same subjects side by side: ``[SUBJECT ...] --FIRST DIR --SECOND DIR -o OUT``; one row per
+    subject, ``row_of(first_dir / subject, second_dir / subject)``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("subjects", nargs="*")
-    ap.add_argument("--bump", required=True)
-    ap.add_argument("--cavity", required=True)
+    ap.add_argument(f"--{first}", required=True)
+    ap.add_argument(f"--{second}", required=True)
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
-    names = args.subjects or sorted(p.name for p in Path(args.cavity).iterdir() if (p / "folds").is_dir())
-    write_figure(names, lambda n: row(Path(args.bump) / n, Path(args.cavity) / n), args.out)
+    a, b = Path(getattr(args, first)), Path(getattr(args, second))
+    names = args.subjects or sorted(p.name for p in b.iterdir() if (p / "folds" / "frames").is_dir())
+    write_figure(names, lambda n: row_of(a / n, b / n), args.out)
     return 0
+
+
+def main(argv=None) -> int:
+    return two_dir_main(argv, __doc__, "bump", "cavity", row)
 
 
 if __name__ == "__main__":

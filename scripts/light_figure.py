@@ -11,7 +11,6 @@ expression (frame 1). One row per subject; the frames are cropped to the face.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cavity_figure import write_figure  # noqa: E402
+from cavity_figure import two_dir_main  # noqa: E402
 
 TILE = 320
 
@@ -41,15 +40,7 @@ def row(key: Path, front: Path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("subjects", nargs="*")
-    ap.add_argument("--key", required=True)
-    ap.add_argument("--front", required=True)
-    ap.add_argument("-o", "--out", required=True)
-    args = ap.parse_args(argv)
-    names = args.subjects or sorted(p.name for p in Path(args.front).iterdir() if (p / "folds" / "frames").is_dir())
-    write_figure(names, lambda n: row(Path(args.key) / n, Path(args.front) / n), args.out)
-    return 0
+    return two_dir_main(argv, __doc__, "key", "front", row)
 
 
 if __name__ == "__main__":
