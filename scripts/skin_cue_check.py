@@ -41,15 +41,8 @@ def cue(fit, layout, params):
     """(colour weight (S, S), the texels that set it, D(I)) of one fitted unwrap."""
     from facedet3d.fit import detail_input as di
 
-    S, k = layout.size, layout.size / float(di.REFERENCE_SIZE)
-    r, g, b, lum = di._linear_light(fit.texture)
-    normals = di._texel_normals(layout, fit.normals_cam)
-    obs = (fit.mask > 0) & layout.chart
-    head_on = di.smoothstep(layout.to_image(normals[2], fill=0.0), *params.head_on_nz)
-    sel = obs & (head_on > params.trusted_head_on) & (lum > params.min_luminance)
-    weight, _ = di._skin_weight(di._chroma(r, g, b, params.chroma_blur * k, params.eps_lin), lum, sel, k, params)
-    detail = di.estimate_detail(fit.texture, fit.mask, layout, fit.normals_cam, params)
-    return weight, sel, detail
+    weight, sel = di.skin_weight(fit.texture, fit.mask, layout, fit.normals_cam, params)
+    return weight, sel, di.estimate_detail(fit.texture, fit.mask, layout, fit.normals_cam, params)
 
 
 def masks_row(fit, layout, params_pair, face, nonskin) -> tuple[dict, list[np.ndarray]]:

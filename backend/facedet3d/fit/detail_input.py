@@ -235,6 +235,25 @@ def _observed_fade(obs: np.ndarray, k: float, p: DetailParams) -> np.ndarray:
     return cv2.GaussianBlur(er.astype(np.float32), (0, 0), rad / 2.0) * obs
 
 
+def _observed(texture: np.ndarray, mask: np.ndarray, layout: UVLayout, normals_cam: np.ndarray, p: DetailParams):
+    """Steps 1-2 and the texels that set step 3: (linear R, G, B, luminance, texel normals,
+    observed texels, head-on weight, the texels seen head-on and not black)."""
+    r, g, b, lum = _linear_light(texture)
+    normals = _texel_normals(layout, normals_cam)
+    obs = (mask > 0) & layout.chart
+    head_on = smoothstep(layout.to_image(normals[2], fill=0.0), *p.head_on_nz)
+    return r, g, b, lum, normals, obs, head_on, obs & (head_on > p.trusted_head_on) & (lum > p.min_luminance)
+
+
+def skin_weight(texture: np.ndarray, mask: np.ndarray, layout: UVLayout, normals_cam: np.ndarray,
+                params: DetailParams = DetailParams()) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3 alone, for reports (``scripts/skin_cue_check.py``): (the colour cue's skin weight
+    (S, S) in [0, 1], the texels that set it (S, S) bool); arguments as ``estimate_detail``."""
+    r, g, b, lum, _, _, _, sel = _observed(texture, mask, layout, normals_cam, params)
+    k = layout.size / float(REFERENCE_SIZE)
+    return _skin_weight(_chroma(r, g, b, params.chroma_blur * k, params.eps_lin), lum, sel, k, params)[0], sel
+
+
 def estimate_detail(texture: np.ndarray, mask: np.ndarray, layout: UVLayout,
                     normals_cam: np.ndarray, params: DetailParams = DetailParams()) -> np.ndarray:
     """Estimate the input detail map D(Ix) from an unwrapped photo.
@@ -253,19 +272,12 @@ def estimate_detail(texture: np.ndarray, mask: np.ndarray, layout: UVLayout,
     if texture.shape[:2] != (S, S) or mask.shape != (S, S):
         raise ValueError(f"texture/mask must be {S}x{S} to match the layout")
     k = S / float(REFERENCE_SIZE)  # texels@1024 -> texels of this map
-
-    # 1. Linear light.
-    r, g, b, lum = _linear_light(texture)
-    # 2. Normals, observed texels, head-on weight.
-    normals = _texel_normals(layout, normals_cam)
-    obs = (mask > 0) & layout.chart
-    head_on = smoothstep(layout.to_image(normals[2], fill=0.0), *p.head_on_nz)
-    # 3. Skin weight, from the texels seen head-on and not black.
-    chroma = _chroma(r, g, b, p.chroma_blur * k, p.eps_lin)
-    sel = obs & (head_on > p.trusted_head_on) & (lum > p.min_luminance)
+    # 1-2. Linear light; normals, observed texels, head-on weight.
+    r, g, b, lum, normals, obs, head_on, sel = _observed(texture, mask, layout, normals_cam, p)
     if sel.sum() < p.min_texels:
         return np.zeros((S, S), np.float32)  # (almost) nothing observed head-on: no detail rather than noise
-    skin, med_lum = _skin_weight(chroma, lum, sel, k, p)
+    # 3. Skin weight, from the texels seen head-on and not black.
+    skin, med_lum = _skin_weight(_chroma(r, g, b, p.chroma_blur * k, p.eps_lin), lum, sel, k, p)
     # 4. Smooth shading on the skin texels among them.
     shading = _smooth_shading(lum, layout, normals, sel & (skin > p.skin_core), med_lum, p)
     # 5. Band-pass of the log shading ratio, weighted by how much each texel is trusted.
