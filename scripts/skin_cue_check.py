@@ -37,18 +37,19 @@ PAIRS = ["LivePortrait/assets/examples/driving/d0.mp4@0:9", "spectre/samples/MEA
          "LivePortrait/assets/examples/driving/d13.mp4@0:12", "spectre/samples/MEAD/M003_level_1_happy_024.mp4@0:8"]
 
 
-def cue(fit, layout, params):
-    """(colour weight (S, S), the texels that set it, D(I)) of one fitted unwrap."""
-    from facedet3d.fit import detail_input as di
+def detail(fit, layout, params) -> np.ndarray:
+    """D(I) of one fitted unwrap with ``params``."""
+    from facedet3d.fit.detail_input import estimate_detail
 
-    weight, sel = di.skin_weight(fit.texture, fit.mask, layout, fit.normals_cam, params)
-    return weight, sel, di.estimate_detail(fit.texture, fit.mask, layout, fit.normals_cam, params)
+    return estimate_detail(fit.texture, fit.mask, layout, fit.normals_cam, params)
 
 
 def masks_row(fit, layout, params_pair, face, nonskin) -> tuple[dict, list[np.ndarray]]:
+    from facedet3d.fit.detail_input import skin_weight
+
     row, tiles = {}, [cv2.resize(fit.texture[..., ::-1], (256, 256), interpolation=cv2.INTER_AREA)]
     for name, params in params_pair.items():
-        w, sel, _ = cue(fit, layout, params)
+        w, sel = skin_weight(fit.texture, fit.mask, layout, fit.normals_cam, params)
         sk = sel & face
         row[f"kept_{name}"] = round(float((w[sk] > 0.5).mean()), 3) if sk.any() else None
         for part in ("brows", "lips"):
@@ -72,8 +73,8 @@ def repeat(fitter, data: Path, spec: str, params_pair) -> tuple[dict, dict]:
     seen = ev._down(((fa.mask > 127) & (fb.mask > 127)).astype(np.float32)) > 0.99
     out, firsts = {}, {}
     for name, params in params_pair.items():
-        da = ev._down(cue(fa, fitter.layout, params)[2])
-        db = ev._down(ev.warp(cue(fits[b], fitter.layout, params)[2], flow))
+        da = ev._down(detail(fa, fitter.layout, params))
+        db = ev._down(ev.warp(detail(fits[b], fitter.layout, params), flow))
         ba, bb = (ev.bandpass(x, seen.astype(np.float32), (0.7, 4.0)) for x in (da, db))
         out[f"r_{name}"] = round(float(np.corrcoef(ba[seen], bb[seen])[0, 1]), 3)
         out[f"rms_um_{name}"] = round(float(np.sqrt((ba[seen] ** 2).mean()) * 1e6), 1)
@@ -99,7 +100,7 @@ def corner_figure(fitter, data: Path, spec: str, params_pair, path: Path) -> Non
     for i in (a, b):
         f = fits[i] if i == a else ev.align_to(fits[a], fits[i])[0]
         w = ((f.mask > 127) & (fits[a].mask > 127)).astype(np.float32)
-        maps[i] = [f.texture[y0:y1, x0:x1, ::-1]] + [ev.bandpass(cue(f, fitter.layout, p)[2], w, (0.7, 8.0))[y0:y1, x0:x1]
+        maps[i] = [f.texture[y0:y1, x0:x1, ::-1]] + [ev.bandpass(detail(f, fitter.layout, p), w, (0.7, 8.0))[y0:y1, x0:x1]
                                                      for p in params_pair.values()]
     scale = max(np.percentile(np.abs(m), 99) for i in maps for m in maps[i][1:]) + 1e-12
     for i in (a, b):
